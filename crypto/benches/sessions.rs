@@ -1,0 +1,80 @@
+//! Session throughput: `cargo bench -p tokenim-crypto`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message as _;
+use tokenim_crypto::{ContactCard, Envelope, Identity, InnerMessage, SessionPolicy, Sessions};
+
+fn established(policy: SessionPolicy) -> (Identity, Identity, Sessions, Sessions) {
+    let (a, b) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+    let mut sa = Sessions::with_seed(policy.clone(), [3; 32]);
+    let mut sb = Sessions::with_seed(policy, [4; 32]);
+    let f = sa
+        .seal(&a, &b.public(), &InnerMessage::text([0; 16], "hi", 0), 1)
+        .unwrap();
+    let r = sb.open(&b, &f, 1).unwrap().reply.unwrap();
+    sa.open(&a, &r, 1).unwrap();
+    (a, b, sa, sb)
+}
+
+fn transport(c: &mut Criterion) {
+    let policy = SessionPolicy {
+        rekey_after_messages: u64::MAX,
+        ..SessionPolicy::default()
+    };
+    let (a, b, mut sa, mut sb) = established(policy);
+    let bp = b.public();
+    let msg = InnerMessage::text([7; 16], "x".repeat(1024), 0);
+    let mut g = c.benchmark_group("transport");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seal+open 1KiB", |bench| {
+        bench.iter(|| {
+            let f = sa.seal(&a, &bp, black_box(&msg), 2).unwrap();
+            black_box(sb.open(&b, &f, 2).unwrap());
+        })
+    });
+    g.bench_function("seal 1KiB", |bench| {
+        bench.iter(|| black_box(sa.seal(&a, &bp, black_box(&msg), 2).unwrap()))
+    });
+    g.finish();
+}
+
+fn handshake(c: &mut Criterion) {
+    // rekey_after_messages = 1: every seal after a completed handshake starts a new one.
+    let policy = SessionPolicy {
+        rekey_after_messages: 1,
+        ..SessionPolicy::default()
+    };
+    let (a, b, mut sa, mut sb) = established(policy);
+    let bp = b.public();
+    let msg = InnerMessage::text([7; 16], "hello", 0);
+    let mut g = c.benchmark_group("handshake");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("IK init+response (both sides)", |bench| {
+        bench.iter(|| {
+            let f = sa.seal(&a, &bp, &msg, 2).unwrap();
+            let r = sb.open(&b, &f, 2).unwrap().reply.unwrap();
+            black_box(sa.open(&a, &r, 2).unwrap());
+        })
+    });
+    g.finish();
+}
+
+fn decoders(c: &mut Criterion) {
+    let id = Identity::from_seed([1; 32]);
+    let env = Envelope::new(id.mailbox_key(0).id(), vec![5; 2048], 60, 60).encode_to_vec();
+    let uri = ContactCard::new(&id, "Alice", 0, 1000).to_uri(&id).unwrap();
+    let mut g = c.benchmark_group("decode");
+    g.bench_function("envelope 2KiB decode_checked", |bench| {
+        bench.iter(|| black_box(Envelope::decode_checked(black_box(&env)).unwrap()))
+    });
+    g.bench_function("contact card from_uri", |bench| {
+        bench.iter(|| black_box(ContactCard::from_uri(black_box(&uri), 10).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, transport, handshake, decoders);
+criterion_main!(benches);

@@ -1,0 +1,18 @@
+//! Generates the Rust types for the wire format from `proto/tokenim/v1/*.proto` (the spec).
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from("proto/tokenim/v1");
+    let mut protos: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        .collect();
+    protos.sort();
+    println!("cargo:rerun-if-changed=proto");
+    for p in &protos {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    prost_build::Config::new().compile_protos(&protos, &[PathBuf::from("proto")])?;
+    Ok(())
+}

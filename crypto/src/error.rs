@@ -1,0 +1,189 @@
+//! The one error type of this crate.
+//!
+//! Variants are distinct per failure so that callers (and tests) can tell a typo from a forgery
+//! from an expired card; messages never contain secret material.
+
+/// `Result` with [`CryptoError`].
+pub type Result<T, E = CryptoError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `tokenim-crypto`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    // --- addresses and ids ---
+    /// The address checksum does not match: most likely a typo.
+    #[error("address checksum mismatch (typo?)")]
+    AddressChecksum,
+    /// The text is a bech32 string, but not a TokenIM address.
+    #[error("wrong address prefix {found:?}, expected \"tim\"")]
+    AddressPrefix {
+        /// The human-readable part that was found.
+        found: String,
+    },
+    /// The address decodes to the wrong number of bytes.
+    #[error("address holds {found} bytes, expected 32")]
+    AddressLength {
+        /// Number of bytes found.
+        found: usize,
+    },
+    /// Not a bech32m string at all (bad characters, mixed case, no separator...).
+    #[error("malformed address: {0}")]
+    AddressMalformed(String),
+    /// A mailbox id is not 64 lowercase hex digits / 32 bytes.
+    #[error("malformed mailbox id")]
+    MailboxIdMalformed,
+
+    // --- keys and signatures ---
+    /// Bytes that should be a public key are not a valid (or are a weak) key.
+    #[error("invalid {0} public key")]
+    InvalidPublicKey(&'static str),
+    /// A signature does not verify.
+    #[error("bad {0} signature")]
+    BadSignature(&'static str),
+    /// A public identity's X25519 key is not validly signed by its identity key (or is weak).
+    #[error("identity's Noise key signature is invalid")]
+    IdentityInvalid,
+    /// The encoded identity secret is unreadable.
+    #[error("invalid identity secret encoding: {0}")]
+    InvalidSecret(&'static str),
+
+    // --- generic decoding ---
+    /// Bytes that do not decode as the expected structure, or break one of its limits.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Which structure.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A version number this implementation does not speak.
+    #[error("unsupported {what} version {version}")]
+    UnsupportedVersion {
+        /// Which structure.
+        what: &'static str,
+        /// The version found.
+        version: u32,
+    },
+
+    // --- contact cards ---
+    /// The card's expiry time has passed.
+    #[error("contact card expired at {expires_at} (now {now})")]
+    CardExpired {
+        /// When it expired (Unix seconds).
+        expires_at: u64,
+        /// The time it was checked at.
+        now: u64,
+    },
+    /// The encoded card would exceed [`crate::MAX_CARD_URI_BYTES`].
+    #[error("contact card too large: {len} bytes, max {max}")]
+    CardTooLarge {
+        /// Encoded length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// `to_uri` was called with an identity other than the card's.
+    #[error("the signer is not the card's identity")]
+    SignerMismatch,
+
+    // --- envelopes ---
+    /// An envelope is larger than [`crate::MAX_ENVELOPE_BYTES`].
+    #[error("envelope too large: {len} bytes")]
+    EnvelopeTooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// Ciphertext or frame length is not one of the size buckets.
+    #[error("length {len} is not a size bucket")]
+    NotABucket {
+        /// The length found.
+        len: usize,
+    },
+    /// The message id is not the hash of the ciphertext.
+    #[error("message id does not match ciphertext")]
+    MessageIdMismatch,
+    /// The envelope timestamp is not coarse (a multiple of 60 s).
+    #[error("envelope timestamp is not coarse")]
+    TimestampNotCoarse,
+
+    // --- messages and sessions ---
+    /// The inner message body exceeds [`crate::MAX_BODY_BYTES`] (API: 413).
+    #[error("message too large: {size} bytes, max {max}")]
+    MessageTooLarge {
+        /// Size found.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// An inner message breaks a rule other than the body size (id length, ref ids...).
+    #[error("invalid inner message: {0}")]
+    InvalidMessage(&'static str),
+    /// A frame is truncated or its header is unreadable.
+    #[error("malformed frame: {0}")]
+    FrameMalformed(&'static str),
+    /// Unknown frame kind byte.
+    #[error("unknown frame kind {0}")]
+    UnknownFrameKind(u8),
+    /// A transport frame for a session we do not hold (never had, or dropped for forward
+    /// secrecy), or a response to an init we no longer wait for.
+    #[error("unknown session")]
+    UnknownSession,
+    /// A frame that was already accepted (replay).
+    #[error("duplicate frame (replay)")]
+    Replay,
+    /// A transport nonce older than the replay window.
+    #[error("nonce too old for the replay window")]
+    NonceTooOld,
+    /// Authenticated decryption failed: wrong key, or the frame was modified.
+    #[error("decryption failed")]
+    DecryptFailed,
+    /// The Noise handshake failed (bad message, wrong key...).
+    #[error("noise handshake failed: {0}")]
+    Handshake(#[source] snow::Error),
+    /// The identity in the init payload does not match the Noise static key that sent it.
+    #[error("sender identity does not match its Noise key")]
+    SenderMismatch,
+    /// Too many peers held in memory ([`crate::SessionPolicy::max_peers`]).
+    #[error("too many peers with session state")]
+    TooManyPeers,
+    /// A send session exhausted its nonces (cannot happen with a sane rekey policy).
+    #[error("nonce space exhausted")]
+    NonceExhausted,
+
+    // --- receipts, acks, registrations ---
+    /// Signed for another mailbox than expected.
+    #[error("wrong mailbox")]
+    WrongMailbox,
+    /// Signed by or for another relay than expected.
+    #[error("wrong relay")]
+    WrongRelay,
+    /// Refers to another message than expected.
+    #[error("wrong message id")]
+    WrongMessage,
+    /// Answers another challenge than expected.
+    #[error("wrong challenge")]
+    WrongChallenge,
+    /// The signed timestamp is outside the accepted window around now.
+    #[error("timestamp {timestamp} outside window of {window_secs} s around {now}")]
+    OutsideTimeWindow {
+        /// Signed timestamp.
+        timestamp: u64,
+        /// Verifier's clock.
+        now: u64,
+        /// Allowed skew each way.
+        window_secs: u64,
+    },
+
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed")]
+    Rng,
+}
+
+impl CryptoError {
+    pub(crate) fn malformed(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        CryptoError::Malformed {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}

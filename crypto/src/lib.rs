@@ -1,0 +1,29 @@
+//! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
+//! envelopes, and the signed receipts/acks of the relay protocol.
+//!
+//! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
+//! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
+
+pub mod address;
+pub mod card;
+pub mod envelope;
+pub mod error;
+pub mod identity;
+pub mod message;
+pub mod pb;
+pub mod receipt;
+pub mod session;
+mod sign;
+
+pub use address::{ADDRESS_HRP, Address};
+pub use card::{CARD_URI_PREFIX, ContactCard, MAX_CARD_URI_BYTES, RelayInfo};
+pub use envelope::{BUCKETS, Envelope, MAX_ENVELOPE_BYTES, MessageId, bucket_for, message_id};
+pub use error::{CryptoError, Result};
+pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
+pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_REF_IDS};
+pub use pb::{InnerKind, InnerMessage};
+pub use receipt::{CustodyReceipt, MAX_ACK_IDS, MailboxAck, Registration};
+pub use session::{NOISE_PROLOGUE, NOISE_PROTOCOL, Opened, SessionPolicy, Sessions};
+
+/// Re-exported so that callers name the same key types as this crate.
+pub use ed25519_dalek;

@@ -1,0 +1,132 @@
+//! Messages and conversations.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use crate::auth::{Authed, ReadScope, SendScope};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::types::{
+    ConversationList, ListMessagesParams, MessagePage, MessageQuery, MessageView,
+    SendMessageRequest,
+};
+
+/// Queue a message. Answers once it is durably in the outbox; follow its state on
+/// `/v1/events` or `GET /v1/messages/{id}`.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    request_body = SendMessageRequest,
+    responses(
+        (status = 202, description = "Queued", body = MessageView),
+        (status = 400, description = "`invalid_address`, `invalid_json`, `bad_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`unknown_contact`", body = ErrorBody),
+        (status = 413, description = "`message_too_large`, `payload_too_large`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: outbox full; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn send_message(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    let to = req.to.trim().to_owned();
+    if to.is_empty() {
+        return Err(ApiError::bad_request("`to` must not be empty"));
+    }
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("`body` must not be empty"));
+    }
+    let message = state.service.send_message(to, req.body).await?;
+    Ok((StatusCode::ACCEPTED, Json(message)))
+}
+
+/// Messages, newest first, optionally of one conversation.
+#[utoipa::path(
+    get, path = "/v1/messages", tag = "messages",
+    params(ListMessagesParams),
+    responses(
+        (status = 200, description = "One page", body = MessagePage),
+        (status = 400, description = "`bad_request` (limit, cursor), `invalid_address`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_messages(
+    _auth: Authed<ReadScope>,
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListMessagesParams>,
+) -> ApiResult<Json<MessagePage>> {
+    let limit = params.limit.unwrap_or(MessageQuery::DEFAULT_LIMIT);
+    if !(1..=MessageQuery::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {}",
+            MessageQuery::MAX_LIMIT
+        )));
+    }
+    let query = MessageQuery {
+        peer: params.peer.filter(|p| !p.is_empty()),
+        limit,
+        cursor: params.cursor.filter(|c| !c.is_empty()),
+    };
+    Ok(Json(state.service.list_messages(query).await?))
+}
+
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message and its delivery state", body = MessageView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_message(
+    _auth: Authed<ReadScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageView>> {
+    Ok(Json(state.service.get_message(id).await?))
+}
+
+/// Mark an incoming message read; the sender gets a read receipt. Idempotent.
+#[utoipa::path(
+    post, path = "/v1/messages/{id}/read", tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message, now `read`", body = MessageView),
+        (status = 400, description = "`bad_request`: not an incoming message", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn mark_read(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageView>> {
+    Ok(Json(state.service.mark_read(id).await?))
+}
+
+/// Conversations, most recent activity first, with unread counts.
+#[utoipa::path(
+    get, path = "/v1/conversations", tag = "messages",
+    responses(
+        (status = 200, description = "Conversations", body = ConversationList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_conversations(
+    _auth: Authed<ReadScope>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<ConversationList>> {
+    Ok(Json(ConversationList {
+        conversations: state.service.list_conversations().await?,
+    }))
+}

@@ -1,0 +1,57 @@
+//! Route table. New resources (relays, groups...) get a module here and a line in [`v1`] and in
+//! [`crate::openapi::ApiDoc`].
+
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::events;
+use crate::state::AppState;
+
+pub(crate) mod contacts;
+pub(crate) mod messages;
+pub(crate) mod node;
+pub(crate) mod system;
+pub(crate) mod tokens;
+
+pub(crate) fn v1() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health", get(system::health))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/metrics", get(system::metrics))
+        .route("/metrics", get(system::metrics_alias))
+        .route("/v1/identity", get(node::identity))
+        .route("/v1/peers", get(node::peers))
+        .route(
+            "/v1/contacts",
+            get(contacts::list_contacts).post(contacts::add_contact),
+        )
+        .route(
+            "/v1/contacts/{address}",
+            get(contacts::get_contact).delete(contacts::delete_contact),
+        )
+        .route("/v1/conversations", get(messages::list_conversations))
+        .route(
+            "/v1/messages",
+            get(messages::list_messages).post(messages::send_message),
+        )
+        .route("/v1/messages/{id}", get(messages::get_message))
+        .route("/v1/messages/{id}/read", post(messages::mark_read))
+        .route("/v1/events", get(events::events))
+        .route(
+            "/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(tokens::revoke_token),
+        )
+}
+
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
+}

@@ -1,0 +1,80 @@
+//! The trait the node implements so that this crate never depends on it.
+
+use futures::future::BoxFuture;
+use tokio::sync::broadcast;
+
+use crate::error::ServiceError;
+use crate::token::TokenRecord;
+use crate::types::{
+    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView,
+    PeerView,
+};
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Everything the local API needs from a running node. Object-safe: the router holds an
+/// `Arc<dyn NodeService>`.
+///
+/// The API has already authenticated the caller and checked scopes, and validated the shape of
+/// inputs (non-empty `to`, limit range); the service validates meaning (address checksums,
+/// card signatures, sizes). Return [`ServiceError::Internal`] only for bugs/unexpected failures:
+/// its text is logged, not shown.
+pub trait NodeService: Send + Sync + 'static {
+    fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>>;
+
+    /// Import a contact card. Re-adding the same address updates the card (and the name, if
+    /// given) and returns the contact; a name used by another contact is a `Conflict`.
+    fn add_contact(
+        &self,
+        card: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>>;
+
+    fn list_contacts(&self) -> BoxFuture<'_, ServiceResult<Vec<ContactView>>>;
+
+    /// `UnknownContact` if there is no such contact, `InvalidAddress` if it is not an address.
+    fn get_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<ContactView>>;
+
+    /// Same errors as [`NodeService::get_contact`]. Keeps the message history.
+    fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Conversations, most recent activity first.
+    fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>>;
+
+    /// Resolve `to` (an address or a contact's local name; `UnknownContact` if neither), put
+    /// the message in the durable outbox, and return it (state `queued`) once it survives a
+    /// restart. Should also publish [`Event::Message`].
+    fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// Newest first. `cursor` is whatever this service put in `next_cursor` (opaque to the API;
+    /// a cursor it cannot decode is a `BadRequest`).
+    fn list_messages(&self, query: MessageQuery) -> BoxFuture<'_, ServiceResult<MessagePage>>;
+
+    fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// Mark an incoming message read (idempotent) and send a read receipt the first time.
+    /// `BadRequest` for an outgoing message.
+    fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// Currently connected peers.
+    fn peers(&self) -> BoxFuture<'_, ServiceResult<Vec<PeerView>>>;
+
+    /// A receiver on the node's bounded event broadcast. A receiver that lags is told how many
+    /// events it missed; nothing buffers without bound.
+    fn subscribe_events(&self) -> broadcast::Receiver<Event>;
+
+    /// The token with this public id, if any (the API checks the secret).
+    fn token_lookup(&self, id: String) -> BoxFuture<'_, ServiceResult<Option<TokenRecord>>>;
+
+    /// Store a token made by [`crate::generate_token`]; ids are random, a clash is `Conflict`.
+    fn token_create(&self, record: TokenRecord) -> BoxFuture<'_, ServiceResult<()>>;
+
+    fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>>;
+
+    /// `NotFound` if no such token. Takes effect for the next request (an open WebSocket
+    /// authenticated with it stays open).
+    fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Metrics in OpenMetrics text (what `prometheus_client::encoding::text::encode` writes).
+    fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>>;
+}

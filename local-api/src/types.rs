@@ -1,0 +1,290 @@
+//! Request and response bodies, and the events pushed over `/v1/events`.
+//!
+//! Times are milliseconds since the Unix epoch (UTC). Addresses are the node's checksummed
+//! user-address text; the API passes them through and the service validates them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ErrorCode;
+use crate::token::Scope;
+
+/// Milliseconds since the Unix epoch. (Fields spell out `u64` so that the OpenAPI schema
+/// shows an integer rather than a reference to this alias.)
+pub type UnixMillis = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Always `"ok"` when the API answers.
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdentityView {
+    /// This user's address.
+    pub address: String,
+    /// This user's signed contact card as a `tokenim:` URI, to share with others.
+    pub contact_card: String,
+    /// The libp2p peer id of this node (a separate key from the user identity).
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddContactRequest {
+    /// A contact card (`tokenim:` URI).
+    pub card: String,
+    /// Local name for the contact; usable as `to` when sending.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContactView {
+    pub address: String,
+    /// The local name given when adding the contact.
+    pub name: Option<String>,
+    /// The name the contact chose, from their card.
+    pub display_name: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub added_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub card_expires_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContactList {
+    pub contacts: Vec<ContactView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Delivery state. Outgoing: `queued` → `stored` (custody receipt from ≥1 relay) → `delivered`
+/// (recipient's node acknowledged) → `read` (read receipt), or `failed`. Incoming: `received`
+/// → `read` (marked read here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    Queued,
+    Stored,
+    Delivered,
+    Read,
+    Failed,
+    Received,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    pub direction: Direction,
+    /// Sender address.
+    pub from: String,
+    /// Recipient address.
+    pub to: String,
+    pub body: String,
+    pub state: MessageState,
+    /// When the sender queued it (sender's clock), ms since the Unix epoch.
+    pub sent_at: u64,
+    /// When this node received it (incoming only), ms since the Unix epoch.
+    pub received_at: Option<u64>,
+    /// When it was read (by us if incoming, by the recipient if outgoing), ms since the epoch.
+    pub read_at: Option<u64>,
+    /// Relays that returned a custody receipt (outgoing only).
+    pub stored_by: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// A contact's address or local name.
+    pub to: String,
+    /// Message text.
+    pub body: String,
+}
+
+/// Query string of `GET /v1/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListMessagesParams {
+    /// Only the conversation with this address.
+    pub peer: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// What the service is asked for by `GET /v1/messages`, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageQuery {
+    pub peer: Option<String>,
+    /// 1..=[`MessageQuery::MAX_LIMIT`].
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl MessageQuery {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 200;
+}
+
+/// One page of messages, newest first; `next_cursor` fetches older ones (absent on the last page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationView {
+    /// The other party's address.
+    pub peer: String,
+    /// Contact name, if the peer is a contact.
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub last_message: Option<MessageView>,
+    /// Incoming messages not yet marked read.
+    pub unread: u32,
+}
+
+/// Conversations, most recent activity first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerRole {
+    Personal,
+    Relay,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerView {
+    pub peer_id: String,
+    /// Remote multiaddrs of the open connections.
+    pub addrs: Vec<String>,
+    pub role: PeerRole,
+    /// The user address behind this peer, when known (an authenticated contact's node).
+    pub user_address: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerList {
+    pub peers: Vec<PeerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Which app the token is for (1 to 64 characters).
+    pub name: String,
+    /// At least one scope.
+    pub scopes: Vec<Scope>,
+}
+
+/// A token as listed: never the secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// Returned once by `POST /v1/tokens`: the only time the token text is shown.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// `Authorization: Bearer <token>`. Store it now: it cannot be shown again.
+    pub token: String,
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("token", &"<redacted>")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// Something that happened in the node, pushed to `/v1/events` subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message was stored (incoming, or outgoing sent by any app).
+    Message {
+        message: MessageView,
+    },
+    /// A message's delivery state changed.
+    MessageState {
+        id: String,
+        state: MessageState,
+        stored_by: u32,
+        /// Milliseconds since the Unix epoch.
+        at: u64,
+    },
+    PeerConnected {
+        peer_id: String,
+    },
+    PeerDisconnected {
+        peer_id: String,
+    },
+}
+
+/// Frames the server sends on `/v1/events` besides [`Event`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlFrame {
+    /// Authenticated and subscribed: every event after this frame is delivered. Always the
+    /// first frame, whichever way the client authenticated.
+    AuthOk,
+    /// This client fell behind and `missed` events were dropped for it; refetch state over
+    /// HTTP if it matters.
+    Lagged { missed: u64 },
+    /// Sent just before the server closes the socket.
+    Error { code: ErrorCode, message: String },
+}
+
+/// Frames a client may send on `/v1/events`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// First frame when the upgrade request had no `Authorization` header.
+    Auth { token: String },
+}
+
+impl std::fmt::Debug for ClientFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientFrame::Auth { .. } => f.write_str("Auth { token: <redacted> }"),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! An in-memory NodeService and request helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use rand::SeedableRng;
+use serde_json::Value;
+use tokenim_api::types::*;
+use tokenim_api::{
+    ApiConfig, NodeService, Scope, ServiceError, ServiceResult, TokenRecord, generate_token_with,
+};
+use tokio::sync::broadcast;
+use tower::ServiceExt;
+
+pub const ME: &str = "tim1me000000";
+pub const ALICE: &str = "tim1alice000";
+pub const BOB: &str = "tim1bob00000";
+pub const MAX_BODY: usize = 1000;
+
+/// A card the fake accepts: `tokenim:card:<address>:<display name>`.
+pub fn card(address: &str, display: &str) -> String {
+    format!("tokenim:card:{address}:{display}")
+}
+
+#[derive(Default)]
+struct Inner {
+    contacts: BTreeMap<String, ContactView>,
+    /// Oldest first.
+    messages: Vec<MessageView>,
+    tokens: BTreeMap<String, TokenRecord>,
+}
+
+pub struct FakeNode {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+    /// Events pushed into each new subscription before it is returned (to force a lag).
+    preload_events: AtomicUsize,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+pub const EVENT_CAPACITY: usize = 4;
+
+impl FakeNode {
+    pub fn new() -> Arc<Self> {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Arc::new(FakeNode {
+            inner: Mutex::default(),
+            events,
+            preload_events: AtomicUsize::new(0),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(42)),
+        })
+    }
+
+    /// A stored token with these scopes; returns its text.
+    pub fn token(&self, scopes: &[Scope]) -> String {
+        let (text, record) = {
+            let mut rng = self.rng.lock().unwrap();
+            generate_token_with(&mut *rng, "test", scopes, 1_000)
+        };
+        self.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(record.id.clone(), record);
+        text.into_exposed()
+    }
+
+    pub fn publish(&self, event: Event) {
+        // No receiver is fine: nobody is subscribed yet.
+        let _ = self.events.send(event);
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    pub fn preload_on_subscribe(&self, n: usize) {
+        self.preload_events.store(n, Ordering::SeqCst);
+    }
+
+    pub fn add_incoming(&self, from: &str, body: &str) -> MessageView {
+        let mut inner = self.inner.lock().unwrap();
+        let n = inner.messages.len();
+        let msg = MessageView {
+            id: format!("m{n:04}"),
+            direction: Direction::Incoming,
+            from: from.to_owned(),
+            to: ME.to_owned(),
+            body: body.to_owned(),
+            state: MessageState::Received,
+            sent_at: 10 + n as u64,
+            received_at: Some(11 + n as u64),
+            read_at: None,
+            stored_by: 0,
+        };
+        inner.messages.push(msg.clone());
+        msg
+    }
+}
+
+fn ready<T: Send + 'static>(v: ServiceResult<T>) -> BoxFuture<'static, ServiceResult<T>> {
+    futures::future::ready(v).boxed()
+}
+
+fn check_address(address: &str) -> ServiceResult<()> {
+    let ok = address.starts_with("tim1")
+        && address.len() == 12
+        && address.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidAddress(format!(
+            "{address:?} is not an address"
+        )))
+    }
+}
+
+pub fn message_sample(id: &str) -> MessageView {
+    MessageView {
+        id: id.to_owned(),
+        direction: Direction::Outgoing,
+        from: ME.to_owned(),
+        to: ALICE.to_owned(),
+        body: "hi".to_owned(),
+        state: MessageState::Queued,
+        sent_at: 1,
+        received_at: None,
+        read_at: None,
+        stored_by: 0,
+    }
+}
+
+impl NodeService for FakeNode {
+    fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>> {
+        ready(Ok(IdentityView {
+            address: ME.to_owned(),
+            contact_card: card(ME, "Me"),
+            peer_id: "12D3KooWFake".to_owned(),
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".to_owned()],
+            display_name: Some("Me".to_owned()),
+        }))
+    }
+
+    fn add_contact(
+        &self,
+        card: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        let result = (|| {
+            let rest = card
+                .strip_prefix("tokenim:card:")
+                .ok_or_else(|| ServiceError::InvalidCard("not a tokenim card".into()))?;
+            let (address, display) = rest
+                .split_once(':')
+                .ok_or_else(|| ServiceError::InvalidCard("truncated".into()))?;
+            check_address(address).map_err(|_| ServiceError::InvalidCard("bad address".into()))?;
+            let mut inner = self.inner.lock().unwrap();
+            let taken = inner
+                .contacts
+                .values()
+                .any(|c| c.name.is_some() && c.name == name && c.address != address);
+            if taken {
+                return Err(ServiceError::Conflict(format!("name {name:?} is taken")));
+            }
+            let contact = ContactView {
+                address: address.to_owned(),
+                name,
+                display_name: Some(display.to_owned()),
+                added_at: 100,
+                card_expires_at: None,
+            };
+            inner.contacts.insert(address.to_owned(), contact.clone());
+            Ok(contact)
+        })();
+        ready(result)
+    }
+
+    fn list_contacts(&self) -> BoxFuture<'_, ServiceResult<Vec<ContactView>>> {
+        ready(Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn get_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        let result = check_address(&address).and_then(|()| {
+            self.inner
+                .lock()
+                .unwrap()
+                .contacts
+                .get(&address)
+                .cloned()
+                .ok_or(ServiceError::UnknownContact(address))
+        });
+        ready(result)
+    }
+
+    fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let result = check_address(&address).and_then(|()| {
+            self.inner
+                .lock()
+                .unwrap()
+                .contacts
+                .remove(&address)
+                .map(|_| ())
+                .ok_or(ServiceError::UnknownContact(address))
+        });
+        ready(result)
+    }
+
+    fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {
+        ready(Ok(Vec::new()))
+    }
+
+    fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        let result = (|| {
+            if body == "flood" {
+                return Err(ServiceError::RateLimited {
+                    retry_after_secs: Some(7),
+                });
+            }
+            if body == "crash" {
+                return Err(ServiceError::Internal(
+                    "store exploded at /secret/path".into(),
+                ));
+            }
+            if body.len() > MAX_BODY {
+                return Err(ServiceError::MessageTooLarge {
+                    size: body.len(),
+                    max: MAX_BODY,
+                });
+            }
+            let mut inner = self.inner.lock().unwrap();
+            let contact = inner
+                .contacts
+                .values()
+                .find(|c| c.address == to || c.name.as_deref() == Some(to.as_str()))
+                .cloned();
+            let Some(contact) = contact else {
+                if to.starts_with("tim1") {
+                    check_address(&to)?;
+                }
+                return Err(ServiceError::UnknownContact(to));
+            };
+            let n = inner.messages.len();
+            let msg = MessageView {
+                id: format!("m{n:04}"),
+                to: contact.address,
+                body,
+                sent_at: 10 + n as u64,
+                ..message_sample("")
+            };
+            inner.messages.push(msg.clone());
+            Ok(msg)
+        })();
+        ready(result)
+    }
+
+    fn list_messages(&self, query: MessageQuery) -> BoxFuture<'_, ServiceResult<MessagePage>> {
+        let result = (|| {
+            let before = match &query.cursor {
+                Some(c) => c
+                    .strip_prefix("before:")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| ServiceError::BadRequest("bad cursor".into()))?,
+                None => usize::MAX,
+            };
+            let inner = self.inner.lock().unwrap();
+            let mut matching: Vec<(usize, &MessageView)> = inner
+                .messages
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| {
+                    *i < before
+                        && query
+                            .peer
+                            .as_ref()
+                            .is_none_or(|p| &m.from == p || &m.to == p)
+                })
+                .collect();
+            matching.reverse();
+            let limit = query.limit as usize;
+            let next_cursor =
+                (matching.len() > limit).then(|| format!("before:{}", matching[limit - 1].0));
+            Ok(MessagePage {
+                messages: matching
+                    .into_iter()
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect(),
+                next_cursor,
+            })
+        })();
+        ready(result)
+    }
+
+    fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        let found = self
+            .inner
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .cloned();
+        ready(found.ok_or(ServiceError::NotFound(format!("message {id}"))))
+    }
+
+    fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        let mut inner = self.inner.lock().unwrap();
+        let result = match inner.messages.iter_mut().find(|m| m.id == id) {
+            None => Err(ServiceError::NotFound(format!("message {id}"))),
+            Some(m) if m.direction == Direction::Outgoing => {
+                Err(ServiceError::BadRequest("not an incoming message".into()))
+            }
+            Some(m) => {
+                m.state = MessageState::Read;
+                m.read_at.get_or_insert(500);
+                Ok(m.clone())
+            }
+        };
+        ready(result)
+    }
+
+    fn peers(&self) -> BoxFuture<'_, ServiceResult<Vec<PeerView>>> {
+        // Never answers: lets tests exercise the request timeout.
+        futures::future::pending().boxed()
+    }
+
+    fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        let rx = self.events.subscribe();
+        for i in 0..self.preload_events.load(Ordering::SeqCst) {
+            let _ = self.events.send(Event::PeerConnected {
+                peer_id: format!("preload-{i}"),
+            });
+        }
+        rx
+    }
+
+    fn token_lookup(&self, id: String) -> BoxFuture<'_, ServiceResult<Option<TokenRecord>>> {
+        ready(Ok(self.inner.lock().unwrap().tokens.get(&id).cloned()))
+    }
+
+    fn token_create(&self, record: TokenRecord) -> BoxFuture<'_, ServiceResult<()>> {
+        let mut inner = self.inner.lock().unwrap();
+        let result = if inner.tokens.contains_key(&record.id) {
+            Err(ServiceError::Conflict("token id clash".into()))
+        } else {
+            inner.tokens.insert(record.id.clone(), record);
+            Ok(())
+        };
+        ready(result)
+    }
+
+    fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>> {
+        ready(Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .tokens
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let removed = self.inner.lock().unwrap().tokens.remove(&id);
+        ready(
+            removed
+                .map(|_| ())
+                .ok_or(ServiceError::NotFound(format!("token {id}"))),
+        )
+    }
+
+    fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {
+        ready(Ok(
+            "# TYPE tokenim_up gauge\ntokenim_up 1\n# EOF\n".to_owned()
+        ))
+    }
+}
+
+pub fn app(node: &Arc<FakeNode>) -> Router {
+    app_with(node, ApiConfig::default())
+}
+
+pub fn app_with(node: &Arc<FakeNode>, cfg: ApiConfig) -> Router {
+    let service: Arc<dyn NodeService> = node.clone();
+    tokenim_api::router(service, cfg)
+}
+
+/// A request builder with a loopback Host, as a local client sends.
+pub fn req(method: &str, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "127.0.0.1:7777")
+}
+
+pub fn authed(method: &str, uri: &str, token: &str) -> axum::http::request::Builder {
+    req(method, uri).header("authorization", format!("Bearer {token}"))
+}
+
+pub fn json_body(builder: axum::http::request::Builder, body: &Value) -> Request<Body> {
+    builder
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+pub fn empty(builder: axum::http::request::Builder) -> Request<Body> {
+    builder.body(Body::empty()).unwrap()
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+pub async fn call(app: &Router, request: Request<Body>) -> Reply {
+    let resp = app.clone().oneshot(request).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// Assert the one error shape, with the request id matching the header, and return the code.
+pub fn error_code(reply: &Reply) -> String {
+    let err = reply
+        .body
+        .get("error")
+        .unwrap_or_else(|| panic!("not an error body: {:?}", reply.text));
+    let obj = err.as_object().unwrap();
+    assert_eq!(obj.len(), 3, "unexpected error fields: {err}");
+    let header_id = reply
+        .headers
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap();
+    assert_eq!(err["request_id"], header_id);
+    assert!(!header_id.is_empty());
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(
+        reply.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    let code = err["code"].as_str().unwrap().to_owned();
+    let expected_status = tokenim_api::ErrorCode::ALL
+        .iter()
+        .find(|c| c.as_str() == code)
+        .unwrap_or_else(|| panic!("undocumented code {code}"))
+        .status();
+    assert_eq!(reply.status, expected_status, "status of {code}");
+    code
+}
+
+impl FakeNode {
+    /// Alice as a contact named "alice".
+    pub fn add_contact_for_test(&self) {
+        let contact = ContactView {
+            address: ALICE.to_owned(),
+            name: Some("alice".to_owned()),
+            display_name: Some("Alice".to_owned()),
+            added_at: 100,
+            card_expires_at: None,
+        };
+        self.inner
+            .lock()
+            .unwrap()
+            .contacts
+            .insert(ALICE.to_owned(), contact);
+    }
+}

@@ -1,0 +1,126 @@
+//! Command-line interface. `init`, `run` and `demo` run node code; the other commands are thin
+//! clients of the local HTTP API of a running node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tokenim", version, about = "TokenIM: federated peer-to-peer end-to-end encrypted messaging node")]
+pub struct Cli {
+    /// Data directory (identity, config, database, API token).
+    #[arg(long, global = true, env = "TOKENIM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an identity, a config file and a first API token (DIR/api.token).
+    Init {
+        /// Name shown to your contacts.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the node.
+    Run(RunArgs),
+    /// Start a small local network of nodes on loopback and show messages flowing.
+    Demo {
+        /// Messages each side sends.
+        #[arg(long, default_value_t = 3)]
+        messages: usize,
+    },
+    /// Show this node's address and contact card.
+    Id(ClientArgs),
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contact(ContactCmd),
+    /// Send a text message to a contact (address or name).
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        to: String,
+        text: String,
+    },
+    /// List received and sent messages, newest first.
+    Inbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only the conversation with this address or contact name.
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print events (new messages, delivery states) as JSON lines until interrupted.
+    Watch(ClientArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Local API address; port 0 picks a free port (written to DIR/api.addr).
+    #[arg(long, env = "TOKENIM_API")]
+    pub api: Option<SocketAddr>,
+    /// libp2p listen address (repeatable), e.g. /ip4/127.0.0.1/tcp/0.
+    #[arg(long, env = "TOKENIM_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// Kademlia bootstrap peer (repeatable), ending in /p2p/<peer id>.
+    #[arg(long, env = "TOKENIM_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    #[arg(long, env = "TOKENIM_MDNS")]
+    pub mdns: bool,
+    /// Log format: text or json.
+    #[arg(long, env = "TOKENIM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// API address of the node (default: read from DIR/api.addr).
+    #[arg(long, env = "TOKENIM_API")]
+    pub api: Option<SocketAddr>,
+    /// API token (default: read from DIR/api.token).
+    #[arg(long, env = "TOKENIM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCmd {
+    /// Import a contact card (a tokenim: URI).
+    Add {
+        #[command(flatten)]
+        client: ClientArgs,
+        card: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List contacts.
+    List(ClientArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for an app; the secret is printed once.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+        /// Scopes: read, send, admin (repeatable).
+        #[arg(long = "scope", default_values_t = vec!["read".to_string(), "send".to_string()])]
+        scopes: Vec<String>,
+    },
+    /// List tokens (secrets are never shown again).
+    List(ClientArgs),
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+}

@@ -1,0 +1,192 @@
+//! Thin client of a node's local API, used by the CLI commands and the demo.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::cli::ClientArgs;
+use crate::config;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api: SocketAddr,
+    token: String,
+}
+
+impl Client {
+    /// Finds the API address and token from flags, environment or the data directory.
+    pub fn new(data_dir: &Path, args: &ClientArgs) -> Result<Self> {
+        let api = match args.api {
+            Some(a) => a,
+            None => {
+                let path = data_dir.join(config::API_ADDR_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {} (is the node running?)", path.display()))?
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+        };
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = data_dir.join(config::TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(Self::with(api, token))
+    }
+
+    pub fn with(api: SocketAddr, token: String) -> Self {
+        Self { http: reqwest::Client::new(), base: format!("http://{api}/v1"), api, token }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call_with_query(method, path, &[], body).await
+    }
+
+    async fn call_with_query(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query)
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling the node API at {}", self.api))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let err = &value["error"];
+            bail!("{} ({}): {}", status, err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or(""));
+        }
+        Ok(value)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn identity(&self) -> Result<Value> {
+        self.get("/identity").await
+    }
+
+    pub async fn print_identity(&self) -> Result<()> {
+        let id = self.identity().await?;
+        println!("address:      {}", id["address"].as_str().unwrap_or(""));
+        println!("peer id:      {}", id["peer_id"].as_str().unwrap_or(""));
+        println!("contact card: {}", id["contact_card"].as_str().unwrap_or(""));
+        Ok(())
+    }
+
+    pub async fn add_contact(&self, card: &str, name: Option<&str>) -> Result<()> {
+        let c = self.post("/contacts", json!({ "card": card, "name": name })).await?;
+        println!("added {} {}", c["address"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or(""));
+        Ok(())
+    }
+
+    pub async fn list_contacts(&self) -> Result<()> {
+        let list = self.get("/contacts").await?;
+        for c in list["contacts"].as_array().into_iter().flatten() {
+            println!("{}  {}", c["address"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or("-"));
+        }
+        Ok(())
+    }
+
+    pub async fn send(&self, to: &str, text: &str) -> Result<()> {
+        let m = self.post("/messages", json!({ "to": to, "body": text })).await?;
+        println!("{} {}", m["id"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
+        Ok(())
+    }
+
+    pub async fn inbox(&self, peer: Option<&str>, limit: usize) -> Result<()> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(p) = peer {
+            query.push(("peer", p.to_string()));
+        }
+        let page = self.call_with_query(reqwest::Method::GET, "/messages", &query, None).await?;
+        for m in page["messages"].as_array().into_iter().flatten() {
+            let arrow = if m["direction"] == "outgoing" { "→" } else { "←" };
+            let who = if m["direction"] == "outgoing" { &m["to"] } else { &m["from"] };
+            println!(
+                "{arrow} {} [{}] {}",
+                short(who.as_str().unwrap_or("")),
+                m["state"].as_str().unwrap_or(""),
+                m["body"].as_str().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn create_token(&self, name: &str, scopes: &[String]) -> Result<()> {
+        let t = self.post("/tokens", json!({ "name": name, "scopes": scopes })).await?;
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        Ok(())
+    }
+
+    pub async fn list_tokens(&self) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(&self.get("/tokens").await?)?);
+        Ok(())
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.delete(&format!("/tokens/{id}")).await?;
+        println!("revoked {id}");
+        Ok(())
+    }
+
+    /// Opens the event WebSocket, authenticated by header.
+    pub async fn events(
+        &self,
+    ) -> Result<impl futures::Stream<Item = Result<Value>> + Unpin + use<>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/v1/events", self.api).into_client_request()?;
+        req.headers_mut().insert("authorization", format!("Bearer {}", self.token).parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.context("opening /v1/events")?;
+        Ok(Box::pin(ws.filter_map(|m| async move {
+            match m {
+                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                    Some(serde_json::from_str::<Value>(&t).map_err(anyhow::Error::from))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e.into())),
+            }
+        })))
+    }
+
+    pub async fn watch(&self) -> Result<()> {
+        let mut events = self.events().await?;
+        while let Some(ev) = events.next().await {
+            println!("{}", ev?);
+        }
+        Ok(())
+    }
+}
+
+pub fn short(address: &str) -> String {
+    if address.len() > 16 { format!("{}…{}", &address[..10], &address[address.len() - 4..]) } else { address.to_string() }
+}
+

@@ -1,0 +1,169 @@
+//! Node configuration: `DIR/config.toml`, overridden by `TOKENIM_*` environment variables and
+//! command-line flags (clap applies both, in that order of precedence).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::NodeError;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const TOKEN_FILE: &str = "api.token";
+pub const API_ADDR_FILE: &str = "api.addr";
+pub const IDENTITY_FILE: &str = "identity.key";
+pub const NODE_KEY_FILE: &str = "node.key";
+pub const DB_DIR: &str = "db";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name shown to contacts in this node's contact card.
+    pub display_name: String,
+    pub network: NetworkConfig,
+    pub api: ApiConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// libp2p listen addresses (TCP and QUIC).
+    pub listen: Vec<String>,
+    /// Kademlia bootstrap peers, as multiaddrs ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the LAN with mDNS. Off by default: it announces the node.
+    pub mdns: bool,
+    /// Put this node's listen addresses into its contact card so contacts can dial it directly.
+    /// Turn off to reveal only home relays.
+    pub publish_direct_addrs: bool,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Loopback address of the local HTTP API; port 0 picks a free one (see `api.addr`).
+    pub listen: SocketAddr,
+    /// Extra `Host` header values accepted besides loopback names (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// How long an undelivered message is retried before it is marked failed.
+    pub message_ttl_secs: u64,
+    /// Upper bound of the retry backoff.
+    pub max_retry_backoff_secs: u64,
+    /// Deliveries in flight at once across all peers.
+    pub max_inflight_deliveries: usize,
+    /// Deliveries in flight at once to one peer (kept well below yamux's stream limit).
+    pub max_inflight_per_peer: usize,
+    /// Messages accepted into the outbox and not yet confirmed, before sends are refused.
+    pub max_outbox: usize,
+    /// Inbound envelopes per second accepted from one peer before `rate_limited` answers.
+    pub inbound_per_peer_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            display_name: String::new(),
+            network: NetworkConfig::default(),
+            api: ApiConfig::default(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".into(), "/ip4/0.0.0.0/udp/0/quic-v1".into()],
+            bootstrap: Vec::new(),
+            mdns: false,
+            publish_direct_addrs: true,
+            max_connections: 512,
+            max_connections_per_peer: 2,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7733)), allowed_hosts: Vec::new() }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            message_ttl_secs: 14 * 24 * 3600,
+            max_retry_backoff_secs: 300,
+            max_inflight_deliveries: 256,
+            max_inflight_per_peer: 32,
+            max_outbox: 100_000,
+            inbound_per_peer_per_sec: 2_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads `DIR/config.toml`; a missing file means defaults.
+    pub fn load(data_dir: &Path) -> Result<Self, NodeError> {
+        let path = data_dir.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| NodeError::Config(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(NodeError::Io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/tokenim` (or the platform equivalent).
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "tokenim")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".tokenim"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml_and_unknown_keys_are_rejected() {
+        let cfg = Config::default();
+        let back: Config = toml::from_str(&cfg.to_toml()).expect("parse");
+        assert_eq!(back, cfg);
+        let err = toml::from_str::<Config>("nonsense = 1").expect_err("unknown key");
+        assert!(err.to_string().contains("nonsense"));
+        let partial: Config = toml::from_str("[api]\nlisten = \"127.0.0.1:0\"").expect("partial");
+        assert_eq!(partial.api.listen.port(), 0);
+        assert_eq!(partial.limits, Limits::default());
+    }
+}

@@ -1,0 +1,818 @@
+//! The delivery engine: the one task that owns the Noise session state. A send is
+//! seal → persist (outbox + message + session, atomically) → answer the caller → deliver;
+//! deliveries retry with backoff until accepted or expired. Inbound envelopes are opened,
+//! deduplicated by the sender's message id, persisted, and only then acknowledged.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use libp2p::{Multiaddr, PeerId};
+use tokenim_api::ServiceError;
+use tokenim_crypto::{
+    ContactCard, Envelope, Identity, InnerKind, InnerMessage, MailboxId, Opened, PublicIdentity,
+    Sessions,
+};
+use tokenim_store::{
+    ContactRecord, Direction, MessageRecord, MessageState, OutboxRecord, Store, StoreError,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::network::{DeliverError, NetEvent, NetworkHandle};
+use crate::views;
+use crate::wire::{self, RejectCode};
+
+/// How long a message id stays in the dedup set after it was first seen.
+const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Lifetime of the contact card this node hands out.
+pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[derive(Debug)]
+enum Msg {
+    Send { to: [u8; 32], body: String, reply: oneshot::Sender<Result<MessageRecord, ServiceError>> },
+    MarkRead { id: [u8; 16], reply: oneshot::Sender<Result<MessageRecord, ServiceError>> },
+    MyCard { reply: oneshot::Sender<Result<String, ServiceError>> },
+}
+
+/// Cloneable handle to the engine task.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl EngineHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ServiceError>>) -> Msg,
+    ) -> Result<T, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())?
+    }
+
+    pub async fn send(&self, to: [u8; 32], body: String) -> Result<MessageRecord, ServiceError> {
+        self.call(|reply| Msg::Send { to, body, reply }).await
+    }
+
+    pub async fn mark_read(&self, id: [u8; 16]) -> Result<MessageRecord, ServiceError> {
+        self.call(|reply| Msg::MarkRead { id, reply }).await
+    }
+
+    /// This node's current contact card as a `tokenim:` URI.
+    pub async fn my_card(&self) -> Result<String, ServiceError> {
+        self.call(|reply| Msg::MyCard { reply }).await
+    }
+}
+
+fn unavailable() -> ServiceError {
+    ServiceError::Unavailable("the node is shutting down".into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(e.to_string())
+}
+
+/// Static inputs of the engine.
+#[derive(Debug)]
+pub struct EngineConfig {
+    pub display_name: String,
+    pub limits: Limits,
+    pub publish_direct_addrs: bool,
+}
+
+struct Delivery {
+    outbox_id: [u8; 16],
+    peer: [u8; 32],
+    result: Result<wire::Response, DeliverError>,
+}
+
+pub struct Engine {
+    me: Arc<Identity>,
+    mailbox: MailboxId,
+    sessions: Sessions,
+    store: Store,
+    net: NetworkHandle,
+    events: broadcast::Sender<tokenim_api::types::Event>,
+    metrics: Metrics,
+    cfg: EngineConfig,
+    listen_addrs: Vec<Multiaddr>,
+    card: Option<(String, u64)>,
+    /// Outbox entries not in flight, by due time.
+    due: BTreeSet<(Instant, [u8; 16])>,
+    scheduled: HashMap<[u8; 16], Instant>,
+    in_flight: HashMap<[u8; 32], usize>,
+    in_flight_total: usize,
+    /// Where each contact's node is, so a reconnecting peer makes its queue due at once.
+    peer_ids: HashMap<PeerId, [u8; 32]>,
+    deliveries_tx: mpsc::Sender<Delivery>,
+    deliveries_rx: mpsc::Receiver<Delivery>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("address", &self.me.address()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        me: Arc<Identity>,
+        sessions: Sessions,
+        store: Store,
+        net: NetworkHandle,
+        events: broadcast::Sender<tokenim_api::types::Event>,
+        metrics: Metrics,
+        cfg: EngineConfig,
+    ) -> Self {
+        let mailbox = me.mailbox_key(0).id();
+        // Every in-flight delivery reports exactly once, so this depth never blocks a sender.
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(cfg.limits.max_inflight_deliveries.max(1));
+        Self {
+            me,
+            mailbox,
+            sessions,
+            store,
+            net,
+            events,
+            metrics,
+            cfg,
+            listen_addrs: Vec::new(),
+            card: None,
+            due: BTreeSet::new(),
+            scheduled: HashMap::new(),
+            in_flight: HashMap::new(),
+            in_flight_total: 0,
+            peer_ids: HashMap::new(),
+            deliveries_tx,
+            deliveries_rx,
+        }
+    }
+
+    /// Spawns the engine; returns its handle.
+    pub fn spawn(
+        mut self,
+        net_events: mpsc::Receiver<NetEvent>,
+    ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), StoreError> {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        for entry in self.store.list_outbox()? {
+            let delay = Duration::from_millis(entry.next_attempt_ms.saturating_sub(now_ms));
+            self.schedule(entry.id, now + delay);
+        }
+        self.metrics.outbox_depth.set(self.scheduled.len() as i64);
+        let (tx, rx) = mpsc::channel(256);
+        let join = tokio::spawn(self.run(rx, net_events));
+        Ok((EngineHandle { tx }, join))
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Msg>, mut net_events: mpsc::Receiver<NetEvent>) {
+        loop {
+            self.start_due_deliveries();
+            let next_due = self.next_startable_due();
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => break,
+                },
+                ev = net_events.recv() => match ev {
+                    Some(ev) => self.on_net_event(ev).await,
+                    None => break,
+                },
+                Some(d) = self.deliveries_rx.recv() => self.on_delivery(d),
+                () = sleep_until_opt(next_due) => {}
+            }
+        }
+        debug!("engine stopped");
+    }
+
+    // ---- commands from the API ------------------------------------------------------------
+
+    async fn on_command(&mut self, cmd: Msg) {
+        match cmd {
+            Msg::Send { to, body, reply } => {
+                let _ = reply.send(self.send_text(to, body).await);
+            }
+            Msg::MarkRead { id, reply } => {
+                let _ = reply.send(self.mark_read(id).await);
+            }
+            Msg::MyCard { reply } => {
+                let _ = reply.send(self.my_card().await);
+            }
+        }
+    }
+
+    async fn my_card(&mut self) -> Result<String, ServiceError> {
+        let now = now_secs();
+        if let Some((uri, made)) = &self.card {
+            if now.saturating_sub(*made) < 3600 {
+                return Ok(uri.clone());
+            }
+        }
+        let info = self.net.info().await.map_err(|_| unavailable())?;
+        self.listen_addrs = info.listen_addrs;
+        self.rebuild_card(now)
+    }
+
+    fn rebuild_card(&mut self, now: u64) -> Result<String, ServiceError> {
+        let direct_addrs = if self.cfg.publish_direct_addrs {
+            self.listen_addrs.iter().filter(|a| is_dialable(a)).map(|a| a.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let card = ContactCard {
+            identity: self.me.public(),
+            display_name: self.cfg.display_name.clone(),
+            mailboxes: vec![self.mailbox],
+            home_relays: Vec::new(),
+            node_peer_id: Some(self.net.peer_id().to_bytes()),
+            direct_addrs,
+            created_at: now,
+            expires_at: now + CARD_TTL_SECS,
+        };
+        let uri = card.to_uri(&self.me).map_err(internal)?;
+        self.card = Some((uri.clone(), now));
+        Ok(uri)
+    }
+
+    async fn send_text(&mut self, to: [u8; 32], body: String) -> Result<MessageRecord, ServiceError> {
+        if self.scheduled.len() >= self.cfg.limits.max_outbox {
+            return Err(ServiceError::Unavailable(format!(
+                "outbox is full ({} undelivered messages); retry later",
+                self.scheduled.len()
+            )));
+        }
+        let contact = self.contact_card(&to)?;
+        let id: [u8; 16] = rand::random();
+        let sent_at_ms = now_ms();
+        let inner = InnerMessage {
+            kind: InnerKind::Text as i32,
+            id: id.to_vec(),
+            body: body.clone(),
+            ref_ids: Vec::new(),
+            sent_at_ms,
+            // The recipient learns our card from the first messages of a session; after that it
+            // only costs bytes.
+            sender_card: if self.sessions.has_send_session(&to) { String::new() } else { self.my_card().await? },
+        };
+        let envelope = self.seal(&contact, &inner)?;
+        let record = MessageRecord {
+            id,
+            conversation: to,
+            direction: Direction::Outgoing,
+            from: self.me.public().identity_key,
+            to,
+            kind: InnerKind::Text as u32,
+            body,
+            sent_at_ms,
+            received_at_ms: sent_at_ms,
+            state: MessageState::Queued,
+            relays: 0,
+            envelope_id: Some(envelope.id()),
+            updated_at_ms: sent_at_ms,
+        };
+        let outbox = self.outbox_record(id, to, Some(id), &envelope);
+        let session = self.session_bytes(&to)?;
+        self.store
+            .txn()
+            .put_message(&record)
+            .put_outbox(&outbox)
+            .put_session(&to, &session)
+            .commit()
+            .map_err(store_error)?;
+        self.metrics.messages_sent.inc();
+        self.schedule(id, Instant::now());
+        let _ = self.events.send(views::message_event(&record));
+        Ok(record)
+    }
+
+    async fn mark_read(&mut self, id: [u8; 16]) -> Result<MessageRecord, ServiceError> {
+        let record = self
+            .store
+            .get_message(&id)
+            .map_err(store_error)?
+            .ok_or_else(|| ServiceError::NotFound(format!("message {}", hex::encode(id))))?;
+        if record.direction != Direction::Incoming || record.state == MessageState::Read {
+            return Ok(record);
+        }
+        let peer = record.from;
+        let updated = self
+            .store
+            .set_message_state(&id, MessageState::Read, None)
+            .map_err(store_error)?
+            .unwrap_or(record);
+        let _ = self.events.send(views::state_event(&updated));
+        // The read receipt is best effort: without the sender's card there is no route back.
+        if let Ok(contact) = self.contact_card(&peer) {
+            let receipt = InnerMessage {
+                kind: InnerKind::ReadReceipt as i32,
+                id: rand::random::<[u8; 16]>().to_vec(),
+                body: String::new(),
+                ref_ids: vec![id.to_vec()],
+                sent_at_ms: now_ms(),
+                sender_card: String::new(),
+            };
+            self.queue_control(&contact, &receipt)?;
+        }
+        Ok(updated)
+    }
+
+    /// Seals a receipt or other control message and queues it; it is not a conversation entry.
+    fn queue_control(&mut self, contact: &ContactCard, inner: &InnerMessage) -> Result<(), ServiceError> {
+        let envelope = self.seal(contact, inner)?;
+        let peer = contact.identity.identity_key;
+        let outbox_id: [u8; 16] = rand::random();
+        let outbox = self.outbox_record(outbox_id, peer, None, &envelope);
+        let session = self.session_bytes(&peer)?;
+        self.store.txn().put_outbox(&outbox).put_session(&peer, &session).commit().map_err(store_error)?;
+        self.schedule(outbox_id, Instant::now());
+        Ok(())
+    }
+
+    fn seal(&mut self, contact: &ContactCard, inner: &InnerMessage) -> Result<Envelope, ServiceError> {
+        let mailbox = *contact
+            .mailboxes
+            .first()
+            .ok_or_else(|| ServiceError::InvalidCard("contact card lists no mailbox".into()))?;
+        let frame = self
+            .sessions
+            .seal(&self.me, &contact.identity, inner, now_secs())
+            .map_err(|e| match e {
+                tokenim_crypto::CryptoError::MessageTooLarge { size, max } => {
+                    ServiceError::MessageTooLarge { size, max }
+                }
+                other => internal(other),
+            })?;
+        Ok(Envelope::new(mailbox, frame, now_secs(), self.cfg.limits.message_ttl_secs as u32))
+    }
+
+    fn outbox_record(
+        &self,
+        id: [u8; 16],
+        peer: [u8; 32],
+        message_id: Option<[u8; 16]>,
+        envelope: &Envelope,
+    ) -> OutboxRecord {
+        let now = now_ms();
+        OutboxRecord {
+            id,
+            peer,
+            message_id,
+            envelope: prost::Message::encode_to_vec(envelope),
+            attempts: 0,
+            next_attempt_ms: now,
+            expires_at_ms: now + self.cfg.limits.message_ttl_secs * 1000,
+            created_at_ms: now,
+        }
+    }
+
+    fn session_bytes(&self, peer: &[u8; 32]) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
+        self.sessions
+            .peer_state(peer)
+            .ok_or_else(|| internal("session state missing after seal/open"))
+    }
+
+    fn contact_card(&self, identity_key: &[u8; 32]) -> Result<ContactCard, ServiceError> {
+        let record = self
+            .store
+            .get_contact(identity_key)
+            .map_err(store_error)?
+            .ok_or_else(|| ServiceError::UnknownContact(views::address_of(identity_key)))?;
+        parse_stored_card(&record.card_uri)
+            .map_err(|e| ServiceError::InvalidCard(format!("stored card for contact: {e}")))
+    }
+
+    // ---- outbox scheduling ----------------------------------------------------------------
+
+    fn schedule(&mut self, id: [u8; 16], at: Instant) {
+        if let Some(old) = self.scheduled.insert(id, at) {
+            self.due.remove(&(old, id));
+        }
+        self.due.insert((at, id));
+    }
+
+    fn unschedule(&mut self, id: &[u8; 16]) {
+        if let Some(at) = self.scheduled.remove(id) {
+            self.due.remove(&(at, *id));
+        }
+        self.metrics.outbox_depth.set(self.scheduled.len() as i64);
+    }
+
+    fn next_startable_due(&self) -> Option<Instant> {
+        if self.in_flight_total >= self.cfg.limits.max_inflight_deliveries {
+            return None; // a delivery result will wake us
+        }
+        self.due.iter().next().map(|(at, _)| *at)
+    }
+
+    fn start_due_deliveries(&mut self) {
+        let now = Instant::now();
+        let mut deferred = Vec::new();
+        while self.in_flight_total < self.cfg.limits.max_inflight_deliveries {
+            let Some(&(at, id)) = self.due.iter().next() else { break };
+            if at > now {
+                break;
+            }
+            self.due.remove(&(at, id));
+            match self.start_delivery(id) {
+                Ok(true) => {}
+                Ok(false) => deferred.push(id),
+                Err(e) => {
+                    warn!(id = %hex::encode(id), "cannot start delivery: {e}");
+                    deferred.push(id);
+                }
+            }
+        }
+        // Entries held back by the per-peer limit wait for that peer's next result.
+        for id in deferred {
+            let at = now + FIRST_RETRY;
+            self.scheduled.insert(id, at);
+            self.due.insert((at, id));
+        }
+    }
+
+    /// Returns Ok(false) when the peer's in-flight limit defers the entry.
+    fn start_delivery(&mut self, id: [u8; 16]) -> Result<bool, ServiceError> {
+        let Some(entry) = self.store.get_outbox(&id).map_err(store_error)? else {
+            self.scheduled.remove(&id);
+            return Ok(true);
+        };
+        if entry.expires_at_ms <= now_ms() {
+            self.expire(&entry);
+            return Ok(true);
+        }
+        if self.in_flight.get(&entry.peer).copied().unwrap_or(0) >= self.cfg.limits.max_inflight_per_peer {
+            return Ok(false);
+        }
+        let card = self.contact_card(&entry.peer)?;
+        let Some((peer_id, addrs)) = route_of(&card) else {
+            warn!("contact has no reachable node in its card; message stays queued");
+            self.scheduled.remove(&id);
+            return Ok(true);
+        };
+        *self.in_flight.entry(entry.peer).or_default() += 1;
+        self.in_flight_total += 1;
+        self.scheduled.remove(&id);
+        self.peer_ids.insert(peer_id, entry.peer);
+        self.metrics.delivery_attempts.inc();
+        let net = self.net.clone();
+        let tx = self.deliveries_tx.clone();
+        let peer = entry.peer;
+        tokio::spawn(async move {
+            let result = net.request(peer_id, addrs, wire::Request::deliver(entry.envelope)).await;
+            let _ = tx.send(Delivery { outbox_id: id, peer, result }).await;
+        });
+        Ok(true)
+    }
+
+    fn on_delivery(&mut self, d: Delivery) {
+        self.in_flight_total = self.in_flight_total.saturating_sub(1);
+        if let Some(n) = self.in_flight.get_mut(&d.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&d.peer);
+            }
+        }
+        let Ok(Some(entry)) = self.store.get_outbox(&d.outbox_id) else { return };
+        let rejected = match d.result {
+            Ok(wire::Response { kind: Some(wire::pb::response::Kind::Accepted(_)) }) => {
+                self.delivered(&entry);
+                return;
+            }
+            Ok(wire::Response { kind: Some(wire::pb::response::Kind::Rejected(r)) }) => Some(r),
+            Ok(wire::Response { kind: None }) => None,
+            Err(DeliverError::ShuttingDown) => return,
+            Err(DeliverError::Unreachable(reason)) => {
+                debug!(%reason, "peer unreachable; will retry");
+                None
+            }
+        };
+        if let Some(r) = &rejected {
+            let code = RejectCode::try_from(r.code).unwrap_or(RejectCode::Unspecified);
+            if matches!(code, RejectCode::Malformed | RejectCode::TooLarge | RejectCode::UnknownMailbox | RejectCode::Undecryptable) {
+                warn!(code = ?code, detail = %r.detail, "delivery rejected permanently");
+                self.fail(&entry);
+                return;
+            }
+        }
+        self.retry_later(entry);
+    }
+
+    fn retry_later(&mut self, mut entry: OutboxRecord) {
+        entry.attempts += 1;
+        let backoff = FIRST_RETRY
+            .saturating_mul(1u32 << entry.attempts.min(16))
+            .min(Duration::from_secs(self.cfg.limits.max_retry_backoff_secs));
+        entry.next_attempt_ms = now_ms() + backoff.as_millis() as u64;
+        if entry.next_attempt_ms >= entry.expires_at_ms {
+            self.expire(&entry);
+            return;
+        }
+        if let Err(e) = self.store.txn().put_outbox(&entry).commit() {
+            warn!("persisting retry state: {e}");
+        }
+        self.schedule(entry.id, Instant::now() + backoff);
+    }
+
+    fn delivered(&mut self, entry: &OutboxRecord) {
+        self.finish(entry, MessageState::Delivered);
+        self.metrics.messages_delivered.inc();
+    }
+
+    fn fail(&mut self, entry: &OutboxRecord) {
+        self.finish(entry, MessageState::Failed);
+        self.metrics.messages_failed.inc();
+    }
+
+    fn expire(&mut self, entry: &OutboxRecord) {
+        info!(id = %hex::encode(entry.id), "undelivered message expired");
+        self.fail(entry);
+    }
+
+    fn finish(&mut self, entry: &OutboxRecord, state: MessageState) {
+        let mut txn = self.store.txn().delete_outbox(&entry.id);
+        let mut changed = None;
+        if let Some(mid) = entry.message_id {
+            match self.store.get_message(&mid) {
+                Ok(Some(mut m)) if state_rank(m.state) < state_rank(state) => {
+                    m.state = state;
+                    m.updated_at_ms = now_ms();
+                    txn = txn.put_message(&m);
+                    changed = Some(m);
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = txn.commit() {
+            warn!("persisting delivery outcome: {e}");
+            return;
+        }
+        self.unschedule(&entry.id);
+        if let Some(m) = changed {
+            let _ = self.events.send(views::state_event(&m));
+        }
+    }
+
+    // ---- inbound --------------------------------------------------------------------------
+
+    async fn on_net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Request { peer, request, reply } => {
+                let response = match request.kind {
+                    Some(wire::pb::request::Kind::Deliver(d)) => self.on_deliver(peer, &d.envelope),
+                    None => wire::Response::rejected(RejectCode::Malformed, "empty request"),
+                };
+                let _ = reply.send(response);
+            }
+            NetEvent::PeerConnected(peer) => {
+                // A peer that just came back gets its queue now rather than at its backoff.
+                if let Some(identity) = self.peer_ids.get(&peer).copied() {
+                    let now = Instant::now();
+                    let ids: Vec<_> = self
+                        .scheduled
+                        .keys()
+                        .copied()
+                        .filter(|id| {
+                            self.store.get_outbox(id).ok().flatten().is_some_and(|e| e.peer == identity)
+                        })
+                        .collect();
+                    for id in ids {
+                        self.schedule(id, now);
+                    }
+                }
+                let _ = self.events.send(views::peer_event(&peer, true));
+            }
+            NetEvent::PeerDisconnected(peer) => {
+                let _ = self.events.send(views::peer_event(&peer, false));
+            }
+            NetEvent::ListenAddrs(addrs) => {
+                self.listen_addrs = addrs;
+                self.card = None;
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8]) -> wire::Response {
+        self.metrics.envelopes_in.inc();
+        let envelope = match Envelope::decode_checked(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                self.metrics.envelopes_rejected.inc();
+                return wire::Response::rejected(RejectCode::Malformed, e.to_string());
+            }
+        };
+        if envelope.mailbox().ok() != Some(self.mailbox) {
+            self.metrics.envelopes_rejected.inc();
+            return wire::Response::rejected(RejectCode::UnknownMailbox, "not a mailbox of this node");
+        }
+        let opened = match self.sessions.open(&self.me, &envelope.ciphertext, now_secs()) {
+            Ok(o) => o,
+            Err(e) => {
+                debug!(%from_peer, "cannot open envelope: {e}");
+                self.metrics.envelopes_rejected.inc();
+                return wire::Response::rejected(RejectCode::Undecryptable, e.to_string());
+            }
+        };
+        match self.accept(opened) {
+            Ok(duplicate) => wire::Response::accepted(duplicate),
+            Err(e) => {
+                warn!("storing inbound message failed: {e}");
+                wire::Response::rejected(RejectCode::Internal, "storage error")
+            }
+        }
+    }
+
+    /// Persists what an opened frame carries; returns whether it was a duplicate.
+    fn accept(&mut self, opened: Opened) -> Result<bool, ServiceError> {
+        let Opened { from, inner, reply } = opened;
+        let peer = from.identity_key;
+        let mut txn = self.store.txn();
+        let mut events = Vec::new();
+        let mut duplicate = false;
+        let mut sender_card = None;
+        if let Some(inner) = inner {
+            if !inner.sender_card.is_empty() {
+                sender_card = self.learn_card(&from, &inner.sender_card);
+            }
+            match InnerKind::try_from(inner.kind) {
+                Ok(InnerKind::Text) => {
+                    let id: [u8; 16] = inner
+                        .id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| ServiceError::BadRequest("message id must be 16 bytes".into()))?;
+                    if self.store.is_seen(&peer, &id).map_err(store_error)? {
+                        duplicate = true;
+                    } else {
+                        let now = now_ms();
+                        let record = MessageRecord {
+                            id,
+                            conversation: peer,
+                            direction: Direction::Incoming,
+                            from: peer,
+                            to: self.me.public().identity_key,
+                            kind: InnerKind::Text as u32,
+                            body: inner.body,
+                            sent_at_ms: inner.sent_at_ms,
+                            received_at_ms: now,
+                            state: MessageState::Received,
+                            relays: 0,
+                            envelope_id: None,
+                            updated_at_ms: now,
+                        };
+                        txn = txn
+                            .put_message(&record)
+                            .mark_seen(&peer, &id, now_secs() + SEEN_TTL_SECS);
+                        self.metrics.messages_received.inc();
+                        events.push(views::message_event(&record));
+                    }
+                }
+                Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
+                    let state =
+                        if kind == InnerKind::ReadReceipt { MessageState::Read } else { MessageState::Delivered };
+                    for rid in &inner.ref_ids {
+                        let Ok(rid) = <[u8; 16]>::try_from(rid.as_slice()) else { continue };
+                        // Only the recipient of a message may report on it.
+                        if let Ok(Some(mut m)) = self.store.get_message(&rid) {
+                            if m.direction == Direction::Outgoing
+                                && m.to == peer
+                                && state_rank(m.state) < state_rank(state)
+                            {
+                                m.state = state;
+                                m.updated_at_ms = now_ms();
+                                txn = txn.put_message(&m);
+                                events.push(views::state_event(&m));
+                            }
+                        }
+                    }
+                }
+                _ => debug!(kind = inner.kind, "ignoring inner message of unknown kind"),
+            }
+        }
+        if let Some(card) = &sender_card {
+            txn = txn.put_contact(card);
+        }
+        if let Some(state) = self.sessions.peer_state(&peer) {
+            txn = txn.put_session(&peer, &state);
+        }
+        // The handshake response must reach the sender for its session to complete.
+        let mut reply_outbox = None;
+        if let Some(frame) = reply {
+            match self.reply_route(&peer) {
+                Some(mailbox) => {
+                    let envelope =
+                        Envelope::new(mailbox, frame, now_secs(), self.cfg.limits.message_ttl_secs as u32);
+                    let id: [u8; 16] = rand::random();
+                    let entry = self.outbox_record(id, peer, None, &envelope);
+                    txn = txn.put_outbox(&entry);
+                    reply_outbox = Some(id);
+                }
+                None => debug!("no route back to sender for the handshake response"),
+            }
+        }
+        txn.commit().map_err(store_error)?;
+        if let Some(id) = reply_outbox {
+            self.schedule(id, Instant::now());
+        }
+        for ev in events {
+            let _ = self.events.send(ev);
+        }
+        Ok(duplicate)
+    }
+
+    fn reply_route(&self, peer: &[u8; 32]) -> Option<MailboxId> {
+        self.contact_card(peer).ok().and_then(|c| c.mailboxes.first().copied())
+    }
+
+    /// Keeps the newest valid card a peer sent about itself, without touching the name the
+    /// user gave it.
+    fn learn_card(&self, from: &PublicIdentity, uri: &str) -> Option<ContactRecord> {
+        let card = ContactCard::from_uri(uri, now_secs()).ok()?;
+        if card.identity != *from {
+            warn!("peer sent a card of another identity; ignored");
+            return None;
+        }
+        let now = now_secs();
+        let existing = self.store.get_contact(&from.identity_key).ok().flatten();
+        if let Some(old) = &existing {
+            if old.card_uri == uri {
+                return None;
+            }
+            if let Ok(old_card) = parse_stored_card(&old.card_uri) {
+                if old_card.created_at > card.created_at {
+                    return None;
+                }
+            }
+        }
+        Some(ContactRecord {
+            identity_key: from.identity_key,
+            name: existing.as_ref().and_then(|c| c.name.clone()),
+            card_uri: uri.to_string(),
+            added_at: existing.as_ref().map_or(now, |c| c.added_at),
+            updated_at: now,
+        })
+    }
+}
+
+/// A stored card was verified when it was added; expiry only means it is getting old, and
+/// fresher cards arrive with every conversation, so routing keeps using it.
+pub fn parse_stored_card(uri: &str) -> Result<ContactCard, tokenim_crypto::CryptoError> {
+    ContactCard::from_uri(uri, 0)
+}
+
+fn route_of(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {
+    let peer = PeerId::from_bytes(card.node_peer_id.as_deref()?).ok()?;
+    let addrs = card.direct_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    Some((peer, addrs))
+}
+
+/// Unspecified listen addresses (0.0.0.0) cannot be dialed; the concrete ones are reported
+/// separately by the transport.
+fn is_dialable(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// States only move forward: a late "delivered" never overwrites "read", and a message that
+/// reached its peer is never marked failed by an expiring retry.
+fn state_rank(s: MessageState) -> u8 {
+    match s {
+        MessageState::Queued | MessageState::Received => 0,
+        MessageState::Failed => 1,
+        MessageState::Sent => 2,
+        MessageState::Stored => 3,
+        MessageState::Delivered => 4,
+        MessageState::Read => 5,
+    }
+}
+
+fn store_error(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::QuotaExceeded { .. } => ServiceError::Unavailable(e.to_string()),
+        other => internal(other),
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

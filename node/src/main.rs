@@ -1,0 +1,99 @@
+//! The `tokenim` binary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokenim_node::cli::{Cli, Command, ContactCmd, RunArgs, TokenCmd};
+use tokenim_node::client::Client;
+use tokenim_node::config::{self, Config};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let data_dir = cli.data_dir.clone().unwrap_or_else(config::default_data_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(dispatch(cli.command, data_dir))
+}
+
+async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
+    match command {
+        Command::Init { name } => {
+            let report = tokenim_node::node::init(&data_dir, name.as_deref())?;
+            println!("initialised {}", data_dir.display());
+            println!("address: {}", report.address);
+            println!("api token: {}", report.token_path.display());
+            Ok(())
+        }
+        Command::Run(args) => run(&data_dir, args).await,
+        Command::Demo { messages } => {
+            tokenim_node::logging::init("warn", "text");
+            tokenim_node::demo::run(messages).await
+        }
+        Command::Id(c) => Client::new(&data_dir, &c)?.print_identity().await,
+        Command::Contact(ContactCmd::Add { client, card, name }) => {
+            Client::new(&data_dir, &client)?.add_contact(&card, name.as_deref()).await
+        }
+        Command::Contact(ContactCmd::List(c)) => Client::new(&data_dir, &c)?.list_contacts().await,
+        Command::Send { client, to, text } => Client::new(&data_dir, &client)?.send(&to, &text).await,
+        Command::Inbox { client, peer, limit } => {
+            Client::new(&data_dir, &client)?.inbox(peer.as_deref(), limit).await
+        }
+        Command::Watch(c) => Client::new(&data_dir, &c)?.watch().await,
+        Command::Token(TokenCmd::Create { client, name, scopes }) => {
+            Client::new(&data_dir, &client)?.create_token(&name, &scopes).await
+        }
+        Command::Token(TokenCmd::List(c)) => Client::new(&data_dir, &c)?.list_tokens().await,
+        Command::Token(TokenCmd::Revoke { client, id }) => {
+            Client::new(&data_dir, &client)?.revoke_token(&id).await
+        }
+    }
+}
+
+async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
+    let mut cfg = Config::load(data_dir)?;
+    if let Some(api) = args.api {
+        cfg.api.listen = api;
+    }
+    if !args.listen.is_empty() {
+        cfg.network.listen = args.listen;
+    }
+    if !args.bootstrap.is_empty() {
+        cfg.network.bootstrap = args.bootstrap;
+    }
+    cfg.network.mdns |= args.mdns;
+    if let Some(f) = args.log_format {
+        cfg.log.format = f;
+    }
+    tokenim_node::logging::init(&cfg.log.level, &cfg.log.format);
+    let node = tokenim_node::node::start(data_dir, cfg)
+        .await
+        .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+    // One machine-readable line on stdout says the node is ready (scripts and tests wait on it).
+    let ready = serde_json::json!({
+        "event": "ready",
+        "api": node.api_addr.to_string(),
+        "peer_id": node.peer_id.to_string(),
+        "address": node.address.to_string(),
+    });
+    println!("{ready}");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

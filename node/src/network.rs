@@ -1,0 +1,471 @@
+//! The libp2p side of a node. One task owns the [`Swarm`]; everything else talks to it through
+//! a cloneable [`NetworkHandle`] that sends [`Command`]s over a bounded channel with oneshot
+//! replies, and receives [`NetEvent`]s over another bounded channel.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::metrics::Recorder;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, connection_limits, gossipsub, identify, identity, kad, mdns, noise,
+    ping, request_response, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::error::NodeError;
+use crate::wire::{self, RejectCode};
+
+/// Depth of the command and event channels: callers wait (backpressure) rather than queue
+/// without bound.
+const CHANNEL_DEPTH: usize = 1024;
+const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");
+
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    msg: request_response::Behaviour<wire::Codec>,
+    gossipsub: gossipsub::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What the network needs to start.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub inbound_per_peer_per_sec: u32,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum DeliverError {
+    /// No connection could be made or the stream failed; worth retrying later.
+    Unreachable(String),
+    ShuttingDown,
+}
+
+/// A snapshot of the network state for the API.
+#[derive(Debug, Clone)]
+pub struct NetInfo {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub connected: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Request {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::Request,
+        reply: oneshot::Sender<Result<wire::Response, DeliverError>>,
+    },
+    Info { reply: oneshot::Sender<NetInfo> },
+    Shutdown,
+}
+
+/// Events the node's engine acts on.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A peer sent a request; answer through `reply` (dropping it answers `internal`).
+    Request { peer: PeerId, request: wire::Request, reply: oneshot::Sender<wire::Response> },
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// The set of addresses this node listens on changed (its contact card must follow).
+    ListenAddrs(Vec<Multiaddr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    peer_id: PeerId,
+    tx: mpsc::Sender<Command>,
+}
+
+impl NetworkHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends one request to `peer`, dialing `addrs` if not connected.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::Request,
+    ) -> Result<wire::Response, DeliverError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request { peer, addrs, request, reply })
+            .await
+            .map_err(|_| DeliverError::ShuttingDown)?;
+        rx.await.map_err(|_| DeliverError::ShuttingDown)?
+    }
+
+    pub async fn info(&self) -> Result<NetInfo, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Info { reply }).await.map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// Builds the swarm, starts listening and spawns the task that owns it.
+pub async fn spawn(
+    keypair: identity::Keypair,
+    cfg: NetworkConfig,
+    registry: &mut Registry,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NodeError> {
+    let mut swarm = build_swarm(keypair, &cfg, registry)?;
+    let mut listeners = HashSet::new();
+    for addr in &cfg.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+        listeners.insert(id);
+    }
+    let listen_addrs = wait_for_listeners(&mut swarm, listeners).await?;
+    for addr in &cfg.bootstrap {
+        match peer_of(addr) {
+            Some(peer) => {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            None => warn!(%addr, "bootstrap address lacks /p2p/<peer id>; ignored"),
+        }
+    }
+    if !cfg.bootstrap.is_empty() {
+        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+            warn!("kademlia bootstrap: {e}");
+        }
+    }
+    let metrics = libp2p::metrics::Metrics::new(registry);
+    let peer_id = *swarm.local_peer_id();
+    let (tx, cmd_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let task = SwarmTask {
+        swarm,
+        metrics,
+        events: ev_tx,
+        pending_out: HashMap::new(),
+        pending_in: FuturesUnordered::new(),
+        listen_addrs,
+        connected: HashMap::new(),
+        rate: RateLimiter::new(cfg.inbound_per_peer_per_sec),
+    };
+    let join = tokio::spawn(task.run(cmd_rx));
+    Ok((NetworkHandle { peer_id, tx }, ev_rx, join))
+}
+
+/// Drives the swarm until every listener reported an address, so the first contact card this
+/// node hands out already says where to reach it.
+async fn wait_for_listeners(
+    swarm: &mut Swarm<Behaviour>,
+    mut pending: HashSet<libp2p::core::transport::ListenerId>,
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut addrs = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while !pending.is_empty() {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    info!(%address, "listening");
+                    pending.remove(&listener_id);
+                    addrs.push(address);
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NodeError::Network(format!("listener failed: {error}")));
+                }
+                SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                    return Err(NodeError::Network(format!("listener failed: {error}")));
+                }
+                _ => {}
+            },
+            () = &mut deadline => {
+                return Err(NodeError::Network("listeners did not start within 10 s".into()));
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+fn build_swarm(
+    keypair: identity::Keypair,
+    cfg: &NetworkConfig,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let mdns_enabled = cfg.mdns;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(cfg.max_connections))
+                .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+                .with_max_pending_incoming(Some(128))
+                .with_max_pending_outgoing(Some(128));
+            let msg = request_response::Behaviour::with_codec(
+                wire::Codec,
+                [(wire::PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(cfg.request_timeout)
+                    .with_max_concurrent_streams(64),
+            );
+            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+            kad_cfg.set_periodic_bootstrap_interval(None);
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_cfg,
+            );
+            // Personal nodes only query the DHT; relays (server mode) answer it.
+            kad.set_mode(Some(kad::Mode::Client));
+            let mdns = if mdns_enabled {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/tokenim/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                msg,
+                gossipsub: gossipsub_behaviour()?,
+                kad,
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending
+/// node) and a content-hash message id (the default id of anonymous messages is constant).
+fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let cfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
+        })
+        .max_transmit_size(wire::MAX_FRAME_BYTES)
+        .build()?;
+    Ok(gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?)
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+type PendingResponse =
+    futures::future::BoxFuture<'static, (request_response::ResponseChannel<wire::Response>, wire::Response)>;
+
+struct SwarmTask {
+    swarm: Swarm<Behaviour>,
+    metrics: libp2p::metrics::Metrics,
+    events: mpsc::Sender<NetEvent>,
+    pending_out:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<wire::Response, DeliverError>>>,
+    pending_in: FuturesUnordered<PendingResponse>,
+    listen_addrs: Vec<Multiaddr>,
+    connected: HashMap<PeerId, HashSet<Multiaddr>>,
+    rate: RateLimiter,
+}
+
+impl SwarmTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some((channel, response)) = self.pending_in.next(), if !self.pending_in.is_empty() => {
+                    // Fails only if the peer went away meanwhile; it will retry.
+                    let _ = self.swarm.behaviour_mut().msg.send_response(channel, response);
+                }
+            }
+        }
+        debug!("swarm task stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request { peer, addrs, request, reply } => {
+                let id = self.swarm.behaviour_mut().msg.send_request_with_addresses(&peer, request, addrs);
+                self.pending_out.insert(id, reply);
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(NetInfo {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen_addrs: self.listen_addrs.clone(),
+                    connected: self
+                        .connected
+                        .iter()
+                        .map(|(p, a)| (*p, a.iter().cloned().collect()))
+                        .collect(),
+                });
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+                let _ = self.events.try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| a != &address);
+                let _ = self.events.try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                self.connected.entry(peer_id).or_default().insert(endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    let _ = self.events.try_send(NetEvent::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, .. } => {
+                if let Some(set) = self.connected.get_mut(&peer_id) {
+                    set.remove(endpoint.get_remote_address());
+                }
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.rate.forget(&peer_id);
+                    let _ = self.events.try_send(NetEvent::PeerDisconnected(peer_id));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Msg(event) => self.on_msg_event(event),
+            BehaviourEvent::Identify(event) => {
+                self.metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    for addr in info.listen_addrs {
+                        self.swarm.add_peer_address(peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::Ping(event) => self.metrics.record(&event),
+            BehaviourEvent::Gossipsub(event) => self.metrics.record(&event),
+            BehaviourEvent::Kad(event) => self.metrics.record(&event),
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "mdns discovered");
+                    self.swarm.add_peer_address(peer, addr);
+                }
+            }
+            BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
+        }
+    }
+
+    fn on_msg_event(&mut self, event: request_response::Event<wire::Request, wire::Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                if !self.rate.allow(peer) {
+                    let _ = self.swarm.behaviour_mut().msg.send_response(
+                        channel,
+                        wire::Response::rejected(RejectCode::RateLimited, "slow down"),
+                    );
+                    return;
+                }
+                let (reply, rx) = oneshot::channel();
+                match self.events.try_send(NetEvent::Request { peer, request, reply }) {
+                    Ok(()) => self.pending_in.push(Box::pin(async move {
+                        let response = rx.await.unwrap_or_else(|_| {
+                            wire::Response::rejected(RejectCode::Internal, "request dropped")
+                        });
+                        (channel, response)
+                    })),
+                    Err(_) => {
+                        // The engine is saturated: say so rather than queue without bound.
+                        let _ = self.swarm.behaviour_mut().msg.send_response(
+                            channel,
+                            wire::Response::rejected(RejectCode::RateLimited, "node busy"),
+                        );
+                    }
+                }
+            }
+            Event::Message { message: Message::Response { request_id, response }, .. } => {
+                if let Some(tx) = self.pending_out.remove(&request_id) {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure { request_id, error, peer, .. } => {
+                debug!(%peer, %error, "outbound request failed");
+                if let Some(tx) = self.pending_out.remove(&request_id) {
+                    let _ = tx.send(Err(DeliverError::Unreachable(error.to_string())));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// Fixed one-second windows per peer: cheap, bounded by the number of connected peers.
+struct RateLimiter {
+    per_sec: u32,
+    windows: HashMap<PeerId, (Instant, u32)>,
+}
+
+impl RateLimiter {
+    fn new(per_sec: u32) -> Self {
+        Self { per_sec, windows: HashMap::new() }
+    }
+
+    fn allow(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let w = self.windows.entry(peer).or_insert((now, 0));
+        if now.duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        w.1 += 1;
+        w.1 <= self.per_sec
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.windows.remove(peer);
+    }
+}
+

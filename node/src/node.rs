@@ -1,0 +1,195 @@
+//! Creating a node's data directory (`init`) and running a node (`start`): identity, store,
+//! network, engine and local API wired together.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, identity::Keypair};
+use prometheus_client::registry::Registry;
+use tokenim_crypto::{Address, Identity, SessionPolicy, Sessions};
+use tokenim_store::{Store, StoreOptions};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::engine::{Engine, EngineConfig, EngineHandle};
+use crate::error::NodeError;
+use crate::keyfile;
+use crate::metrics::Metrics;
+use crate::network::{self, NetworkHandle};
+use crate::service::Service;
+
+/// Depth of the event broadcast; a subscriber further behind is told it lagged.
+const EVENT_BUFFER: usize = 1024;
+
+#[derive(Debug)]
+pub struct InitReport {
+    pub address: Address,
+    pub token_path: PathBuf,
+}
+
+/// Creates identity, node key, config and a first admin API token in `data_dir`.
+/// Refuses to touch a directory that already holds an identity.
+pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, NodeError> {
+    let identity_path = data_dir.join(config::IDENTITY_FILE);
+    if identity_path.exists() {
+        return Err(NodeError::AlreadyInitialised(identity_path.display().to_string()));
+    }
+    create_private_dir(data_dir)?;
+    let identity = Identity::generate();
+    keyfile::write_secret(&identity_path, &identity.to_bytes())?;
+    let node_key = Keypair::generate_ed25519();
+    let node_key_bytes = node_key
+        .to_protobuf_encoding()
+        .map_err(|e| NodeError::Network(format!("encoding node key: {e}")))?;
+    keyfile::write_secret(&data_dir.join(config::NODE_KEY_FILE), &node_key_bytes)?;
+    let config_path = data_dir.join(config::CONFIG_FILE);
+    if !config_path.exists() {
+        let cfg = Config { display_name: display_name.unwrap_or_default().to_string(), ..Config::default() };
+        std::fs::write(&config_path, cfg.to_toml())
+            .map_err(|e| NodeError::Io(format!("writing {}", config_path.display()), e))?;
+    }
+    let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
+    let (token, record) = tokenim_api::generate_token("cli", &[tokenim_api::Scope::Admin]);
+    store.put_token(&crate::service::token_to_store(&record))?;
+    let token_path = data_dir.join(config::TOKEN_FILE);
+    keyfile::write_secret(&token_path, token.expose().as_bytes())?;
+    Ok(InitReport { address: identity.address(), token_path })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| NodeError::Io(format!("creating {}", dir.display()), e))
+}
+
+/// A running node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+#[derive(Debug)]
+pub struct RunningNode {
+    pub api_addr: SocketAddr,
+    pub peer_id: PeerId,
+    pub address: Address,
+    pub engine: EngineHandle,
+    pub store: Store,
+    net: NetworkHandle,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops accepting API requests, then stops the engine and the swarm, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        self.net.shutdown().await;
+        drop(self.engine);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        if let Err(e) = self.store.flush() {
+            warn!("flushing store: {e}");
+        }
+    }
+
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        Ok(self.net.info().await?.listen_addrs)
+    }
+}
+
+/// Starts a node from an initialised data directory.
+pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeError> {
+    let identity = Identity::from_bytes(&keyfile::read_secret(&data_dir.join(config::IDENTITY_FILE))?)?;
+    let identity = Arc::new(identity);
+    let node_key = Keypair::from_protobuf_encoding(&keyfile::read_secret(&data_dir.join(config::NODE_KEY_FILE))?)
+        .map_err(|e| NodeError::KeyFile {
+            path: config::NODE_KEY_FILE.into(),
+            reason: e.to_string(),
+        })?;
+    let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
+
+    let mut sessions = Sessions::new(SessionPolicy::default());
+    for (peer, bytes) in store.list_sessions()? {
+        if let Err(e) = sessions.restore_peer(&bytes) {
+            warn!(peer = %hex::encode(peer), "dropping unreadable session state: {e}");
+        }
+    }
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let net_cfg = network::NetworkConfig {
+        listen: parse_addrs(&cfg.network.listen)?,
+        bootstrap: parse_addrs(&cfg.network.bootstrap)?,
+        mdns: cfg.network.mdns,
+        max_connections: cfg.network.max_connections,
+        max_connections_per_peer: cfg.network.max_connections_per_peer,
+        inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
+        request_timeout: Duration::from_secs(20),
+    };
+    let (net, net_events, net_task) = network::spawn(node_key, net_cfg, &mut registry).await?;
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let engine = Engine::new(
+        identity.clone(),
+        sessions,
+        store.clone(),
+        net.clone(),
+        events.clone(),
+        metrics,
+        EngineConfig {
+            display_name: cfg.display_name.clone(),
+            limits: cfg.limits.clone(),
+            publish_direct_addrs: cfg.network.publish_direct_addrs,
+        },
+    );
+    let (engine, engine_task) = engine.spawn(net_events)?;
+
+    let service = Service::new(identity.clone(), store.clone(), engine.clone(), net.clone(), events, registry);
+    let api_cfg = tokenim_api::ApiConfig {
+        allowed_hosts: cfg.api.allowed_hosts.clone(),
+        ..tokenim_api::ApiConfig::default()
+    };
+    let router = tokenim_api::router(Arc::new(service), api_cfg);
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .map_err(|e| NodeError::Io(format!("binding the API to {}", cfg.api.listen), e))?;
+    let api_addr = listener.local_addr().map_err(|e| NodeError::Io("API address".into(), e))?;
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let api_task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = tokenim_api::serve(listener, router, stop).await {
+            warn!("API server stopped: {e}");
+        }
+    });
+    write_atomically(&data_dir.join(config::API_ADDR_FILE), api_addr.to_string().as_bytes())?;
+    let peer_id = net.peer_id();
+    info!(%api_addr, %peer_id, address = %identity.address(), "node started");
+    Ok(RunningNode {
+        api_addr,
+        peer_id,
+        address: identity.address(),
+        engine,
+        store,
+        net,
+        shutdown_tx,
+        tasks: vec![api_task, engine_task, net_task],
+    })
+}
+
+fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+    list.iter()
+        .map(|a| a.parse().map_err(|e| NodeError::Config(format!("bad multiaddr {a:?}: {e}"))))
+        .collect()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| NodeError::Io(format!("writing {}", path.display()), e))
+}

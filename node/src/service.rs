@@ -1,0 +1,347 @@
+//! The node's implementation of the local API's [`NodeService`] trait. Reads go straight to the
+//! store; anything that seals, sends or changes delivery state goes through the engine.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use prometheus_client::registry::Registry;
+use tokenim_api::types::{
+    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView, PeerRole,
+    PeerView,
+};
+use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
+use tokenim_crypto::{Address, ContactCard, Identity};
+use tokenim_store::{ContactRecord, Cursor, Direction, MessageState, Store, StoreError};
+use tokio::sync::broadcast;
+
+use crate::engine::{EngineHandle, now_ms, now_secs, parse_stored_card};
+use crate::network::NetworkHandle;
+use crate::views;
+
+/// How far back `unread` counts look; older unread messages are not counted.
+const UNREAD_SCAN: usize = 500;
+
+pub struct Service {
+    identity: Arc<Identity>,
+    store: Store,
+    engine: EngineHandle,
+    net: NetworkHandle,
+    events: broadcast::Sender<Event>,
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(
+        identity: Arc<Identity>,
+        store: Store,
+        engine: EngineHandle,
+        net: NetworkHandle,
+        events: broadcast::Sender<Event>,
+        registry: Registry,
+    ) -> Self {
+        Self { identity, store, engine, net, events, registry: Arc::new(registry) }
+    }
+
+    /// `to` is an address or a contact's local name.
+    fn resolve(&self, to: &str) -> ServiceResult<ContactRecord> {
+        let to = to.trim();
+        let by_address = match to.parse::<Address>() {
+            Ok(a) => Some(a),
+            // Text that looks like an address but is not one is a typo, not a name.
+            Err(e) if to.starts_with("tim1") => return Err(ServiceError::InvalidAddress(e.to_string())),
+            Err(_) => None,
+        };
+        let found = match by_address {
+            Some(a) => self.store.get_contact(&a.identity_key()).map_err(store_err)?,
+            None => self.store.find_contact_by_name(to).map_err(store_err)?,
+        };
+        found.ok_or_else(|| ServiceError::UnknownContact(to.to_string()))
+    }
+
+    fn contact_view(&self, c: &ContactRecord) -> ContactView {
+        let card = parse_stored_card(&c.card_uri).ok();
+        ContactView {
+            address: views::address_of(&c.identity_key),
+            name: c.name.clone(),
+            display_name: card.as_ref().map(|c| c.display_name.clone()).filter(|n| !n.is_empty()),
+            added_at: c.added_at * 1000,
+            card_expires_at: card.map(|c| c.expires_at * 1000),
+        }
+    }
+
+    /// Unread incoming messages among the newest [`UNREAD_SCAN`] of a conversation.
+    fn unread(&self, peer: &[u8; 32]) -> ServiceResult<u32> {
+        let (recent, _) = self.store.list_messages(Some(peer), UNREAD_SCAN, None).map_err(store_err)?;
+        Ok(recent.iter().filter(|m| m.state == MessageState::Received).count() as u32)
+    }
+
+    fn message_by_hex(&self, id: &str) -> ServiceResult<[u8; 16]> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(id, &mut out).map_err(|_| ServiceError::NotFound(format!("message {id}")))?;
+        Ok(out)
+    }
+}
+
+fn store_err(e: StoreError) -> ServiceError {
+    ServiceError::Internal(e.to_string())
+}
+
+fn parse_address(text: &str) -> ServiceResult<Address> {
+    text.trim().parse::<Address>().map_err(|e| ServiceError::InvalidAddress(e.to_string()))
+}
+
+pub fn token_to_store(t: &TokenRecord) -> tokenim_store::TokenRecord {
+    let mut secret_hash = [0u8; 32];
+    // Our own hex from `hash_secret`; a malformed one would simply never verify.
+    let _ = hex::decode_to_slice(&t.secret_hash, &mut secret_hash);
+    tokenim_store::TokenRecord {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        scopes: t.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+        secret_hash,
+        created_at: t.created_at,
+    }
+}
+
+fn token_from_store(t: tokenim_store::TokenRecord) -> TokenRecord {
+    TokenRecord {
+        id: t.id,
+        name: t.name,
+        scopes: t.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()).collect(),
+        secret_hash: hex::encode(t.secret_hash),
+        created_at: t.created_at,
+    }
+}
+
+impl NodeService for Service {
+    fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>> {
+        async move {
+            let card = self.engine.my_card().await?;
+            let info = self.net.info().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let display_name = ContactCard::from_uri(&card, now_secs())
+                .ok()
+                .map(|c| c.display_name)
+                .filter(|n| !n.is_empty());
+            Ok(IdentityView {
+                address: self.identity.address().to_string(),
+                contact_card: card,
+                peer_id: info.peer_id.to_string(),
+                listen_addrs: info.listen_addrs.iter().map(ToString::to_string).collect(),
+                display_name,
+            })
+        }
+        .boxed()
+    }
+
+    fn add_contact(&self, card: String, name: Option<String>) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        async move {
+            let parsed = ContactCard::from_uri(card.trim(), now_secs())
+                .map_err(|e| ServiceError::InvalidCard(e.to_string()))?;
+            let key = parsed.identity.identity_key;
+            if key == self.identity.public().identity_key {
+                return Err(ServiceError::BadRequest("that is this node's own card".into()));
+            }
+            let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+            if let Some(n) = &name {
+                if n.starts_with("tim1") {
+                    return Err(ServiceError::BadRequest("a contact name cannot look like an address".into()));
+                }
+                if let Some(other) = self.store.find_contact_by_name(n).map_err(store_err)? {
+                    if other.identity_key != key {
+                        return Err(ServiceError::Conflict(format!("the name {n:?} is taken by another contact")));
+                    }
+                }
+            }
+            let existing = self.store.get_contact(&key).map_err(store_err)?;
+            let now = now_secs();
+            let record = ContactRecord {
+                identity_key: key,
+                name: name.or_else(|| existing.as_ref().and_then(|c| c.name.clone())),
+                card_uri: card.trim().to_string(),
+                added_at: existing.as_ref().map_or(now, |c| c.added_at),
+                updated_at: now,
+            };
+            self.store.put_contact(&record).map_err(store_err)?;
+            Ok(self.contact_view(&record))
+        }
+        .boxed()
+    }
+
+    fn list_contacts(&self) -> BoxFuture<'_, ServiceResult<Vec<ContactView>>> {
+        async move {
+            let list = self.store.list_contacts().map_err(store_err)?;
+            Ok(list.iter().map(|c| self.contact_view(c)).collect())
+        }
+        .boxed()
+    }
+
+    fn get_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        async move {
+            let a = parse_address(&address)?;
+            let c = self
+                .store
+                .get_contact(&a.identity_key())
+                .map_err(store_err)?
+                .ok_or(ServiceError::UnknownContact(address))?;
+            Ok(self.contact_view(&c))
+        }
+        .boxed()
+    }
+
+    fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move {
+            let a = parse_address(&address)?;
+            if !self.store.delete_contact(&a.identity_key()).map_err(store_err)? {
+                return Err(ServiceError::UnknownContact(address));
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {
+        async move {
+            let contacts = self.store.list_contacts().map_err(store_err)?;
+            let mut out = Vec::new();
+            for c in contacts {
+                let (last, _) = self.store.list_messages(Some(&c.identity_key), 1, None).map_err(store_err)?;
+                let unread = self.unread(&c.identity_key)?;
+                let view = self.contact_view(&c);
+                out.push(ConversationView {
+                    peer: view.address,
+                    name: view.name,
+                    display_name: view.display_name,
+                    last_message: last.first().map(views::message),
+                    unread,
+                });
+            }
+            out.sort_by_key(|c| std::cmp::Reverse(c.last_message.as_ref().map_or(0, |m| m.received_at.unwrap_or(m.sent_at))));
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        async move {
+            let contact = self.resolve(&to)?;
+            let record = self.engine.send(contact.identity_key, body).await?;
+            Ok(views::message(&record))
+        }
+        .boxed()
+    }
+
+    fn list_messages(&self, query: MessageQuery) -> BoxFuture<'_, ServiceResult<MessagePage>> {
+        async move {
+            let peer = match &query.peer {
+                Some(p) => Some(parse_address(p)?.identity_key()),
+                None => None,
+            };
+            let cursor = match &query.cursor {
+                Some(c) => Some(c.parse::<Cursor>().map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?),
+                None => None,
+            };
+            let (messages, next) = self
+                .store
+                .list_messages(peer.as_ref(), query.limit as usize, cursor.as_ref())
+                .map_err(store_err)?;
+            Ok(MessagePage {
+                messages: messages.iter().map(views::message).collect(),
+                next_cursor: next.map(|c| c.to_string()),
+            })
+        }
+        .boxed()
+    }
+
+    fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        async move {
+            let key = self.message_by_hex(&id)?;
+            let m = self.store.get_message(&key).map_err(store_err)?.ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            Ok(views::message(&m))
+        }
+        .boxed()
+    }
+
+    fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        async move {
+            let key = self.message_by_hex(&id)?;
+            let m = self.store.get_message(&key).map_err(store_err)?.ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            if m.direction == Direction::Outgoing {
+                return Err(ServiceError::BadRequest("only incoming messages can be marked read".into()));
+            }
+            if m.state == MessageState::Read {
+                return Ok(views::message(&m));
+            }
+            Ok(views::message(&self.engine.mark_read(key).await?))
+        }
+        .boxed()
+    }
+
+    fn peers(&self) -> BoxFuture<'_, ServiceResult<Vec<PeerView>>> {
+        async move {
+            let info = self.net.info().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            Ok(info
+                .connected
+                .into_iter()
+                .map(|(peer, addrs)| PeerView {
+                    peer_id: peer.to_string(),
+                    addrs: addrs.iter().map(ToString::to_string).collect(),
+                    role: PeerRole::Unknown,
+                    user_address: None,
+                    connected_at: now_ms(),
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn token_lookup(&self, id: String) -> BoxFuture<'_, ServiceResult<Option<TokenRecord>>> {
+        async move { Ok(self.store.get_token(&id).map_err(store_err)?.map(token_from_store)) }.boxed()
+    }
+
+    fn token_create(&self, record: TokenRecord) -> BoxFuture<'_, ServiceResult<()>> {
+        async move {
+            if self.store.get_token(&record.id).map_err(store_err)?.is_some() {
+                return Err(ServiceError::Conflict("token id already exists".into()));
+            }
+            self.store.put_token(&token_to_store(&record)).map_err(store_err)
+        }
+        .boxed()
+    }
+
+    fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>> {
+        async move { Ok(self.store.list_tokens().map_err(store_err)?.into_iter().map(token_from_store).collect()) }
+            .boxed()
+    }
+
+    fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move {
+            if self.store.delete_token(&id).map_err(store_err)? {
+                Ok(())
+            } else {
+                Err(ServiceError::NotFound(format!("token {id}")))
+            }
+        }
+        .boxed()
+    }
+
+    fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {
+        async move {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok(out)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real `tokenim` processes (the binary this test build made) talking over
+//! loopback, driven through their local HTTP APIs and CLI.
+
+mod harness;
+
+mod api;
+mod cli;
+mod messaging;
