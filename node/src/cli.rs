@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tokenim", version, about = "TokenIM: federated peer-to-peer end-to-end encrypted messaging node")]
+#[command(
+    name = "tokenim",
+    version,
+    about = "TokenIM: federated peer-to-peer end-to-end encrypted messaging node"
+)]
 pub struct Cli {
     /// Data directory (identity, config, database, API token).
     #[arg(long, global = true, env = "TOKENIM_DATA_DIR")]

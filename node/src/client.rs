@@ -46,10 +46,20 @@ impl Client {
     }
 
     pub fn with(api: SocketAddr, token: String) -> Self {
-        Self { http: reqwest::Client::new(), base: format!("http://{api}/v1"), api, token }
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{api}/v1"),
+            api,
+            token,
+        }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         self.call_with_query(method, path, &[], body).await
     }
 
@@ -68,12 +78,20 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("calling the node API at {}", self.api))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling the node API at {}", self.api))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let err = &value["error"];
-            bail!("{} ({}): {}", status, err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or(""));
+            bail!(
+                "{} ({}): {}",
+                status,
+                err["code"].as_str().unwrap_or("?"),
+                err["message"].as_str().unwrap_or("")
+            );
         }
         Ok(value)
     }
@@ -98,27 +116,46 @@ impl Client {
         let id = self.identity().await?;
         println!("address:      {}", id["address"].as_str().unwrap_or(""));
         println!("peer id:      {}", id["peer_id"].as_str().unwrap_or(""));
-        println!("contact card: {}", id["contact_card"].as_str().unwrap_or(""));
+        println!(
+            "contact card: {}",
+            id["contact_card"].as_str().unwrap_or("")
+        );
         Ok(())
     }
 
     pub async fn add_contact(&self, card: &str, name: Option<&str>) -> Result<()> {
-        let c = self.post("/contacts", json!({ "card": card, "name": name })).await?;
-        println!("added {} {}", c["address"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or(""));
+        let c = self
+            .post("/contacts", json!({ "card": card, "name": name }))
+            .await?;
+        println!(
+            "added {} {}",
+            c["address"].as_str().unwrap_or(""),
+            c["name"].as_str().unwrap_or("")
+        );
         Ok(())
     }
 
     pub async fn list_contacts(&self) -> Result<()> {
         let list = self.get("/contacts").await?;
         for c in list["contacts"].as_array().into_iter().flatten() {
-            println!("{}  {}", c["address"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or("-"));
+            println!(
+                "{}  {}",
+                c["address"].as_str().unwrap_or(""),
+                c["name"].as_str().unwrap_or("-")
+            );
         }
         Ok(())
     }
 
     pub async fn send(&self, to: &str, text: &str) -> Result<()> {
-        let m = self.post("/messages", json!({ "to": to, "body": text })).await?;
-        println!("{} {}", m["id"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
+        let m = self
+            .post("/messages", json!({ "to": to, "body": text }))
+            .await?;
+        println!(
+            "{} {}",
+            m["id"].as_str().unwrap_or(""),
+            m["state"].as_str().unwrap_or("")
+        );
         Ok(())
     }
 
@@ -127,10 +164,20 @@ impl Client {
         if let Some(p) = peer {
             query.push(("peer", p.to_string()));
         }
-        let page = self.call_with_query(reqwest::Method::GET, "/messages", &query, None).await?;
+        let page = self
+            .call_with_query(reqwest::Method::GET, "/messages", &query, None)
+            .await?;
         for m in page["messages"].as_array().into_iter().flatten() {
-            let arrow = if m["direction"] == "outgoing" { "→" } else { "←" };
-            let who = if m["direction"] == "outgoing" { &m["to"] } else { &m["from"] };
+            let arrow = if m["direction"] == "outgoing" {
+                "→"
+            } else {
+                "←"
+            };
+            let who = if m["direction"] == "outgoing" {
+                &m["to"]
+            } else {
+                &m["from"]
+            };
             println!(
                 "{arrow} {} [{}] {}",
                 short(who.as_str().unwrap_or("")),
@@ -142,13 +189,18 @@ impl Client {
     }
 
     pub async fn create_token(&self, name: &str, scopes: &[String]) -> Result<()> {
-        let t = self.post("/tokens", json!({ "name": name, "scopes": scopes })).await?;
+        let t = self
+            .post("/tokens", json!({ "name": name, "scopes": scopes }))
+            .await?;
         println!("{}", serde_json::to_string_pretty(&t)?);
         Ok(())
     }
 
     pub async fn list_tokens(&self) -> Result<()> {
-        println!("{}", serde_json::to_string_pretty(&self.get("/tokens").await?)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&self.get("/tokens").await?)?
+        );
         Ok(())
     }
 
@@ -164,8 +216,11 @@ impl Client {
     ) -> Result<impl futures::Stream<Item = Result<Value>> + Unpin + use<>> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{}/v1/events", self.api).into_client_request()?;
-        req.headers_mut().insert("authorization", format!("Bearer {}", self.token).parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.context("opening /v1/events")?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .context("opening /v1/events")?;
         Ok(Box::pin(ws.filter_map(|m| async move {
             match m {
                 Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
@@ -187,6 +242,9 @@ impl Client {
 }
 
 pub fn short(address: &str) -> String {
-    if address.len() > 16 { format!("{}…{}", &address[..10], &address[address.len() - 4..]) } else { address.to_string() }
+    if address.len() > 16 {
+        format!("{}…{}", &address[..10], &address[address.len() - 4..])
+    } else {
+        address.to_string()
+    }
 }
-

@@ -15,7 +15,7 @@ pub const IDENTITY_FILE: &str = "identity.key";
 pub const NODE_KEY_FILE: &str = "node.key";
 pub const DB_DIR: &str = "db";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Name shown to contacts in this node's contact card.
@@ -77,22 +77,13 @@ pub struct LogConfig {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            display_name: String::new(),
-            network: NetworkConfig::default(),
-            api: ApiConfig::default(),
-            limits: Limits::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
-            listen: vec!["/ip4/0.0.0.0/tcp/0".into(), "/ip4/0.0.0.0/udp/0/quic-v1".into()],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".into(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+            ],
             bootstrap: Vec::new(),
             mdns: false,
             publish_direct_addrs: true,
@@ -104,7 +95,10 @@ impl Default for NetworkConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7733)), allowed_hosts: Vec::new() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7733)),
+            allowed_hosts: Vec::new(),
+        }
     }
 }
 
@@ -123,7 +117,10 @@ impl Default for Limits {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "text".into(), level: "info".into() }
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 

@@ -26,11 +26,21 @@ async fn start_peer(root: &std::path::Path, name: &'static str) -> Result<Peer> 
     cfg.api.listen = "127.0.0.1:0".parse()?;
     cfg.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     let node = node::start(&dir, cfg).await?;
+    let api = node.api_addr.context("the API is served")?;
     let token = std::fs::read_to_string(dir.join(config::TOKEN_FILE))?;
-    let client = Client::with(node.api_addr, token.trim().to_string());
+    let client = Client::with(api, token.trim().to_string());
     let address = node.address.to_string();
-    println!("  {name:5} address {}  api http://{}", crate::client::short(&address), node.api_addr);
-    Ok(Peer { name, node, client, address })
+    println!(
+        "  {name:5} address {}  api http://{}",
+        crate::client::short(&address),
+        api
+    );
+    Ok(Peer {
+        name,
+        node,
+        client,
+        address,
+    })
 }
 
 pub async fn run(messages: usize) -> Result<()> {
@@ -41,8 +51,13 @@ pub async fn run(messages: usize) -> Result<()> {
 
     println!("\n1. Swapping contact cards through the local API");
     for (a, b) in [(&alice, &bob), (&bob, &alice)] {
-        let card = a.client.identity().await?["contact_card"].as_str().unwrap_or_default().to_string();
-        b.client.post("/contacts", json!({ "card": card, "name": a.name })).await?;
+        let card = a.client.identity().await?["contact_card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        b.client
+            .post("/contacts", json!({ "card": card, "name": a.name }))
+            .await?;
         println!("  {} added {} ({} byte card)", b.name, a.name, card.len());
     }
 
@@ -54,7 +69,10 @@ pub async fn run(messages: usize) -> Result<()> {
     for i in 1..=messages {
         let text = format!("hello Bob, this is message {i}");
         let t0 = Instant::now();
-        let sent = alice.client.post("/messages", json!({ "to": "bob", "body": text })).await?;
+        let sent = alice
+            .client
+            .post("/messages", json!({ "to": "bob", "body": text }))
+            .await?;
         let ev = next_event(&mut bob_events, "message").await?;
         latencies.push(t0.elapsed());
         println!(
@@ -66,18 +84,32 @@ pub async fn run(messages: usize) -> Result<()> {
     }
 
     println!("\n3. Bob replies and reads Alice's messages; Alice sees delivery and read states");
-    let reply = bob.client.post("/messages", json!({ "to": "alice", "body": "hi Alice, got them all" })).await?;
+    let reply = bob
+        .client
+        .post(
+            "/messages",
+            json!({ "to": "alice", "body": "hi Alice, got them all" }),
+        )
+        .await?;
     let ev = next_event(&mut alice_events, "message").await?;
     println!(
         "  alice ← {:?} (message {})",
         ev["message"]["body"].as_str().unwrap_or(""),
         reply["id"].as_str().unwrap_or("")
     );
-    let inbox = bob.client.get(&format!("/messages?peer={}&limit=100", alice.address)).await?;
+    let inbox = bob
+        .client
+        .get(&format!("/messages?peer={}&limit=100", alice.address))
+        .await?;
     let mut read = 0;
     for m in inbox["messages"].as_array().into_iter().flatten() {
         if m["direction"] == "incoming" {
-            bob.client.post(&format!("/messages/{}/read", m["id"].as_str().unwrap_or("")), json!({})).await?;
+            bob.client
+                .post(
+                    &format!("/messages/{}/read", m["id"].as_str().unwrap_or("")),
+                    json!({}),
+                )
+                .await?;
             read += 1;
         }
     }
@@ -90,15 +122,31 @@ pub async fn run(messages: usize) -> Result<()> {
     }
     println!("  alice saw {read_seen} read receipts");
 
-    let conv = alice.client.get(&format!("/messages?peer={}&limit=100", bob.address)).await?;
+    let conv = alice
+        .client
+        .get(&format!("/messages?peer={}&limit=100", bob.address))
+        .await?;
     println!("\n4. Alice's conversation with Bob (newest first):");
     for m in conv["messages"].as_array().into_iter().flatten() {
-        let dir = if m["direction"] == "outgoing" { "→" } else { "←" };
-        println!("  {dir} [{:9}] {}", m["state"].as_str().unwrap_or(""), m["body"].as_str().unwrap_or(""));
+        let dir = if m["direction"] == "outgoing" {
+            "→"
+        } else {
+            "←"
+        };
+        println!(
+            "  {dir} [{:9}] {}",
+            m["state"].as_str().unwrap_or(""),
+            m["body"].as_str().unwrap_or("")
+        );
     }
     latencies.sort();
     if let (Some(min), Some(max)) = (latencies.first(), latencies.last()) {
-        println!("\nAPI send → peer's event: min {} µs, max {} µs over {} messages", min.as_micros(), max.as_micros(), latencies.len());
+        println!(
+            "\nAPI send → peer's event: min {} µs, max {} µs over {} messages",
+            min.as_micros(),
+            max.as_micros(),
+            latencies.len()
+        );
     }
     alice.node.shutdown().await;
     bob.node.shutdown().await;
@@ -116,7 +164,8 @@ async fn next_event(
     let wait = async {
         while let Some(ev) = events.next().await {
             let ev = ev?;
-            if ev["type"] == kind && (kind != "message" || ev["message"]["direction"] == "incoming") {
+            if ev["type"] == kind && (kind != "message" || ev["message"]["direction"] == "incoming")
+            {
                 return Ok(ev);
             }
         }

@@ -33,18 +33,33 @@ pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug)]
 enum Msg {
-    Send { to: [u8; 32], body: String, reply: oneshot::Sender<Result<MessageRecord, ServiceError>> },
-    MarkRead { id: [u8; 16], reply: oneshot::Sender<Result<MessageRecord, ServiceError>> },
-    MyCard { reply: oneshot::Sender<Result<String, ServiceError>> },
+    Send {
+        to: [u8; 32],
+        body: String,
+        reply: oneshot::Sender<Result<MessageRecord, ServiceError>>,
+    },
+    MarkRead {
+        id: [u8; 16],
+        reply: oneshot::Sender<Result<MessageRecord, ServiceError>>,
+    },
+    MyCard {
+        reply: oneshot::Sender<Result<String, ServiceError>>,
+    },
 }
 
 /// Cloneable handle to the engine task.
@@ -123,7 +138,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("address", &self.me.address()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("address", &self.me.address())
+            .finish_non_exhaustive()
     }
 }
 
@@ -140,7 +157,8 @@ impl Engine {
     ) -> Self {
         let mailbox = me.mailbox_key(0).id();
         // Every in-flight delivery reports exactly once, so this depth never blocks a sender.
-        let (deliveries_tx, deliveries_rx) = mpsc::channel(cfg.limits.max_inflight_deliveries.max(1));
+        let (deliveries_tx, deliveries_rx) =
+            mpsc::channel(cfg.limits.max_inflight_deliveries.max(1));
         Self {
             me,
             mailbox,
@@ -179,7 +197,11 @@ impl Engine {
         Ok((EngineHandle { tx }, join))
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Msg>, mut net_events: mpsc::Receiver<NetEvent>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Msg>,
+        mut net_events: mpsc::Receiver<NetEvent>,
+    ) {
         loop {
             self.start_due_deliveries();
             let next_due = self.next_startable_due();
@@ -217,10 +239,10 @@ impl Engine {
 
     async fn my_card(&mut self) -> Result<String, ServiceError> {
         let now = now_secs();
-        if let Some((uri, made)) = &self.card {
-            if now.saturating_sub(*made) < 3600 {
-                return Ok(uri.clone());
-            }
+        if let Some((uri, made)) = &self.card
+            && now.saturating_sub(*made) < 3600
+        {
+            return Ok(uri.clone());
         }
         let info = self.net.info().await.map_err(|_| unavailable())?;
         self.listen_addrs = info.listen_addrs;
@@ -229,7 +251,11 @@ impl Engine {
 
     fn rebuild_card(&mut self, now: u64) -> Result<String, ServiceError> {
         let direct_addrs = if self.cfg.publish_direct_addrs {
-            self.listen_addrs.iter().filter(|a| is_dialable(a)).map(|a| a.to_string()).collect()
+            self.listen_addrs
+                .iter()
+                .filter(|a| is_dialable(a))
+                .map(|a| a.to_string())
+                .collect()
         } else {
             Vec::new()
         };
@@ -248,7 +274,11 @@ impl Engine {
         Ok(uri)
     }
 
-    async fn send_text(&mut self, to: [u8; 32], body: String) -> Result<MessageRecord, ServiceError> {
+    async fn send_text(
+        &mut self,
+        to: [u8; 32],
+        body: String,
+    ) -> Result<MessageRecord, ServiceError> {
         if self.scheduled.len() >= self.cfg.limits.max_outbox {
             return Err(ServiceError::Unavailable(format!(
                 "outbox is full ({} undelivered messages); retry later",
@@ -266,7 +296,11 @@ impl Engine {
             sent_at_ms,
             // The recipient learns our card from the first messages of a session; after that it
             // only costs bytes.
-            sender_card: if self.sessions.has_send_session(&to) { String::new() } else { self.my_card().await? },
+            sender_card: if self.sessions.has_send_session(&to) {
+                String::new()
+            } else {
+                self.my_card().await?
+            },
         };
         let envelope = self.seal(&contact, &inner)?;
         let record = MessageRecord {
@@ -331,18 +365,31 @@ impl Engine {
     }
 
     /// Seals a receipt or other control message and queues it; it is not a conversation entry.
-    fn queue_control(&mut self, contact: &ContactCard, inner: &InnerMessage) -> Result<(), ServiceError> {
+    fn queue_control(
+        &mut self,
+        contact: &ContactCard,
+        inner: &InnerMessage,
+    ) -> Result<(), ServiceError> {
         let envelope = self.seal(contact, inner)?;
         let peer = contact.identity.identity_key;
         let outbox_id: [u8; 16] = rand::random();
         let outbox = self.outbox_record(outbox_id, peer, None, &envelope);
         let session = self.session_bytes(&peer)?;
-        self.store.txn().put_outbox(&outbox).put_session(&peer, &session).commit().map_err(store_error)?;
+        self.store
+            .txn()
+            .put_outbox(&outbox)
+            .put_session(&peer, &session)
+            .commit()
+            .map_err(store_error)?;
         self.schedule(outbox_id, Instant::now());
         Ok(())
     }
 
-    fn seal(&mut self, contact: &ContactCard, inner: &InnerMessage) -> Result<Envelope, ServiceError> {
+    fn seal(
+        &mut self,
+        contact: &ContactCard,
+        inner: &InnerMessage,
+    ) -> Result<Envelope, ServiceError> {
         let mailbox = *contact
             .mailboxes
             .first()
@@ -356,7 +403,12 @@ impl Engine {
                 }
                 other => internal(other),
             })?;
-        Ok(Envelope::new(mailbox, frame, now_secs(), self.cfg.limits.message_ttl_secs as u32))
+        Ok(Envelope::new(
+            mailbox,
+            frame,
+            now_secs(),
+            self.cfg.limits.message_ttl_secs as u32,
+        ))
     }
 
     fn outbox_record(
@@ -422,7 +474,9 @@ impl Engine {
         let now = Instant::now();
         let mut deferred = Vec::new();
         while self.in_flight_total < self.cfg.limits.max_inflight_deliveries {
-            let Some(&(at, id)) = self.due.iter().next() else { break };
+            let Some(&(at, id)) = self.due.iter().next() else {
+                break;
+            };
             if at > now {
                 break;
             }
@@ -454,7 +508,9 @@ impl Engine {
             self.expire(&entry);
             return Ok(true);
         }
-        if self.in_flight.get(&entry.peer).copied().unwrap_or(0) >= self.cfg.limits.max_inflight_per_peer {
+        if self.in_flight.get(&entry.peer).copied().unwrap_or(0)
+            >= self.cfg.limits.max_inflight_per_peer
+        {
             return Ok(false);
         }
         let card = self.contact_card(&entry.peer)?;
@@ -472,8 +528,16 @@ impl Engine {
         let tx = self.deliveries_tx.clone();
         let peer = entry.peer;
         tokio::spawn(async move {
-            let result = net.request(peer_id, addrs, wire::Request::deliver(entry.envelope)).await;
-            let _ = tx.send(Delivery { outbox_id: id, peer, result }).await;
+            let result = net
+                .request(peer_id, addrs, wire::Request::deliver(entry.envelope))
+                .await;
+            let _ = tx
+                .send(Delivery {
+                    outbox_id: id,
+                    peer,
+                    result,
+                })
+                .await;
         });
         Ok(true)
     }
@@ -486,13 +550,19 @@ impl Engine {
                 self.in_flight.remove(&d.peer);
             }
         }
-        let Ok(Some(entry)) = self.store.get_outbox(&d.outbox_id) else { return };
+        let Ok(Some(entry)) = self.store.get_outbox(&d.outbox_id) else {
+            return;
+        };
         let rejected = match d.result {
-            Ok(wire::Response { kind: Some(wire::pb::response::Kind::Accepted(_)) }) => {
+            Ok(wire::Response {
+                kind: Some(wire::pb::response::Kind::Accepted(_)),
+            }) => {
                 self.delivered(&entry);
                 return;
             }
-            Ok(wire::Response { kind: Some(wire::pb::response::Kind::Rejected(r)) }) => Some(r),
+            Ok(wire::Response {
+                kind: Some(wire::pb::response::Kind::Rejected(r)),
+            }) => Some(r),
             Ok(wire::Response { kind: None }) => None,
             Err(DeliverError::ShuttingDown) => return,
             Err(DeliverError::Unreachable(reason)) => {
@@ -502,7 +572,13 @@ impl Engine {
         };
         if let Some(r) = &rejected {
             let code = RejectCode::try_from(r.code).unwrap_or(RejectCode::Unspecified);
-            if matches!(code, RejectCode::Malformed | RejectCode::TooLarge | RejectCode::UnknownMailbox | RejectCode::Undecryptable) {
+            if matches!(
+                code,
+                RejectCode::Malformed
+                    | RejectCode::TooLarge
+                    | RejectCode::UnknownMailbox
+                    | RejectCode::Undecryptable
+            ) {
                 warn!(code = ?code, detail = %r.detail, "delivery rejected permanently");
                 self.fail(&entry);
                 return;
@@ -570,7 +646,11 @@ impl Engine {
 
     async fn on_net_event(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::Request { peer, request, reply } => {
+            NetEvent::Request {
+                peer,
+                request,
+                reply,
+            } => {
                 let response = match request.kind {
                     Some(wire::pb::request::Kind::Deliver(d)) => self.on_deliver(peer, &d.envelope),
                     None => wire::Response::rejected(RejectCode::Malformed, "empty request"),
@@ -586,7 +666,11 @@ impl Engine {
                         .keys()
                         .copied()
                         .filter(|id| {
-                            self.store.get_outbox(id).ok().flatten().is_some_and(|e| e.peer == identity)
+                            self.store
+                                .get_outbox(id)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|e| e.peer == identity)
                         })
                         .collect();
                     for id in ids {
@@ -616,9 +700,15 @@ impl Engine {
         };
         if envelope.mailbox().ok() != Some(self.mailbox) {
             self.metrics.envelopes_rejected.inc();
-            return wire::Response::rejected(RejectCode::UnknownMailbox, "not a mailbox of this node");
+            return wire::Response::rejected(
+                RejectCode::UnknownMailbox,
+                "not a mailbox of this node",
+            );
         }
-        let opened = match self.sessions.open(&self.me, &envelope.ciphertext, now_secs()) {
+        let opened = match self
+            .sessions
+            .open(&self.me, &envelope.ciphertext, now_secs())
+        {
             Ok(o) => o,
             Err(e) => {
                 debug!(%from_peer, "cannot open envelope: {e}");
@@ -649,11 +739,9 @@ impl Engine {
             }
             match InnerKind::try_from(inner.kind) {
                 Ok(InnerKind::Text) => {
-                    let id: [u8; 16] = inner
-                        .id
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| ServiceError::BadRequest("message id must be 16 bytes".into()))?;
+                    let id: [u8; 16] = inner.id.as_slice().try_into().map_err(|_| {
+                        ServiceError::BadRequest("message id must be 16 bytes".into())
+                    })?;
                     if self.store.is_seen(&peer, &id).map_err(store_error)? {
                         duplicate = true;
                     } else {
@@ -673,29 +761,35 @@ impl Engine {
                             envelope_id: None,
                             updated_at_ms: now,
                         };
-                        txn = txn
-                            .put_message(&record)
-                            .mark_seen(&peer, &id, now_secs() + SEEN_TTL_SECS);
+                        txn = txn.put_message(&record).mark_seen(
+                            &peer,
+                            &id,
+                            now_secs() + SEEN_TTL_SECS,
+                        );
                         self.metrics.messages_received.inc();
                         events.push(views::message_event(&record));
                     }
                 }
                 Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
-                    let state =
-                        if kind == InnerKind::ReadReceipt { MessageState::Read } else { MessageState::Delivered };
+                    let state = if kind == InnerKind::ReadReceipt {
+                        MessageState::Read
+                    } else {
+                        MessageState::Delivered
+                    };
                     for rid in &inner.ref_ids {
-                        let Ok(rid) = <[u8; 16]>::try_from(rid.as_slice()) else { continue };
+                        let Ok(rid) = <[u8; 16]>::try_from(rid.as_slice()) else {
+                            continue;
+                        };
                         // Only the recipient of a message may report on it.
-                        if let Ok(Some(mut m)) = self.store.get_message(&rid) {
-                            if m.direction == Direction::Outgoing
-                                && m.to == peer
-                                && state_rank(m.state) < state_rank(state)
-                            {
-                                m.state = state;
-                                m.updated_at_ms = now_ms();
-                                txn = txn.put_message(&m);
-                                events.push(views::state_event(&m));
-                            }
+                        if let Ok(Some(mut m)) = self.store.get_message(&rid)
+                            && m.direction == Direction::Outgoing
+                            && m.to == peer
+                            && state_rank(m.state) < state_rank(state)
+                        {
+                            m.state = state;
+                            m.updated_at_ms = now_ms();
+                            txn = txn.put_message(&m);
+                            events.push(views::state_event(&m));
                         }
                     }
                 }
@@ -713,8 +807,12 @@ impl Engine {
         if let Some(frame) = reply {
             match self.reply_route(&peer) {
                 Some(mailbox) => {
-                    let envelope =
-                        Envelope::new(mailbox, frame, now_secs(), self.cfg.limits.message_ttl_secs as u32);
+                    let envelope = Envelope::new(
+                        mailbox,
+                        frame,
+                        now_secs(),
+                        self.cfg.limits.message_ttl_secs as u32,
+                    );
                     let id: [u8; 16] = rand::random();
                     let entry = self.outbox_record(id, peer, None, &envelope);
                     txn = txn.put_outbox(&entry);
@@ -734,7 +832,9 @@ impl Engine {
     }
 
     fn reply_route(&self, peer: &[u8; 32]) -> Option<MailboxId> {
-        self.contact_card(peer).ok().and_then(|c| c.mailboxes.first().copied())
+        self.contact_card(peer)
+            .ok()
+            .and_then(|c| c.mailboxes.first().copied())
     }
 
     /// Keeps the newest valid card a peer sent about itself, without touching the name the
@@ -751,10 +851,10 @@ impl Engine {
             if old.card_uri == uri {
                 return None;
             }
-            if let Ok(old_card) = parse_stored_card(&old.card_uri) {
-                if old_card.created_at > card.created_at {
-                    return None;
-                }
+            if let Ok(old_card) = parse_stored_card(&old.card_uri)
+                && old_card.created_at > card.created_at
+            {
+                return None;
             }
         }
         Some(ContactRecord {
@@ -775,7 +875,11 @@ pub fn parse_stored_card(uri: &str) -> Result<ContactCard, tokenim_crypto::Crypt
 
 fn route_of(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {
     let peer = PeerId::from_bytes(card.node_peer_id.as_deref()?).ok()?;
-    let addrs = card.direct_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    let addrs = card
+        .direct_addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     Some((peer, addrs))
 }
 

@@ -55,11 +55,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("k");
         write_secret(&p, b"secret").expect("write");
-        assert_eq!(fs::metadata(&p).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_secret(&p).expect("read"), b"secret");
-        assert!(matches!(write_secret(&p, b"other"), Err(NodeError::AlreadyInitialised(_))));
+        assert!(matches!(
+            write_secret(&p, b"other"),
+            Err(NodeError::AlreadyInitialised(_))
+        ));
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(matches!(read_secret(&p), Err(NodeError::KeyFile { .. })));
-        assert!(matches!(read_secret(&dir.path().join("nope")), Err(NodeError::NotInitialised(_))));
+        assert!(matches!(
+            read_secret(&dir.path().join("nope")),
+            Err(NodeError::NotInitialised(_))
+        ));
     }
 }

@@ -13,7 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let data_dir = cli.data_dir.clone().unwrap_or_else(config::default_data_dir);
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,16 +40,32 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         }
         Command::Id(c) => Client::new(&data_dir, &c)?.print_identity().await,
         Command::Contact(ContactCmd::Add { client, card, name }) => {
-            Client::new(&data_dir, &client)?.add_contact(&card, name.as_deref()).await
+            Client::new(&data_dir, &client)?
+                .add_contact(&card, name.as_deref())
+                .await
         }
         Command::Contact(ContactCmd::List(c)) => Client::new(&data_dir, &c)?.list_contacts().await,
-        Command::Send { client, to, text } => Client::new(&data_dir, &client)?.send(&to, &text).await,
-        Command::Inbox { client, peer, limit } => {
-            Client::new(&data_dir, &client)?.inbox(peer.as_deref(), limit).await
+        Command::Send { client, to, text } => {
+            Client::new(&data_dir, &client)?.send(&to, &text).await
+        }
+        Command::Inbox {
+            client,
+            peer,
+            limit,
+        } => {
+            Client::new(&data_dir, &client)?
+                .inbox(peer.as_deref(), limit)
+                .await
         }
         Command::Watch(c) => Client::new(&data_dir, &c)?.watch().await,
-        Command::Token(TokenCmd::Create { client, name, scopes }) => {
-            Client::new(&data_dir, &client)?.create_token(&name, &scopes).await
+        Command::Token(TokenCmd::Create {
+            client,
+            name,
+            scopes,
+        }) => {
+            Client::new(&data_dir, &client)?
+                .create_token(&name, &scopes)
+                .await
         }
         Command::Token(TokenCmd::List(c)) => Client::new(&data_dir, &c)?.list_tokens().await,
         Command::Token(TokenCmd::Revoke { client, id }) => {
@@ -77,7 +96,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     // One machine-readable line on stdout says the node is ready (scripts and tests wait on it).
     let ready = serde_json::json!({
         "event": "ready",
-        "api": node.api_addr.to_string(),
+        "api": node.api_addr.map(|a| a.to_string()),
         "peer_id": node.peer_id.to_string(),
         "address": node.address.to_string(),
     });

@@ -74,7 +74,9 @@ enum Command {
         request: wire::Request,
         reply: oneshot::Sender<Result<wire::Response, DeliverError>>,
     },
-    Info { reply: oneshot::Sender<NetInfo> },
+    Info {
+        reply: oneshot::Sender<NetInfo>,
+    },
     Shutdown,
 }
 
@@ -82,7 +84,11 @@ enum Command {
 #[derive(Debug)]
 pub enum NetEvent {
     /// A peer sent a request; answer through `reply` (dropping it answers `internal`).
-    Request { peer: PeerId, request: wire::Request, reply: oneshot::Sender<wire::Response> },
+    Request {
+        peer: PeerId,
+        request: wire::Request,
+        reply: oneshot::Sender<wire::Response>,
+    },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     /// The set of addresses this node listens on changed (its contact card must follow).
@@ -109,7 +115,12 @@ impl NetworkHandle {
     ) -> Result<wire::Response, DeliverError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Request { peer, addrs, request, reply })
+            .send(Command::Request {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
             .await
             .map_err(|_| DeliverError::ShuttingDown)?;
         rx.await.map_err(|_| DeliverError::ShuttingDown)?
@@ -117,7 +128,10 @@ impl NetworkHandle {
 
     pub async fn info(&self) -> Result<NetInfo, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Info { reply }).await.map_err(|_| NodeError::ShuttingDown)?;
+        self.tx
+            .send(Command::Info { reply })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
         rx.await.map_err(|_| NodeError::ShuttingDown)
     }
 
@@ -130,9 +144,17 @@ impl NetworkHandle {
 pub async fn spawn(
     keypair: identity::Keypair,
     cfg: NetworkConfig,
+    transport: Transport,
     registry: &mut Registry,
-) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NodeError> {
-    let mut swarm = build_swarm(keypair, &cfg, registry)?;
+) -> Result<
+    (
+        NetworkHandle,
+        mpsc::Receiver<NetEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    NodeError,
+> {
+    let mut swarm = build_swarm(keypair, &cfg, transport, registry)?;
     let mut listeners = HashSet::new();
     for addr in &cfg.listen {
         let id = swarm
@@ -149,10 +171,10 @@ pub async fn spawn(
             None => warn!(%addr, "bootstrap address lacks /p2p/<peer id>; ignored"),
         }
     }
-    if !cfg.bootstrap.is_empty() {
-        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
-            warn!("kademlia bootstrap: {e}");
-        }
+    if !cfg.bootstrap.is_empty()
+        && let Err(e) = swarm.behaviour_mut().kad.bootstrap()
+    {
+        warn!("kademlia bootstrap: {e}");
     }
     let metrics = libp2p::metrics::Metrics::new(registry);
     let peer_id = *swarm.local_peer_id();
@@ -205,69 +227,116 @@ async fn wait_for_listeners(
     Ok(addrs)
 }
 
+/// Builds the connection stack of a simulated or embedded node (e.g. an in-memory transport with
+/// a link model); it must authenticate and multiplex, as TCP + Noise + Yamux does.
+pub type TransportFactory = Box<
+    dyn FnOnce(
+            &identity::Keypair,
+        )
+            -> libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>
+        + Send,
+>;
+
+/// Which transports the swarm runs.
+#[derive(Default)]
+pub enum Transport {
+    /// TCP and QUIC, each with Noise and Yamux (QUIC brings its own).
+    #[default]
+    TcpQuic,
+    /// Anything else, e.g. the simulator's in-memory links.
+    Custom(TransportFactory),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TcpQuic => "TcpQuic",
+            Self::Custom(_) => "Custom",
+        })
+    }
+}
+
+type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
 fn build_swarm(
     keypair: identity::Keypair,
     cfg: &NetworkConfig,
+    transport: Transport,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
-    let mdns_enabled = cfg.mdns;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| net(&e))?
-        .with_quic()
-        .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
-            let peer_id = key.public().to_peer_id();
-            let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(cfg.max_connections))
-                .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
-                .with_max_pending_incoming(Some(128))
-                .with_max_pending_outgoing(Some(128));
-            let msg = request_response::Behaviour::with_codec(
-                wire::Codec,
-                [(wire::PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(cfg.request_timeout)
-                    .with_max_concurrent_streams(64),
-            );
-            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
-            kad_cfg.set_periodic_bootstrap_interval(None);
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad_cfg,
-            );
-            // Personal nodes only query the DHT; relays (server mode) answer it.
-            kad.set_mode(Some(kad::Mode::Client));
-            let mdns = if mdns_enabled {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
-            } else {
-                None
-            };
-            Ok(Behaviour {
-                limits: connection_limits::Behaviour::new(limits),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/tokenim/1.0.0".into(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::new(ping::Config::new()),
-                msg,
-                gossipsub: gossipsub_behaviour()?,
-                kad,
-                mdns: Toggle::from(mdns),
-            })
-        })
-        .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = match transport {
+        Transport::Custom(factory) => builder
+            .with_other_transport(factory)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key| behaviour(key, cfg))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(idle)
+            .build(),
+        Transport::TcpQuic => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| net(&e))?
+            .with_quic()
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key| behaviour(key, cfg))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(idle)
+            .build(),
+    };
     Ok(swarm)
+}
+
+fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, BuildError> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+        .with_max_pending_incoming(Some(128))
+        .with_max_pending_outgoing(Some(128));
+    let msg = request_response::Behaviour::with_codec(
+        wire::Codec,
+        [(wire::PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(cfg.request_timeout)
+            .with_max_concurrent_streams(64),
+    );
+    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+    kad_cfg.set_periodic_bootstrap_interval(None);
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+    // Personal nodes only query the DHT; relays (server mode) answer it.
+    kad.set_mode(Some(kad::Mode::Client));
+    let mdns = if cfg.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/tokenim/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        msg,
+        gossipsub: gossipsub_behaviour()?,
+        kad,
+        mdns: Toggle::from(mdns),
+    })
 }
 
 /// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending
 /// node) and a content-hash message id (the default id of anonymous messages is constant).
-fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
     let cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| {
@@ -275,7 +344,10 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, Box<dyn std::error::Err
         })
         .max_transmit_size(wire::MAX_FRAME_BYTES)
         .build()?;
-    Ok(gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?)
+    Ok(gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Anonymous,
+        cfg,
+    )?)
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -285,15 +357,22 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-type PendingResponse =
-    futures::future::BoxFuture<'static, (request_response::ResponseChannel<wire::Response>, wire::Response)>;
+type PendingResponse = futures::future::BoxFuture<
+    'static,
+    (
+        request_response::ResponseChannel<wire::Response>,
+        wire::Response,
+    ),
+>;
 
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
     metrics: libp2p::metrics::Metrics,
     events: mpsc::Sender<NetEvent>,
-    pending_out:
-        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<wire::Response, DeliverError>>>,
+    pending_out: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<wire::Response, DeliverError>>,
+    >,
     pending_in: FuturesUnordered<PendingResponse>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashMap<PeerId, HashSet<Multiaddr>>,
@@ -320,8 +399,17 @@ impl SwarmTask {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Request { peer, addrs, request, reply } => {
-                let id = self.swarm.behaviour_mut().msg.send_request_with_addresses(&peer, request, addrs);
+            Command::Request {
+                peer,
+                addrs,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .msg
+                    .send_request_with_addresses(&peer, request, addrs);
                 self.pending_out.insert(id, reply);
             }
             Command::Info { reply } => {
@@ -345,19 +433,36 @@ impl SwarmTask {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.listen_addrs.push(address);
-                let _ = self.events.try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+                let _ = self
+                    .events
+                    .try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| a != &address);
-                let _ = self.events.try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+                let _ = self
+                    .events
+                    .try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                self.connected.entry(peer_id).or_default().insert(endpoint.get_remote_address().clone());
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.connected
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
                     let _ = self.events.try_send(NetEvent::PeerConnected(peer_id));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 if let Some(set) = self.connected.get_mut(&peer_id) {
                     set.remove(endpoint.get_remote_address());
                 }
@@ -399,7 +504,14 @@ impl SwarmTask {
     fn on_msg_event(&mut self, event: request_response::Event<wire::Request, wire::Response>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
                 if !self.rate.allow(peer) {
                     let _ = self.swarm.behaviour_mut().msg.send_response(
                         channel,
@@ -408,7 +520,11 @@ impl SwarmTask {
                     return;
                 }
                 let (reply, rx) = oneshot::channel();
-                match self.events.try_send(NetEvent::Request { peer, request, reply }) {
+                match self.events.try_send(NetEvent::Request {
+                    peer,
+                    request,
+                    reply,
+                }) {
                     Ok(()) => self.pending_in.push(Box::pin(async move {
                         let response = rx.await.unwrap_or_else(|_| {
                             wire::Response::rejected(RejectCode::Internal, "request dropped")
@@ -424,12 +540,24 @@ impl SwarmTask {
                     }
                 }
             }
-            Event::Message { message: Message::Response { request_id, response }, .. } => {
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
                 if let Some(tx) = self.pending_out.remove(&request_id) {
                     let _ = tx.send(Ok(response));
                 }
             }
-            Event::OutboundFailure { request_id, error, peer, .. } => {
+            Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
                 debug!(%peer, %error, "outbound request failed");
                 if let Some(tx) = self.pending_out.remove(&request_id) {
                     let _ = tx.send(Err(DeliverError::Unreachable(error.to_string())));
@@ -451,7 +579,10 @@ struct RateLimiter {
 
 impl RateLimiter {
     fn new(per_sec: u32) -> Self {
-        Self { per_sec, windows: HashMap::new() }
+        Self {
+            per_sec,
+            windows: HashMap::new(),
+        }
     }
 
     fn allow(&mut self, peer: PeerId) -> bool {
@@ -468,4 +599,3 @@ impl RateLimiter {
         self.windows.remove(peer);
     }
 }
-

@@ -36,7 +36,9 @@ pub struct InitReport {
 pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, NodeError> {
     let identity_path = data_dir.join(config::IDENTITY_FILE);
     if identity_path.exists() {
-        return Err(NodeError::AlreadyInitialised(identity_path.display().to_string()));
+        return Err(NodeError::AlreadyInitialised(
+            identity_path.display().to_string(),
+        ));
     }
     create_private_dir(data_dir)?;
     let identity = Identity::generate();
@@ -48,7 +50,10 @@ pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, N
     keyfile::write_secret(&data_dir.join(config::NODE_KEY_FILE), &node_key_bytes)?;
     let config_path = data_dir.join(config::CONFIG_FILE);
     if !config_path.exists() {
-        let cfg = Config { display_name: display_name.unwrap_or_default().to_string(), ..Config::default() };
+        let cfg = Config {
+            display_name: display_name.unwrap_or_default().to_string(),
+            ..Config::default()
+        };
         std::fs::write(&config_path, cfg.to_toml())
             .map_err(|e| NodeError::Io(format!("writing {}", config_path.display()), e))?;
     }
@@ -57,7 +62,10 @@ pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, N
     store.put_token(&crate::service::token_to_store(&record))?;
     let token_path = data_dir.join(config::TOKEN_FILE);
     keyfile::write_secret(&token_path, token.expose().as_bytes())?;
-    Ok(InitReport { address: identity.address(), token_path })
+    Ok(InitReport {
+        address: identity.address(),
+        token_path,
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
@@ -72,10 +80,13 @@ fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
 /// A running node. Dropping it does not stop it; call [`RunningNode::shutdown`].
 #[derive(Debug)]
 pub struct RunningNode {
-    pub api_addr: SocketAddr,
+    /// Where the local API listens, when it is served.
+    pub api_addr: Option<SocketAddr>,
     pub peer_id: PeerId,
     pub address: Address,
     pub engine: EngineHandle,
+    /// The same service the HTTP API calls, for in-process use.
+    pub service: Arc<Service>,
     pub store: Store,
     net: NetworkHandle,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
@@ -101,17 +112,62 @@ impl RunningNode {
     }
 }
 
-/// Starts a node from an initialised data directory.
-pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeError> {
-    let identity = Identity::from_bytes(&keyfile::read_secret(&data_dir.join(config::IDENTITY_FILE))?)?;
-    let identity = Arc::new(identity);
-    let node_key = Keypair::from_protobuf_encoding(&keyfile::read_secret(&data_dir.join(config::NODE_KEY_FILE))?)
-        .map_err(|e| NodeError::KeyFile {
-            path: config::NODE_KEY_FILE.into(),
-            reason: e.to_string(),
-        })?;
-    let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
+/// Everything a node is made of, for embedding it without a data directory (the simulator,
+/// in-process tests): identity, libp2p key, store, transport and config.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub identity: Identity,
+    pub node_key: Keypair,
+    pub store: Store,
+    pub config: Config,
+    pub transport: network::Transport,
+    /// Serve the local HTTP API on `config.api.listen`.
+    pub serve_api: bool,
+}
 
+/// Starts a node from an initialised data directory, serving the local API and writing its
+/// address to `DIR/api.addr`.
+pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeError> {
+    let identity = Identity::from_bytes(&keyfile::read_secret(
+        &data_dir.join(config::IDENTITY_FILE),
+    )?)?;
+    let node_key = Keypair::from_protobuf_encoding(&keyfile::read_secret(
+        &data_dir.join(config::NODE_KEY_FILE),
+    )?)
+    .map_err(|e| NodeError::KeyFile {
+        path: config::NODE_KEY_FILE.into(),
+        reason: e.to_string(),
+    })?;
+    let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
+    let node = launch(NodeParts {
+        identity,
+        node_key,
+        store,
+        config: cfg,
+        transport: network::Transport::TcpQuic,
+        serve_api: true,
+    })
+    .await?;
+    if let Some(api) = node.api_addr {
+        write_atomically(
+            &data_dir.join(config::API_ADDR_FILE),
+            api.to_string().as_bytes(),
+        )?;
+    }
+    Ok(node)
+}
+
+/// Starts a node from its parts.
+pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
+    let NodeParts {
+        identity,
+        node_key,
+        store,
+        config: cfg,
+        transport,
+        serve_api,
+    } = parts;
+    let identity = Arc::new(identity);
     let mut sessions = Sessions::new(SessionPolicy::default());
     for (peer, bytes) in store.list_sessions()? {
         if let Err(e) = sessions.restore_peer(&bytes) {
@@ -130,7 +186,8 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
         request_timeout: Duration::from_secs(20),
     };
-    let (net, net_events, net_task) = network::spawn(node_key, net_cfg, &mut registry).await?;
+    let (net, net_events, net_task) =
+        network::spawn(node_key, net_cfg, transport, &mut registry).await?;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let engine = Engine::new(
         identity.clone(),
@@ -146,44 +203,61 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
         },
     );
     let (engine, engine_task) = engine.spawn(net_events)?;
-
-    let service = Service::new(identity.clone(), store.clone(), engine.clone(), net.clone(), events, registry);
-    let api_cfg = tokenim_api::ApiConfig {
-        allowed_hosts: cfg.api.allowed_hosts.clone(),
-        ..tokenim_api::ApiConfig::default()
-    };
-    let router = tokenim_api::router(Arc::new(service), api_cfg);
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-        .await
-        .map_err(|e| NodeError::Io(format!("binding the API to {}", cfg.api.listen), e))?;
-    let api_addr = listener.local_addr().map_err(|e| NodeError::Io("API address".into(), e))?;
+    let mut tasks = vec![engine_task, net_task];
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    let api_task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    let service = Arc::new(Service::new(
+        identity.clone(),
+        store.clone(),
+        engine.clone(),
+        net.clone(),
+        events,
+        registry,
+    ));
+
+    let mut api_addr = None;
+    if serve_api {
+        let api_cfg = tokenim_api::ApiConfig {
+            allowed_hosts: cfg.api.allowed_hosts.clone(),
+            ..tokenim_api::ApiConfig::default()
         };
-        if let Err(e) = tokenim_api::serve(listener, router, stop).await {
-            warn!("API server stopped: {e}");
-        }
-    });
-    write_atomically(&data_dir.join(config::API_ADDR_FILE), api_addr.to_string().as_bytes())?;
+        let router = tokenim_api::router(service.clone(), api_cfg);
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .map_err(|e| NodeError::Io(format!("binding the API to {}", cfg.api.listen), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Io("API address".into(), e))?;
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = tokenim_api::serve(listener, router, stop).await {
+                warn!("API server stopped: {e}");
+            }
+        }));
+        api_addr = Some(addr);
+    }
     let peer_id = net.peer_id();
-    info!(%api_addr, %peer_id, address = %identity.address(), "node started");
+    info!(api = ?api_addr, %peer_id, address = %identity.address(), "node started");
     Ok(RunningNode {
         api_addr,
         peer_id,
         address: identity.address(),
         engine,
+        service,
         store,
         net,
         shutdown_tx,
-        tasks: vec![api_task, engine_task, net_task],
+        tasks,
     })
 }
 
 fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
     list.iter()
-        .map(|a| a.parse().map_err(|e| NodeError::Config(format!("bad multiaddr {a:?}: {e}"))))
+        .map(|a| {
+            a.parse()
+                .map_err(|e| NodeError::Config(format!("bad multiaddr {a:?}: {e}")))
+        })
         .collect()
 }
 

@@ -7,8 +7,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView, PeerRole,
-    PeerView,
+    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView,
+    PeerRole, PeerView,
 };
 use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{Address, ContactCard, Identity};
@@ -46,7 +46,14 @@ impl Service {
         events: broadcast::Sender<Event>,
         registry: Registry,
     ) -> Self {
-        Self { identity, store, engine, net, events, registry: Arc::new(registry) }
+        Self {
+            identity,
+            store,
+            engine,
+            net,
+            events,
+            registry: Arc::new(registry),
+        }
     }
 
     /// `to` is an address or a contact's local name.
@@ -55,11 +62,16 @@ impl Service {
         let by_address = match to.parse::<Address>() {
             Ok(a) => Some(a),
             // Text that looks like an address but is not one is a typo, not a name.
-            Err(e) if to.starts_with("tim1") => return Err(ServiceError::InvalidAddress(e.to_string())),
+            Err(e) if to.starts_with("tim1") => {
+                return Err(ServiceError::InvalidAddress(e.to_string()));
+            }
             Err(_) => None,
         };
         let found = match by_address {
-            Some(a) => self.store.get_contact(&a.identity_key()).map_err(store_err)?,
+            Some(a) => self
+                .store
+                .get_contact(&a.identity_key())
+                .map_err(store_err)?,
             None => self.store.find_contact_by_name(to).map_err(store_err)?,
         };
         found.ok_or_else(|| ServiceError::UnknownContact(to.to_string()))
@@ -70,7 +82,10 @@ impl Service {
         ContactView {
             address: views::address_of(&c.identity_key),
             name: c.name.clone(),
-            display_name: card.as_ref().map(|c| c.display_name.clone()).filter(|n| !n.is_empty()),
+            display_name: card
+                .as_ref()
+                .map(|c| c.display_name.clone())
+                .filter(|n| !n.is_empty()),
             added_at: c.added_at * 1000,
             card_expires_at: card.map(|c| c.expires_at * 1000),
         }
@@ -78,13 +93,20 @@ impl Service {
 
     /// Unread incoming messages among the newest [`UNREAD_SCAN`] of a conversation.
     fn unread(&self, peer: &[u8; 32]) -> ServiceResult<u32> {
-        let (recent, _) = self.store.list_messages(Some(peer), UNREAD_SCAN, None).map_err(store_err)?;
-        Ok(recent.iter().filter(|m| m.state == MessageState::Received).count() as u32)
+        let (recent, _) = self
+            .store
+            .list_messages(Some(peer), UNREAD_SCAN, None)
+            .map_err(store_err)?;
+        Ok(recent
+            .iter()
+            .filter(|m| m.state == MessageState::Received)
+            .count() as u32)
     }
 
     fn message_by_hex(&self, id: &str) -> ServiceResult<[u8; 16]> {
         let mut out = [0u8; 16];
-        hex::decode_to_slice(id, &mut out).map_err(|_| ServiceError::NotFound(format!("message {id}")))?;
+        hex::decode_to_slice(id, &mut out)
+            .map_err(|_| ServiceError::NotFound(format!("message {id}")))?;
         Ok(out)
     }
 }
@@ -94,7 +116,9 @@ fn store_err(e: StoreError) -> ServiceError {
 }
 
 fn parse_address(text: &str) -> ServiceResult<Address> {
-    text.trim().parse::<Address>().map_err(|e| ServiceError::InvalidAddress(e.to_string()))
+    text.trim()
+        .parse::<Address>()
+        .map_err(|e| ServiceError::InvalidAddress(e.to_string()))
 }
 
 pub fn token_to_store(t: &TokenRecord) -> tokenim_store::TokenRecord {
@@ -114,7 +138,11 @@ fn token_from_store(t: tokenim_store::TokenRecord) -> TokenRecord {
     TokenRecord {
         id: t.id,
         name: t.name,
-        scopes: t.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()).collect(),
+        scopes: t
+            .scopes
+            .iter()
+            .filter_map(|s| s.parse::<Scope>().ok())
+            .collect(),
         secret_hash: hex::encode(t.secret_hash),
         created_at: t.created_at,
     }
@@ -124,7 +152,11 @@ impl NodeService for Service {
     fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>> {
         async move {
             let card = self.engine.my_card().await?;
-            let info = self.net.info().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let info = self
+                .net
+                .info()
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             let display_name = ContactCard::from_uri(&card, now_secs())
                 .ok()
                 .map(|c| c.display_name)
@@ -140,23 +172,33 @@ impl NodeService for Service {
         .boxed()
     }
 
-    fn add_contact(&self, card: String, name: Option<String>) -> BoxFuture<'_, ServiceResult<ContactView>> {
+    fn add_contact(
+        &self,
+        card: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>> {
         async move {
             let parsed = ContactCard::from_uri(card.trim(), now_secs())
                 .map_err(|e| ServiceError::InvalidCard(e.to_string()))?;
             let key = parsed.identity.identity_key;
             if key == self.identity.public().identity_key {
-                return Err(ServiceError::BadRequest("that is this node's own card".into()));
+                return Err(ServiceError::BadRequest(
+                    "that is this node's own card".into(),
+                ));
             }
             let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
             if let Some(n) = &name {
                 if n.starts_with("tim1") {
-                    return Err(ServiceError::BadRequest("a contact name cannot look like an address".into()));
+                    return Err(ServiceError::BadRequest(
+                        "a contact name cannot look like an address".into(),
+                    ));
                 }
-                if let Some(other) = self.store.find_contact_by_name(n).map_err(store_err)? {
-                    if other.identity_key != key {
-                        return Err(ServiceError::Conflict(format!("the name {n:?} is taken by another contact")));
-                    }
+                if let Some(other) = self.store.find_contact_by_name(n).map_err(store_err)?
+                    && other.identity_key != key
+                {
+                    return Err(ServiceError::Conflict(format!(
+                        "the name {n:?} is taken by another contact"
+                    )));
                 }
             }
             let existing = self.store.get_contact(&key).map_err(store_err)?;
@@ -198,7 +240,11 @@ impl NodeService for Service {
     fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
         async move {
             let a = parse_address(&address)?;
-            if !self.store.delete_contact(&a.identity_key()).map_err(store_err)? {
+            if !self
+                .store
+                .delete_contact(&a.identity_key())
+                .map_err(store_err)?
+            {
                 return Err(ServiceError::UnknownContact(address));
             }
             Ok(())
@@ -211,7 +257,10 @@ impl NodeService for Service {
             let contacts = self.store.list_contacts().map_err(store_err)?;
             let mut out = Vec::new();
             for c in contacts {
-                let (last, _) = self.store.list_messages(Some(&c.identity_key), 1, None).map_err(store_err)?;
+                let (last, _) = self
+                    .store
+                    .list_messages(Some(&c.identity_key), 1, None)
+                    .map_err(store_err)?;
                 let unread = self.unread(&c.identity_key)?;
                 let view = self.contact_view(&c);
                 out.push(ConversationView {
@@ -222,7 +271,13 @@ impl NodeService for Service {
                     unread,
                 });
             }
-            out.sort_by_key(|c| std::cmp::Reverse(c.last_message.as_ref().map_or(0, |m| m.received_at.unwrap_or(m.sent_at))));
+            out.sort_by_key(|c| {
+                std::cmp::Reverse(
+                    c.last_message
+                        .as_ref()
+                        .map_or(0, |m| m.received_at.unwrap_or(m.sent_at)),
+                )
+            });
             Ok(out)
         }
         .boxed()
@@ -244,7 +299,10 @@ impl NodeService for Service {
                 None => None,
             };
             let cursor = match &query.cursor {
-                Some(c) => Some(c.parse::<Cursor>().map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?),
+                Some(c) => Some(
+                    c.parse::<Cursor>()
+                        .map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?,
+                ),
                 None => None,
             };
             let (messages, next) = self
@@ -262,7 +320,11 @@ impl NodeService for Service {
     fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
             let key = self.message_by_hex(&id)?;
-            let m = self.store.get_message(&key).map_err(store_err)?.ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            let m = self
+                .store
+                .get_message(&key)
+                .map_err(store_err)?
+                .ok_or(ServiceError::NotFound(format!("message {id}")))?;
             Ok(views::message(&m))
         }
         .boxed()
@@ -271,9 +333,15 @@ impl NodeService for Service {
     fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
             let key = self.message_by_hex(&id)?;
-            let m = self.store.get_message(&key).map_err(store_err)?.ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            let m = self
+                .store
+                .get_message(&key)
+                .map_err(store_err)?
+                .ok_or(ServiceError::NotFound(format!("message {id}")))?;
             if m.direction == Direction::Outgoing {
-                return Err(ServiceError::BadRequest("only incoming messages can be marked read".into()));
+                return Err(ServiceError::BadRequest(
+                    "only incoming messages can be marked read".into(),
+                ));
             }
             if m.state == MessageState::Read {
                 return Ok(views::message(&m));
@@ -285,7 +353,11 @@ impl NodeService for Service {
 
     fn peers(&self) -> BoxFuture<'_, ServiceResult<Vec<PeerView>>> {
         async move {
-            let info = self.net.info().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let info = self
+                .net
+                .info()
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             Ok(info
                 .connected
                 .into_iter()
@@ -306,22 +378,44 @@ impl NodeService for Service {
     }
 
     fn token_lookup(&self, id: String) -> BoxFuture<'_, ServiceResult<Option<TokenRecord>>> {
-        async move { Ok(self.store.get_token(&id).map_err(store_err)?.map(token_from_store)) }.boxed()
+        async move {
+            Ok(self
+                .store
+                .get_token(&id)
+                .map_err(store_err)?
+                .map(token_from_store))
+        }
+        .boxed()
     }
 
     fn token_create(&self, record: TokenRecord) -> BoxFuture<'_, ServiceResult<()>> {
         async move {
-            if self.store.get_token(&record.id).map_err(store_err)?.is_some() {
+            if self
+                .store
+                .get_token(&record.id)
+                .map_err(store_err)?
+                .is_some()
+            {
                 return Err(ServiceError::Conflict("token id already exists".into()));
             }
-            self.store.put_token(&token_to_store(&record)).map_err(store_err)
+            self.store
+                .put_token(&token_to_store(&record))
+                .map_err(store_err)
         }
         .boxed()
     }
 
     fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>> {
-        async move { Ok(self.store.list_tokens().map_err(store_err)?.into_iter().map(token_from_store).collect()) }
-            .boxed()
+        async move {
+            Ok(self
+                .store
+                .list_tokens()
+                .map_err(store_err)?
+                .into_iter()
+                .map(token_from_store)
+                .collect())
+        }
+        .boxed()
     }
 
     fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>> {

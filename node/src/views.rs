@@ -24,7 +24,11 @@ pub fn message(m: &MessageRecord) -> api::MessageView {
     let incoming = m.direction == Direction::Incoming;
     api::MessageView {
         id: hex::encode(m.id),
-        direction: if incoming { api::Direction::Incoming } else { api::Direction::Outgoing },
+        direction: if incoming {
+            api::Direction::Incoming
+        } else {
+            api::Direction::Outgoing
+        },
         from: address_of(&m.from),
         to: address_of(&m.to),
         body: m.body.clone(),
@@ -37,14 +41,25 @@ pub fn message(m: &MessageRecord) -> api::MessageView {
 }
 
 pub fn message_event(m: &MessageRecord) -> Event {
-    Event::Message { message: message(m) }
+    Event::Message {
+        message: message(m),
+    }
 }
 
 pub fn state_event(m: &MessageRecord) -> Event {
-    Event::MessageState { id: hex::encode(m.id), state: state(m.state), stored_by: m.relays, at: m.updated_at_ms }
+    Event::MessageState {
+        id: hex::encode(m.id),
+        state: state(m.state),
+        stored_by: m.relays,
+        at: m.updated_at_ms,
+    }
 }
 
 pub fn peer_event(peer: &PeerId, connected: bool) -> Event {
     let peer_id = peer.to_string();
-    if connected { Event::PeerConnected { peer_id } } else { Event::PeerDisconnected { peer_id } }
+    if connected {
+        Event::PeerConnected { peer_id }
+    } else {
+        Event::PeerDisconnected { peer_id }
+    }
 }

@@ -22,7 +22,9 @@ pub const MAX_FRAME_BYTES: usize = tokenim_crypto::MAX_ENVELOPE_BYTES + 1024;
 
 impl Response {
     pub fn accepted(duplicate: bool) -> Self {
-        Self { kind: Some(pb::response::Kind::Accepted(Accepted { duplicate })) }
+        Self {
+            kind: Some(pb::response::Kind::Accepted(Accepted { duplicate })),
+        }
     }
 
     pub fn rejected(code: RejectCode, detail: impl Into<String>) -> Self {
@@ -37,7 +39,9 @@ impl Response {
 
 impl Request {
     pub fn deliver(envelope: Vec<u8>) -> Self {
-        Self { kind: Some(pb::request::Kind::Deliver(Deliver { envelope })) }
+        Self {
+            kind: Some(pb::request::Kind::Deliver(Deliver { envelope })),
+        }
     }
 }
 
@@ -96,7 +100,10 @@ where
 {
     let len = msg.encoded_len();
     if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame exceeds size limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame exceeds size limit",
+        ));
     }
     io.write_all(&msg.encode_length_delimited_to_vec()).await?;
     io.close().await
@@ -129,7 +136,10 @@ async fn read_varint<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<u64>
             return Ok(value);
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "varint too long"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "varint too long",
+    ))
 }
 
 #[cfg(test)]
@@ -143,7 +153,10 @@ mod tests {
             let mut codec = Codec;
             let req = Request::deliver(vec![7; 1000]);
             let mut buf = futures::io::Cursor::new(Vec::new());
-            codec.write_request(&PROTOCOL, &mut buf, req.clone()).await.expect("write");
+            codec
+                .write_request(&PROTOCOL, &mut buf, req.clone())
+                .await
+                .expect("write");
             let mut rd = futures::io::Cursor::new(buf.into_inner());
             let back = codec.read_request(&PROTOCOL, &mut rd).await.expect("read");
             assert_eq!(back, req);
@@ -153,7 +166,10 @@ mod tests {
             let mut bytes = Vec::new();
             huge((MAX_FRAME_BYTES + 1) as u64, &mut bytes);
             let mut rd = futures::io::Cursor::new(bytes);
-            let err = codec.read_request(&PROTOCOL, &mut rd).await.expect_err("too big");
+            let err = codec
+                .read_request(&PROTOCOL, &mut rd)
+                .await
+                .expect_err("too big");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 
             // Garbage never panics.

@@ -30,8 +30,18 @@ async fn raw(
 
 fn assert_error(v: &Value, code: &str) {
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert!(v["error"]["request_id"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["error"]["request_id"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -48,29 +58,74 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_running() -> Result<()
     let (s, v) = raw(&node, Method::GET, "/v1/identity", None, None, None).await?;
     assert_eq!(s, 401);
     assert_error(&v, "unauthorized");
-    let (s, v) = raw(&node, Method::GET, "/v1/identity", Some("tim_nope_nope"), None, None).await?;
+    let (s, v) = raw(
+        &node,
+        Method::GET,
+        "/v1/identity",
+        Some("tim_nope_nope"),
+        None,
+        None,
+    )
+    .await?;
     assert_eq!(s, 401);
     assert_error(&v, "unauthorized");
 
-    let (s, v) = raw(&node, Method::GET, "/v1/identity", Some(token), Some("evil.example:80"), None).await?;
+    let (s, v) = raw(
+        &node,
+        Method::GET,
+        "/v1/identity",
+        Some(token),
+        Some("evil.example:80"),
+        None,
+    )
+    .await?;
     assert_eq!(s, 403);
     assert_error(&v, "forbidden_host");
 
-    let send = |body: Vec<u8>| raw(&node, Method::POST, "/v1/messages", Some(token), None, Some(body));
+    let send = |body: Vec<u8>| {
+        raw(
+            &node,
+            Method::POST,
+            "/v1/messages",
+            Some(token),
+            None,
+            Some(body),
+        )
+    };
     let (s, v) = send(b"{not json".to_vec()).await?;
     assert_eq!(s, 400);
     assert_error(&v, "invalid_json");
-    let (s, v) = send(json!({"to": "tim1notanaddress", "body": "x"}).to_string().into_bytes()).await?;
+    let (s, v) = send(
+        json!({"to": "tim1notanaddress", "body": "x"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await?;
     assert!((400..500).contains(&s), "{s} {v}");
-    let (s, v) = send(json!({"to": "nobody-by-that-name", "body": "x"}).to_string().into_bytes()).await?;
+    let (s, v) = send(
+        json!({"to": "nobody-by-that-name", "body": "x"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await?;
     assert!((400..500).contains(&s), "{s}");
     assert_error(&v, "unknown_contact");
-    let big = json!({"to": "x", "body": "a".repeat(2 * 1024 * 1024)}).to_string().into_bytes();
+    let big = json!({"to": "x", "body": "a".repeat(2 * 1024 * 1024)})
+        .to_string()
+        .into_bytes();
     let (s, v) = send(big).await?;
     assert_eq!(s, 413, "{v}");
     assert_error(&v, "payload_too_large");
 
-    let (s, v) = raw(&node, Method::POST, "/v1/contacts", Some(token), None, Some(json!({"card": "tokenim:garbage"}).to_string().into_bytes())).await?;
+    let (s, v) = raw(
+        &node,
+        Method::POST,
+        "/v1/contacts",
+        Some(token),
+        None,
+        Some(json!({"card": "tokenim:garbage"}).to_string().into_bytes()),
+    )
+    .await?;
     assert!((400..500).contains(&s));
     assert_error(&v, "invalid_card");
 
@@ -86,23 +141,56 @@ async fn scoped_tokens_are_enforced_and_revocable() -> Result<()> {
     use reqwest::Method;
     let root = tempfile::tempdir()?;
     let node = NodeProc::start(&init(root.path(), "erin")?, "/ip4/127.0.0.1/tcp/0").await?;
-    let created = node.client.post("/tokens", json!({"name": "reader", "scopes": ["read"]})).await?;
-    let reader = created["token"].as_str().expect("secret shown once").to_string();
+    let created = node
+        .client
+        .post("/tokens", json!({"name": "reader", "scopes": ["read"]}))
+        .await?;
+    let reader = created["token"]
+        .as_str()
+        .expect("secret shown once")
+        .to_string();
     let id = created["id"].as_str().expect("id").to_string();
 
-    let (s, _) = raw(&node, Method::GET, "/v1/messages", Some(&reader), None, None).await?;
+    let (s, _) = raw(
+        &node,
+        Method::GET,
+        "/v1/messages",
+        Some(&reader),
+        None,
+        None,
+    )
+    .await?;
     assert_eq!(s, 200);
     let body = json!({"to": "x", "body": "y"}).to_string().into_bytes();
-    let (s, v) = raw(&node, Method::POST, "/v1/messages", Some(&reader), None, Some(body)).await?;
+    let (s, v) = raw(
+        &node,
+        Method::POST,
+        "/v1/messages",
+        Some(&reader),
+        None,
+        Some(body),
+    )
+    .await?;
     assert_eq!(s, 403);
     assert_error(&v, "forbidden_scope");
 
     let listed = node.client.get("/tokens").await?;
     assert!(listed.to_string().contains(&id));
-    assert!(!listed.to_string().contains(&reader), "secrets are never listed");
+    assert!(
+        !listed.to_string().contains(&reader),
+        "secrets are never listed"
+    );
 
     node.client.delete(&format!("/tokens/{id}")).await?;
-    let (s, v) = raw(&node, Method::GET, "/v1/messages", Some(&reader), None, None).await?;
+    let (s, v) = raw(
+        &node,
+        Method::GET,
+        "/v1/messages",
+        Some(&reader),
+        None,
+        None,
+    )
+    .await?;
     assert_eq!(s, 401);
     assert_error(&v, "unauthorized");
     node.stop().await?;

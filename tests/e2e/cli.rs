@@ -6,7 +6,12 @@ use crate::harness::{NodeProc, init, tokenim, wait_event};
 
 fn run_ok(cmd: &mut std::process::Command) -> Result<String> {
     let out = cmd.output()?;
-    anyhow::ensure!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(String::from_utf8(out.stdout)?)
 }
 
@@ -18,14 +23,25 @@ async fn cli_commands_add_a_contact_send_and_list() -> Result<()> {
 
     let id = run_ok(tokenim(&bob.dir).arg("id"))?;
     assert!(id.contains(&bob.address), "{id}");
-    let card = id.lines().find_map(|l| l.strip_prefix("contact card: ")).expect("card line").trim().to_string();
+    let card = id
+        .lines()
+        .find_map(|l| l.strip_prefix("contact card: "))
+        .expect("card line")
+        .trim()
+        .to_string();
     run_ok(tokenim(&alice.dir).args(["contact", "add", &card, "--name", "bob"]))?;
     let contacts = run_ok(tokenim(&alice.dir).args(["contact", "list"]))?;
-    assert!(contacts.contains(&bob.address) && contacts.contains("bob"), "{contacts}");
+    assert!(
+        contacts.contains(&bob.address) && contacts.contains("bob"),
+        "{contacts}"
+    );
 
     let mut bob_events = bob.client.events().await?;
     run_ok(tokenim(&alice.dir).args(["send", "bob", "sent from the CLI"]))?;
-    wait_event(&mut bob_events, "message", |e| e["message"]["body"] == "sent from the CLI").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "sent from the CLI"
+    })
+    .await?;
     let inbox = run_ok(tokenim(&bob.dir).arg("inbox"))?;
     assert!(inbox.contains("sent from the CLI"), "{inbox}");
 

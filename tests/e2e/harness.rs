@@ -18,7 +18,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn tokenim(data_dir: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(BIN);
-    c.arg("--data-dir").arg(data_dir).env_remove("TOKENIM_API").env_remove("TOKENIM_TOKEN");
+    c.arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("TOKENIM_API")
+        .env_remove("TOKENIM_TOKEN");
     c
 }
 
@@ -44,7 +47,10 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `tokenim run` and waits for its ready line.
     pub async fn start(dir: &Path, listen: &str) -> Result<Self> {
-        let log = File::options().create(true).append(true).open(dir.join("node.log"))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))?;
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
@@ -60,18 +66,23 @@ impl NodeProc {
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await? {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["event"] == "ready" {
-                        return Ok(v);
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["event"] == "ready"
+                {
+                    return Ok(v);
                 }
             }
-            bail!("tokenim exited before it was ready; see {}", dir.join("node.log").display())
+            bail!(
+                "tokenim exited before it was ready; see {}",
+                dir.join("node.log").display()
+            )
         })
         .await
         .context("waiting for the ready line")??;
         let api: std::net::SocketAddr = ready["api"].as_str().context("api")?.parse()?;
-        let token = std::fs::read_to_string(dir.join("api.token"))?.trim().to_string();
+        let token = std::fs::read_to_string(dir.join("api.token"))?
+            .trim()
+            .to_string();
         Ok(Self {
             dir: dir.to_path_buf(),
             child,
@@ -90,7 +101,10 @@ impl NodeProc {
     /// SIGTERM and wait for a clean exit.
     pub async fn stop(mut self) -> Result<()> {
         let pid = self.child.id().context("pid")?;
-        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
         if !sent.success() {
             bail!("kill -TERM {pid} failed");
         }
@@ -102,21 +116,34 @@ impl NodeProc {
     }
 
     pub async fn card(&self) -> Result<String> {
-        Ok(self.client.identity().await?["contact_card"].as_str().context("card")?.to_string())
+        Ok(self.client.identity().await?["contact_card"]
+            .as_str()
+            .context("card")?
+            .to_string())
     }
 
     pub async fn listen_addr(&self) -> Result<String> {
         let id = self.client.identity().await?;
-        id["listen_addrs"][0].as_str().map(str::to_string).context("no listen address")
+        id["listen_addrs"][0]
+            .as_str()
+            .map(str::to_string)
+            .context("no listen address")
     }
 
     pub async fn add_contact(&self, other: &NodeProc, name: &str) -> Result<()> {
-        self.client.post("/contacts", json!({ "card": other.card().await?, "name": name })).await?;
+        self.client
+            .post(
+                "/contacts",
+                json!({ "card": other.card().await?, "name": name }),
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn send(&self, to: &str, body: &str) -> Result<Value> {
-        self.client.post("/messages", json!({ "to": to, "body": body })).await
+        self.client
+            .post("/messages", json!({ "to": to, "body": body }))
+            .await
     }
 }
 

@@ -17,22 +17,41 @@ async fn two_nodes_exchange_messages_both_ways() -> Result<()> {
     let got = wait_event(&mut bob_events, "message", |_| true).await?;
     assert_eq!(got["message"]["body"], "hello bob");
     assert_eq!(got["message"]["from"], alice.address.as_str());
-    wait_event(&mut alice_events, "message_state", |e| e["id"] == id.as_str() && e["state"] == "delivered")
-        .await?;
+    wait_event(&mut alice_events, "message_state", |e| {
+        e["id"] == id.as_str() && e["state"] == "delivered"
+    })
+    .await?;
 
     bob.send(&alice.address, "hello alice").await?;
     let got = wait_event(&mut alice_events, "message", |_| true).await?;
     assert_eq!(got["message"]["body"], "hello alice");
 
     // Bob reads; Alice's copy turns "read".
-    bob.client.post(&format!("/messages/{id}/read"), serde_json::json!({})).await?;
-    wait_event(&mut alice_events, "message_state", |e| e["id"] == id.as_str() && e["state"] == "read").await?;
+    bob.client
+        .post(&format!("/messages/{id}/read"), serde_json::json!({}))
+        .await?;
+    wait_event(&mut alice_events, "message_state", |e| {
+        e["id"] == id.as_str() && e["state"] == "read"
+    })
+    .await?;
     let m = alice.client.get(&format!("/messages/{id}")).await?;
     assert_eq!(m["state"], "read");
 
-    let page = bob.client.get(&format!("/messages?peer={}", alice.address)).await?;
-    let bodies: Vec<_> = page["messages"].as_array().expect("list").iter().map(|m| m["body"].clone()).collect();
-    assert_eq!(bodies, vec!["hello alice", "hello bob"], "newest first, each once");
+    let page = bob
+        .client
+        .get(&format!("/messages?peer={}", alice.address))
+        .await?;
+    let bodies: Vec<_> = page["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["hello alice", "hello bob"],
+        "newest first, each once"
+    );
     alice.stop().await?;
     bob.stop().await?;
     Ok(())
@@ -61,11 +80,20 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart_exactly_once(
     let mut alice_events = alice.client.events().await?;
     let state = alice.client.get(&format!("/messages/{id}")).await?;
     if state["state"] != "delivered" {
-        wait_event(&mut alice_events, "message_state", |e| e["id"] == id.as_str() && e["state"] == "delivered")
-            .await?;
+        wait_event(&mut alice_events, "message_state", |e| {
+            e["id"] == id.as_str() && e["state"] == "delivered"
+        })
+        .await?;
     }
-    let page = bob.client.get(&format!("/messages?peer={}", alice.address)).await?;
-    assert_eq!(page["messages"].as_array().expect("list").len(), 1, "exactly once");
+    let page = bob
+        .client
+        .get(&format!("/messages?peer={}", alice.address))
+        .await?;
+    assert_eq!(
+        page["messages"].as_array().expect("list").len(),
+        1,
+        "exactly once"
+    );
     alice.stop().await?;
     bob.stop().await?;
     Ok(())
@@ -79,16 +107,27 @@ async fn a_sigkill_right_after_the_202_never_loses_or_duplicates_the_message() -
     let alice_dir = alice.dir.clone();
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(alice.send("bob", &format!("burst {i}")).await?["id"].as_str().expect("id").to_string());
+        ids.push(
+            alice.send("bob", &format!("burst {i}")).await?["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
     }
     alice.kill().await?;
     let alice = NodeProc::start(&alice_dir, "/ip4/127.0.0.1/tcp/0").await?;
     let mut seen = std::collections::HashSet::new();
     while seen.len() < ids.len() {
         let ev = wait_event(&mut bob_events, "message", |_| true).await?;
-        assert!(seen.insert(ev["message"]["id"].as_str().expect("id").to_string()), "a message arrived twice");
+        assert!(
+            seen.insert(ev["message"]["id"].as_str().expect("id").to_string()),
+            "a message arrived twice"
+        );
     }
-    let page = bob.client.get(&format!("/messages?peer={}&limit=100", alice.address)).await?;
+    let page = bob
+        .client
+        .get(&format!("/messages?peer={}&limit=100", alice.address))
+        .await?;
     assert_eq!(page["messages"].as_array().expect("list").len(), ids.len());
     alice.stop().await?;
     bob.stop().await?;

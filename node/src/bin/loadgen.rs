@@ -41,14 +41,24 @@ struct Proc {
 }
 
 async fn start(bin: &Path, dir: &Path, name: &str) -> Result<Proc> {
-    let out = std::process::Command::new(bin).arg("--data-dir").arg(dir).args(["init", "--name", name]).output()?;
+    let out = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["init", "--name", name])
+        .output()?;
     if !out.status.success() {
         bail!("init: {}", String::from_utf8_lossy(&out.stderr));
     }
     let mut child = Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
-        .args(["run", "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([
+            "run",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -57,13 +67,15 @@ async fn start(bin: &Path, dir: &Path, name: &str) -> Result<Proc> {
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
     let ready: Value = loop {
         let line = lines.next_line().await?.context("tokenim exited")?;
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v["event"] == "ready" {
-                break v;
-            }
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["event"] == "ready"
+        {
+            break v;
         }
     };
-    let token = std::fs::read_to_string(dir.join("api.token"))?.trim().to_string();
+    let token = std::fs::read_to_string(dir.join("api.token"))?
+        .trim()
+        .to_string();
     Ok(Proc {
         child,
         client: Client::with(ready["api"].as_str().context("api")?.parse()?, token),
@@ -101,23 +113,36 @@ async fn main() -> Result<()> {
     let a = start(&bin, &root.join("a"), "a").await?;
     let b = start(&bin, &root.join("b"), "b").await?;
     for (x, y, name) in [(&a, &b, "b"), (&b, &a, "a")] {
-        let card = y.client.identity().await?["contact_card"].as_str().unwrap_or_default().to_string();
-        x.client.post("/contacts", json!({ "card": card, "name": name })).await?;
+        let card = y.client.identity().await?["contact_card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        x.client
+            .post("/contacts", json!({ "card": card, "name": name }))
+            .await?;
     }
     // Let both settle before the idle reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("idle RSS: a {} KiB, b {} KiB", rss_kib(a.child.id()), rss_kib(b.child.id()));
+    println!(
+        "idle RSS: a {} KiB, b {} KiB",
+        rss_kib(a.child.id()),
+        rss_kib(b.child.id())
+    );
 
     // Warm up the session (handshake) so the steps measure steady state.
     let mut events = b.client.events().await?;
-    a.client.post("/messages", json!({ "to": "b", "body": "warm-up" })).await?;
+    a.client
+        .post("/messages", json!({ "to": "b", "body": "warm-up" }))
+        .await?;
     while let Some(ev) = events.next().await {
         if ev?["type"] == "message" {
             break;
         }
     }
 
-    println!("| rate (msg/s) | sent | received | achieved (msg/s) | p50 ms | p90 ms | p99 ms | max ms | RSS a / b (KiB) |");
+    println!(
+        "| rate (msg/s) | sent | received | achieved (msg/s) | p50 ms | p90 ms | p99 ms | max ms | RSS a / b (KiB) |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &rate in &args.rates {
         let starts: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -141,7 +166,10 @@ async fn main() -> Result<()> {
                     let permit = sem.clone().acquire_owned().await;
                     tokio::spawn(async move {
                         let _permit = permit;
-                        if let Err(e) = client.post("/messages", json!({ "to": "b", "body": body })).await {
+                        if let Err(e) = client
+                            .post("/messages", json!({ "to": "b", "body": body }))
+                            .await
+                        {
                             eprintln!("send failed: {e}");
                         }
                     });
@@ -151,7 +179,10 @@ async fn main() -> Result<()> {
         let mut lat = Vec::with_capacity(total);
         let deadline = Instant::now() + Duration::from_secs(args.seconds + 30);
         while lat.len() < total && Instant::now() < deadline {
-            let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await else { break };
+            let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await
+            else {
+                break;
+            };
             let ev = ev?;
             if ev["type"] == "message" {
                 let body = ev["message"]["body"].as_str().unwrap_or_default();
