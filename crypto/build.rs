@@ -13,6 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }
-    prost_build::Config::new().compile_protos(&protos, &[PathBuf::from("proto")])?;
+    prost_build::Config::new()
+        // Hand-written, redacted Debug (src/pb.rs): these carry plaintext or keys.
+        .skip_debug([
+            "tokenim.v1.InnerMessage",
+            "tokenim.v1.SendSessionState",
+            "tokenim.v1.RecvSessionState",
+        ])
+        .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())
 }

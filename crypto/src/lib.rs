@@ -27,3 +27,13 @@ pub use session::{NOISE_PROLOGUE, NOISE_PROTOCOL, Opened, SessionPolicy, Session
 
 /// Re-exported so that callers name the same key types as this crate.
 pub use ed25519_dalek;
+
+// The node moves these between tasks and threads.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Sessions>();
+    send_sync::<Identity>();
+    send_sync::<PublicIdentity>();
+    send_sync::<ContactCard>();
+};

@@ -6,3 +6,69 @@
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
 include!(concat!(env!("OUT_DIR"), "/tokenim.v1.rs"));
+
+use std::fmt;
+
+impl fmt::Debug for InnerMessage {
+    // The body and the sender card are plaintext: print only their sizes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InnerMessage")
+            .field("kind", &self.kind)
+            .field("id", &hex::encode(&self.id))
+            .field("body_len", &self.body.len())
+            .field("ref_ids", &self.ref_ids.len())
+            .field("sent_at_ms", &self.sent_at_ms)
+            .field("sender_card_len", &self.sender_card.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for SendSessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendSessionState")
+            .field("session_id", &hex::encode(&self.session_id))
+            .field("next_nonce", &self.next_nonce)
+            .field("created_at", &self.created_at)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RecvSessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvSessionState")
+            .field("session_id", &hex::encode(&self.session_id))
+            .field("created_at", &self.created_at)
+            .field("sequence", &self.sequence)
+            .field("highest_plus_one", &self.highest_plus_one)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_plaintext_and_keys() {
+        let m = InnerMessage::text([1; 16], "secret words", 5);
+        let s = SendSessionState {
+            key: vec![0xab; 32],
+            ..Default::default()
+        };
+        let r = RecvSessionState {
+            key: vec![0xcd; 32],
+            ..Default::default()
+        };
+        let p = PeerState {
+            send: Some(s),
+            inbound: vec![r],
+            ..Default::default()
+        };
+        let out = format!("{m:?} {p:?}");
+        assert!(!out.contains("secret"));
+        assert!(!out.contains("abab") && !out.contains("171, 171"));
+        assert!(!out.contains("cdcd") && !out.contains("205, 205"));
+        assert!(out.contains("body_len: 12"));
+    }
+}

@@ -78,6 +78,15 @@ proptest! {
     }
 
     #[test]
+    fn address_transposition_is_detected(key in any::<[u8; 32]>(), pos in 4usize..61) {
+        let s = Address::from_identity_key(key).to_string();
+        let mut t = s.clone().into_bytes();
+        prop_assume!(t[pos] != t[pos + 1]);
+        t.swap(pos, pos + 1);
+        prop_assert!(String::from_utf8(t).unwrap().parse::<Address>().is_err());
+    }
+
+    #[test]
     fn address_parse_never_panics(s in ".{0,100}") {
         let _ = s.parse::<Address>();
         let _ = s.parse::<MailboxId>();

@@ -444,3 +444,19 @@ fn restore_rejects_garbage() {
     assert!(a.s.restore_peer(&x).is_err());
     a.s.restore_peer(&st).unwrap();
 }
+
+#[test]
+fn reset_send_starts_a_new_handshake() {
+    let (mut a, mut b) = pair();
+    establish(&mut a, &mut b, 1, 1);
+    assert_eq!(a.seal(&b, &text(2), 1)[0], TRANSPORT);
+    // B lost its state (e.g. reinstalled from its seed): A's transport frames are undecryptable.
+    let t = a.seal(&b, &text(3), 1);
+    b.s.forget_peer(&a.key());
+    assert!(matches!(b.open(&t, 1), Err(CryptoError::UnknownSession)));
+    a.s.reset_send(&b.key());
+    assert!(!a.s.has_send_session(&b.key()));
+    establish(&mut a, &mut b, 3, 2);
+    let t = a.seal(&b, &text(4), 2);
+    assert_eq!(b.open(&t, 2).unwrap().inner.unwrap(), text(4));
+}

@@ -31,6 +31,8 @@ const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Lifetime of the contact card this node hands out.
 pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// A message the peer cannot open is sealed again at most this often before it is failed.
+const MAX_RESEALS: u32 = 8;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -572,19 +574,75 @@ impl Engine {
         };
         if let Some(r) = &rejected {
             let code = RejectCode::try_from(r.code).unwrap_or(RejectCode::Unspecified);
-            if matches!(
-                code,
-                RejectCode::Malformed
-                    | RejectCode::TooLarge
-                    | RejectCode::UnknownMailbox
-                    | RejectCode::Undecryptable
-            ) {
-                warn!(code = ?code, detail = %r.detail, "delivery rejected permanently");
-                self.fail(&entry);
-                return;
+            match code {
+                RejectCode::Undecryptable => {
+                    self.reseal(entry, &r.detail);
+                    return;
+                }
+                RejectCode::Malformed | RejectCode::TooLarge | RejectCode::UnknownMailbox => {
+                    warn!(code = ?code, detail = %r.detail, "delivery rejected permanently");
+                    self.fail(&entry);
+                    return;
+                }
+                _ => {}
             }
         }
         self.retry_later(entry);
+    }
+
+    /// The recipient could not open the frame: the session it was sealed on is gone at its end
+    /// (it dropped old receive sessions, or lost its state). Start a fresh handshake and seal
+    /// the message again with the same inner id, so the recipient still shows it once.
+    fn reseal(&mut self, mut entry: OutboxRecord, detail: &str) {
+        let message = entry
+            .message_id
+            .and_then(|id| self.store.get_message(&id).ok().flatten());
+        let Some(message) = message.filter(|_| entry.attempts < MAX_RESEALS) else {
+            // Receipts and handshake responses are not worth a new handshake; give up on them.
+            debug!(detail, "frame undecryptable at the peer; given up");
+            self.fail(&entry);
+            return;
+        };
+        self.sessions.reset_send(&entry.peer);
+        let inner = InnerMessage {
+            kind: message.kind as i32,
+            id: message.id.to_vec(),
+            body: message.body.clone(),
+            ref_ids: Vec::new(),
+            sent_at_ms: message.sent_at_ms,
+            sender_card: self
+                .card
+                .as_ref()
+                .map(|(uri, _)| uri.clone())
+                .unwrap_or_default(),
+        };
+        let sealed = self
+            .contact_card(&entry.peer)
+            .and_then(|c| self.seal(&c, &inner));
+        let session = self.session_bytes(&entry.peer);
+        match (sealed, session) {
+            (Ok(envelope), Ok(session)) => {
+                entry.envelope = prost::Message::encode_to_vec(&envelope);
+                entry.attempts += 1;
+                let mut updated = message;
+                updated.envelope_id = Some(envelope.id());
+                let committed = self
+                    .store
+                    .txn()
+                    .put_outbox(&entry)
+                    .put_message(&updated)
+                    .put_session(&entry.peer, &session)
+                    .commit();
+                match committed {
+                    Ok(()) => self.schedule(entry.id, Instant::now()),
+                    Err(e) => warn!("persisting a resealed message: {e}"),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!("cannot reseal an undecryptable message: {e}");
+                self.fail(&entry);
+            }
+        }
     }
 
     fn retry_later(&mut self, mut entry: OutboxRecord) {
@@ -710,6 +768,9 @@ impl Engine {
             .open(&self.me, &envelope.ciphertext, now_secs())
         {
             Ok(o) => o,
+            // Session state is persisted with what the frame carried, so a replayed frame was
+            // already stored: tell the sender it arrived.
+            Err(tokenim_crypto::CryptoError::Replay) => return wire::Response::accepted(true),
             Err(e) => {
                 debug!(%from_peer, "cannot open envelope: {e}");
                 self.metrics.envelopes_rejected.inc();

@@ -1,6 +1,9 @@
 //! Relay role: mailboxes of offline envelopes with dedupe, quotas and retention.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::backend::{Backend, Batch, Cf};
 use crate::keys::{
@@ -15,6 +18,9 @@ use crate::{Quota, Result, StoreError};
 const PURGE_CHUNK: usize = 4096;
 /// Most `compact_range` calls one purge makes; beyond, neighbouring spans are merged.
 const MAX_COMPACTIONS: usize = 64;
+/// Lock stripes: puts to different mailboxes run concurrently (RocksDB then groups their
+/// writes), puts to one mailbox are serialised so seqs are committed in order.
+const STRIPES: usize = 64;
 
 /// Result of an accepted [`Store::mailbox_put`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,33 +80,107 @@ fn usage(m: &MailboxMeta) -> MailboxUsage {
 }
 
 /// In-memory copy of every mailbox's counters, authoritative while the store is open (the
-/// persisted copies are written in the same batches as the data they count).
-#[derive(Debug, Default)]
+/// persisted copies are written in the same batches as the data they count). Striped by
+/// mailbox; operations spanning mailboxes (purge, stats) take every stripe in order.
 pub(crate) struct MailboxState {
-    metas: HashMap<[u8; 32], MailboxMeta>,
-    total_messages: u64,
-    total_bytes: u64,
+    stripes: Box<[Mutex<Metas>]>,
+    hasher: std::collections::hash_map::RandomState,
+    total_messages: AtomicU64,
+    total_bytes: AtomicU64,
 }
+
+type Metas = HashMap<[u8; 32], MailboxMeta>;
+
+impl Default for MailboxState {
+    fn default() -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| Mutex::new(Metas::new())).collect(),
+            hasher: Default::default(),
+            total_messages: AtomicU64::new(0),
+            total_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for MailboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxState")
+            .field("total_messages", &self.total_messages)
+            .field("total_bytes", &self.total_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every stripe, locked; index with [`MailboxState::stripe`].
+struct AllStripes<'a>(Vec<MutexGuard<'a, Metas>>);
 
 impl MailboxState {
     pub(crate) fn load(backend: &dyn Backend) -> Result<Self> {
-        let mut state = MailboxState::default();
+        let state = MailboxState::default();
+        let mut all = state.lock_all();
         scan_each(backend, Cf::MailboxMeta, &[], None, &mut |k, v| {
             let mailbox = keys::array::<32>("mailbox meta key", &k, 0)?;
             keys::expect_len("mailbox meta key", &k, 32)?;
             let meta = MailboxMeta::from_bytes(&v)?;
-            state.total_messages += meta.messages;
-            state.total_bytes += meta.bytes;
-            state.metas.insert(mailbox, meta);
+            state.adjust(MailboxMeta::default(), meta);
+            all.0[state.stripe(&mailbox)].insert(mailbox, meta);
             Ok(())
         })?;
+        drop(all);
         Ok(state)
     }
 
-    fn set(&mut self, mailbox: [u8; 32], old: MailboxMeta, new: MailboxMeta) {
-        self.total_messages = (self.total_messages + new.messages).saturating_sub(old.messages);
-        self.total_bytes = (self.total_bytes + new.bytes).saturating_sub(old.bytes);
-        self.metas.insert(mailbox, new);
+    fn stripe(&self, mailbox: &[u8; 32]) -> usize {
+        let mut h = self.hasher.build_hasher();
+        h.write(mailbox);
+        (h.finish() % STRIPES as u64) as usize
+    }
+
+    fn lock(&self, mailbox: &[u8; 32]) -> MutexGuard<'_, Metas> {
+        lock(&self.stripes[self.stripe(mailbox)])
+    }
+
+    /// Lock every stripe, always in the same order (single-stripe holders never wait for a
+    /// second one, so this cannot deadlock).
+    fn lock_all(&self) -> AllStripes<'_> {
+        AllStripes(self.stripes.iter().map(|m| lock(m)).collect())
+    }
+
+    fn get(&self, all: &AllStripes<'_>, mailbox: &[u8; 32]) -> Option<MailboxMeta> {
+        all.0[self.stripe(mailbox)].get(mailbox).copied()
+    }
+
+    /// Apply a mailbox's change from `old` to `new` to the totals.
+    fn adjust(&self, old: MailboxMeta, new: MailboxMeta) {
+        let apply = |total: &AtomicU64, old: u64, new: u64| {
+            if new >= old {
+                total.fetch_add(new - old, Ordering::SeqCst);
+            } else {
+                // Saturating: totals are derived data and must never wrap.
+                let _ = total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                    Some(t.saturating_sub(old - new))
+                });
+            }
+        };
+        apply(&self.total_messages, old.messages, new.messages);
+        apply(&self.total_bytes, old.bytes, new.bytes);
+    }
+
+    /// Reserve `bytes` of the total budget, or report the usage that prevents it.
+    fn reserve_bytes(&self, bytes: u64, limit: u64) -> std::result::Result<(), u64> {
+        self.total_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(bytes).filter(|&t| t <= limit)
+            })
+            .map(|_| ())
+    }
+
+    fn release_bytes(&self, bytes: u64) {
+        let _ = self
+            .total_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_sub(bytes))
+            });
     }
 }
 
@@ -116,8 +196,9 @@ fn mailbox_bounds(mailbox: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
 impl Store {
     /// Host `mailbox` on this relay. Idempotent: an existing mailbox keeps its contents.
     pub fn mailbox_register(&self, mailbox: &[u8; 32], now: u64) -> Result<()> {
-        let mut state = lock(&self.inner.mailboxes);
-        if state.metas.contains_key(mailbox) {
+        let state = &self.inner.mailboxes;
+        let mut metas = state.lock(mailbox);
+        if metas.contains_key(mailbox) {
             return Ok(());
         }
         let meta = MailboxMeta {
@@ -129,20 +210,21 @@ impl Store {
         let mut batch = Batch::new();
         batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
         self.be().write(batch)?;
-        state.set(*mailbox, MailboxMeta::default(), meta);
+        metas.insert(*mailbox, meta);
         Ok(())
     }
 
     /// Whether `mailbox` is hosted here.
     pub fn mailbox_is_registered(&self, mailbox: &[u8; 32]) -> Result<bool> {
-        Ok(lock(&self.inner.mailboxes).metas.contains_key(mailbox))
+        Ok(self.inner.mailboxes.lock(mailbox).contains_key(mailbox))
     }
 
     /// Stop hosting `mailbox` and delete everything it holds, atomically. Whether it was
     /// registered.
     pub fn mailbox_unregister(&self, mailbox: &[u8; 32]) -> Result<bool> {
-        let mut state = lock(&self.inner.mailboxes);
-        let Some(meta) = state.metas.get(mailbox).copied() else {
+        let state = &self.inner.mailboxes;
+        let mut metas = state.lock(mailbox);
+        let Some(meta) = metas.get(mailbox).copied() else {
             return Ok(false);
         };
         let (lo, hi) = mailbox_bounds(mailbox);
@@ -161,9 +243,8 @@ impl Store {
         batch.delete_range(Cf::Mailboxes, lo, hi);
         batch.delete(Cf::MailboxMeta, *mailbox);
         self.be().write(batch)?;
-        state.total_messages = state.total_messages.saturating_sub(meta.messages);
-        state.total_bytes = state.total_bytes.saturating_sub(meta.bytes);
-        state.metas.remove(mailbox);
+        state.adjust(meta, MailboxMeta::default());
+        metas.remove(mailbox);
         Ok(true)
     }
 
@@ -195,11 +276,9 @@ impl Store {
         ttl_secs: u64,
     ) -> Result<Vec<PutOutcome>> {
         let opts = &self.inner.opts;
-        let mut state = lock(&self.inner.mailboxes);
-        let old = *state
-            .metas
-            .get(mailbox)
-            .ok_or(StoreError::MailboxNotRegistered)?;
+        let state = &self.inner.mailboxes;
+        let mut metas = state.lock(mailbox);
+        let old = *metas.get(mailbox).ok_or(StoreError::MailboxNotRegistered)?;
         let expires_at = now.saturating_add(ttl_secs.min(opts.mailbox_max_ttl_secs));
         let mut meta = old;
         let mut batch = Batch::new();
@@ -277,12 +356,6 @@ impl Store {
                 old.bytes,
                 added_bytes,
             ),
-            (
-                Quota::TotalBytes,
-                opts.total_max_bytes,
-                state.total_bytes,
-                added_bytes,
-            ),
         ];
         for (quota, limit, used, requested) in checks {
             if used.saturating_add(requested) > limit {
@@ -294,9 +367,24 @@ impl Store {
                 });
             }
         }
+        // The total budget is shared by all stripes: reserve atomically, give back on failure.
+        state
+            .reserve_bytes(added_bytes, opts.total_max_bytes)
+            .map_err(|used| StoreError::QuotaExceeded {
+                quota: Quota::TotalBytes,
+                limit: opts.total_max_bytes,
+                used,
+                requested: added_bytes,
+            })?;
         batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
-        self.be().write(batch)?;
-        state.set(*mailbox, old, meta);
+        if let Err(e) = self.be().write(batch) {
+            state.release_bytes(added_bytes);
+            return Err(e);
+        }
+        state
+            .total_messages
+            .fetch_add(meta.messages - old.messages, Ordering::SeqCst);
+        metas.insert(*mailbox, meta);
         Ok(outcomes)
     }
 
@@ -336,8 +424,9 @@ impl Store {
     /// Delete envelopes by message id (the recipient acknowledged them). Unknown ids are
     /// ignored; returns how many were deleted.
     pub fn mailbox_delete(&self, mailbox: &[u8; 32], message_ids: &[[u8; 32]]) -> Result<usize> {
-        let mut state = lock(&self.inner.mailboxes);
-        let Some(old) = state.metas.get(mailbox).copied() else {
+        let state = &self.inner.mailboxes;
+        let mut metas = state.lock(mailbox);
+        let Some(old) = metas.get(mailbox).copied() else {
             return Ok(0);
         };
         let mut meta = old;
@@ -366,15 +455,17 @@ impl Store {
         if deleted > 0 {
             batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
             self.be().write(batch)?;
-            state.set(*mailbox, old, meta);
+            state.adjust(old, meta);
+            metas.insert(*mailbox, meta);
         }
         Ok(deleted)
     }
 
     /// Counters of one mailbox ([`StoreError::MailboxNotRegistered`] if not hosted).
     pub fn mailbox_usage(&self, mailbox: &[u8; 32]) -> Result<MailboxUsage> {
-        lock(&self.inner.mailboxes)
-            .metas
+        self.inner
+            .mailboxes
+            .lock(mailbox)
             .get(mailbox)
             .map(usage)
             .ok_or(StoreError::MailboxNotRegistered)
@@ -382,13 +473,19 @@ impl Store {
 
     /// Counters of all mailboxes.
     pub fn mailbox_stats(&self) -> Result<MailboxStats> {
-        let state = lock(&self.inner.mailboxes);
-        let mut per_mailbox: Vec<_> = state.metas.iter().map(|(k, m)| (*k, usage(m))).collect();
+        let state = &self.inner.mailboxes;
+        // All stripes locked: the totals match the per-mailbox figures.
+        let all = state.lock_all();
+        let mut per_mailbox: Vec<_> = all
+            .0
+            .iter()
+            .flat_map(|metas| metas.iter().map(|(k, m)| (*k, usage(m))))
+            .collect();
         per_mailbox.sort_unstable_by_key(|(k, _)| *k);
         Ok(MailboxStats {
-            mailboxes: state.metas.len() as u64,
-            stored_messages: state.total_messages,
-            stored_bytes: state.total_bytes,
+            mailboxes: per_mailbox.len() as u64,
+            stored_messages: state.total_messages.load(Ordering::SeqCst),
+            stored_bytes: state.total_bytes.load(Ordering::SeqCst),
             per_mailbox,
         })
     }
@@ -419,7 +516,8 @@ impl Store {
         let mut spans: BTreeMap<[u8; 32], (u64, u64)> = BTreeMap::new();
         let mut from = Vec::new();
         loop {
-            let mut state = lock(&self.inner.mailboxes);
+            let state = &self.inner.mailboxes;
+            let mut all = state.lock_all();
             let rows = self.be().scan(
                 Cf::MailboxExpiry,
                 &from,
@@ -457,7 +555,7 @@ impl Store {
                 *span = (span.0.min(lo), span.1.max(hi));
                 report.mailbox_messages += seqs.len() as u64;
                 report.mailbox_bytes += bytes;
-                if let Some(old) = state.metas.get(&mailbox).copied() {
+                if let Some(old) = state.get(&all, &mailbox) {
                     let mut meta = old;
                     meta.messages = meta.messages.saturating_sub(seqs.len() as u64);
                     meta.bytes = meta.bytes.saturating_sub(bytes);
@@ -467,9 +565,10 @@ impl Store {
             }
             self.be().write(batch)?;
             for (mailbox, old, meta) in updates {
-                state.set(mailbox, old, meta);
+                state.adjust(old, meta);
+                all.0[state.stripe(&mailbox)].insert(mailbox, meta);
             }
-            drop(state);
+            drop(all);
             if !full {
                 break;
             }

@@ -64,8 +64,8 @@ pub(crate) struct Inner {
     pub(crate) opts: StoreOptions,
     /// Serialises read-modify-write of personal data (message index, seen ids) by `Txn`s.
     pub(crate) txn_lock: Mutex<()>,
-    /// Serialises mailbox counter updates; caches every mailbox's counters.
-    pub(crate) mailboxes: Mutex<MailboxState>,
+    /// Every mailbox's counters, with the (striped) locks that serialise their updates.
+    pub(crate) mailboxes: MailboxState,
 }
 
 impl fmt::Debug for Store {
@@ -136,7 +136,7 @@ impl Store {
                 backend,
                 opts,
                 txn_lock: Mutex::new(()),
-                mailboxes: Mutex::new(state),
+                mailboxes: state,
             }),
         }
     }

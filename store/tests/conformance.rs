@@ -51,6 +51,7 @@ conformance!(
     mailbox_counters_survive_reopen,
     mailbox_unregister_removes_everything,
     concurrent_mailbox_puts_are_consistent,
+    concurrent_puts_respect_total_budget,
     schema_version_is_written_and_checked,
     corrupt_records_are_errors,
 );
@@ -956,6 +957,54 @@ mod cases {
         assert_eq!(fresh, (1..=distinct).collect::<Vec<_>>());
         assert_eq!(s.mailbox_usage(&mb)?.messages, distinct);
         assert_counters_match(&s, &mb)?;
+        Ok(())
+    }
+
+    pub fn concurrent_puts_respect_total_budget(mut f: Fixture) -> Result<()> {
+        let mut opts = f.opts.clone();
+        opts.total_max_bytes = 10_000;
+        f.reopen_with(opts)?;
+        let s = f.store().clone();
+        const THREADS: u64 = 8;
+        for t in 0..THREADS {
+            s.mailbox_register(&id32(t), 0)?;
+        }
+        // 8 threads x 40 puts x 100 bytes = 32,000 bytes offered for a 10,000 byte budget.
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || -> Result<(u64, u64)> {
+                    let (mut ok, mut refused) = (0, 0);
+                    for i in 0..40 {
+                        match s.mailbox_put(&id32(t), &id32(i), &[0; 100], 0, 60) {
+                            Ok(_) => ok += 1,
+                            Err(StoreError::QuotaExceeded {
+                                quota: Quota::TotalBytes,
+                                ..
+                            }) => refused += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((ok, refused))
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for h in handles {
+            let (ok, refused) = h.join().expect("thread panicked")?;
+            assert_eq!(ok + refused, 40);
+            accepted += ok;
+        }
+        // Exactly the budget: no over-commit, and no spurious refusal below it.
+        assert_eq!(accepted, 100);
+        let stats = s.mailbox_stats()?;
+        assert_eq!((stats.stored_messages, stats.stored_bytes), (100, 10_000));
+        for t in 0..THREADS {
+            assert_counters_match(&s, &id32(t))?;
+        }
+        drop(s);
+        f.reopen()?;
+        assert_eq!(f.store().mailbox_stats()?, stats);
         Ok(())
     }
 

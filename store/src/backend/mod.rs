@@ -273,7 +273,10 @@ mod tests {
         let mut b = Batch::new();
         b.put(Cf::Sessions, b"peer".to_vec(), b"session-secret".to_vec());
         let text = format!("{b:?}");
-        assert!(!text.contains("session-secret") && !text.contains("115"), "{text}");
+        assert!(
+            !text.contains("session-secret") && !text.contains("115"),
+            "{text}"
+        );
         assert!(text.contains("sessions"));
     }
 }

@@ -1,0 +1,301 @@
+//! The deterministic part of a run, computed from the scenario alone before any node starts:
+//! node keys and regions, bootstrap peers, conversations, the message schedule, offline windows
+//! and partitions. Same scenario (and seed) → same plan, bit for bit.
+
+use crate::rng::SimRng;
+use crate::scenario::Scenario;
+
+/// Memory-transport ports are `PORT_BASE + node index`.
+pub const PORT_BASE: u64 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub region: usize,
+    pub identity_seed: [u8; 32],
+    pub key_seed: [u8; 32],
+    pub bootstrap: Vec<usize>,
+    /// Offline windows `[down_ms, up_ms)`, sorted and disjoint.
+    pub offline: Vec<(u64, u64)>,
+}
+
+impl NodePlan {
+    pub fn port(index: usize) -> u64 {
+        PORT_BASE + index as u64
+    }
+
+    pub fn online_at(&self, t_ms: u64) -> bool {
+        !self.offline.iter().any(|&(d, u)| d <= t_ms && t_ms < u)
+    }
+
+    /// The first moment at or after `t_ms` when the node is online.
+    pub fn next_online(&self, t_ms: u64) -> u64 {
+        let mut t = t_ms;
+        for &(d, u) in &self.offline {
+            if d <= t && t < u {
+                t = u;
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMessage {
+    pub seq: u64,
+    pub from: usize,
+    pub to: usize,
+    /// When the sender's app hands it to its node, ms from the start of the timeline. A message
+    /// planned while its sender is offline is moved to when the sender is back.
+    pub at_ms: u64,
+    pub bytes: usize,
+}
+
+/// Which group each region belongs to during one partition (`None`: not cut off).
+#[derive(Debug, Clone)]
+pub struct PartitionWindow {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub group_of_region: Vec<Option<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub regions: Vec<String>,
+    pub nodes: Vec<NodePlan>,
+    pub pairs: Vec<(usize, usize)>,
+    pub messages: Vec<PlannedMessage>,
+    pub partitions: Vec<PartitionWindow>,
+}
+
+fn ms(secs: f64) -> u64 {
+    (secs.max(0.0) * 1000.0).round() as u64
+}
+
+impl Plan {
+    pub fn new(s: &Scenario) -> Self {
+        let regions = s.region_names();
+        let n = s.nodes;
+        let nodes_region = assign_regions(s, n);
+        let mut nodes: Vec<NodePlan> = (0..n)
+            .map(|i| {
+                let mut r = SimRng::derive(s.seed, "node-keys", i as u64);
+                let mut b = SimRng::derive(s.seed, "bootstrap", i as u64);
+                let k = s.topology.bootstrap_peers.min(n - 1);
+                let mut bootstrap = Vec::with_capacity(k);
+                while bootstrap.len() < k {
+                    let p = b.below(n as u64) as usize;
+                    if p != i && !bootstrap.contains(&p) {
+                        bootstrap.push(p);
+                    }
+                }
+                NodePlan {
+                    region: nodes_region[i],
+                    identity_seed: r.bytes32(),
+                    key_seed: r.bytes32(),
+                    bootstrap,
+                    offline: Vec::new(),
+                }
+            })
+            .collect();
+
+        // Conversations: distinct (sender, recipient) pairs.
+        let mut r = SimRng::derive(s.seed, "pairs", 0);
+        let want = if s.traffic.pairs == 0 {
+            n
+        } else {
+            s.traffic.pairs
+        }
+        .min(n * (n - 1));
+        let mut pairs = Vec::with_capacity(want);
+        let mut seen = std::collections::HashSet::new();
+        while pairs.len() < want {
+            // With one pair per node, every node sends exactly once: a random derangement-like
+            // choice keeps load even; beyond that, pairs are uniform.
+            let from = if s.traffic.pairs == 0 {
+                pairs.len()
+            } else {
+                r.below(n as u64) as usize
+            };
+            let to = r.below(n as u64) as usize;
+            if from != to && seen.insert((from, to)) {
+                pairs.push((from, to));
+            }
+        }
+
+        // Recipients offline at the start of traffic, back after a while.
+        let t_start = ms(s.traffic.start_secs);
+        let mut r = SimRng::derive(s.seed, "offline-recipients", 0);
+        let mut recipients: Vec<usize> = pairs.iter().map(|p| p.1).collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        r.shuffle(&mut recipients);
+        let k = (recipients.len() as f64 * s.traffic.offline_fraction).round() as usize;
+        for &node in recipients.iter().take(k) {
+            let down = ms(r.between(s.traffic.offline_secs[0], s.traffic.offline_secs[1]));
+            nodes[node].offline.push((t_start, t_start + down.max(1)));
+        }
+
+        // Churn: any node, once.
+        let mut r = SimRng::derive(s.seed, "churn", 0);
+        let mut all: Vec<usize> = (0..n).collect();
+        r.shuffle(&mut all);
+        let k = (n as f64 * s.churn.fraction).round() as usize;
+        for &node in all.iter().take(k) {
+            let leave = ms(r.between(
+                s.churn.leave_between_secs[0],
+                s.churn.leave_between_secs[1],
+            ));
+            let down = ms(r.between(s.churn.down_secs[0], s.churn.down_secs[1]));
+            add_window(&mut nodes[node].offline, (leave, leave + down.max(1)));
+        }
+
+        // Traffic: a Poisson process over [start, end).
+        let mut messages = Vec::new();
+        if s.traffic.rate_per_sec > 0.0 && !pairs.is_empty() {
+            let mut r = SimRng::derive(s.seed, "traffic", 0);
+            let end = s.traffic_end_secs();
+            let mut t = s.traffic.start_secs;
+            let mut seq = 0;
+            loop {
+                t += r.exp(1.0 / s.traffic.rate_per_sec);
+                if t >= end {
+                    break;
+                }
+                let (from, to) = pairs[r.below(pairs.len() as u64) as usize];
+                let at_ms = nodes[from].next_online(ms(t));
+                messages.push(PlannedMessage {
+                    seq,
+                    from,
+                    to,
+                    at_ms,
+                    bytes: s.traffic.message_bytes,
+                });
+                seq += 1;
+            }
+            messages.sort_by_key(|m| (m.at_ms, m.seq));
+        }
+
+        let partitions = s
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut group_of_region = vec![None; regions.len()];
+                for (g, names) in p.groups.iter().enumerate() {
+                    for name in names {
+                        if let Some(i) = regions.iter().position(|r| r == name) {
+                            group_of_region[i] = Some(g);
+                        }
+                    }
+                }
+                PartitionWindow {
+                    start_ms: ms(p.start_secs),
+                    end_ms: ms(p.end_secs),
+                    group_of_region,
+                }
+            })
+            .collect();
+
+        Self {
+            regions,
+            nodes,
+            pairs,
+            messages,
+            partitions,
+        }
+    }
+}
+
+/// Places nodes into regions in proportion to their shares, then shuffles the assignment.
+fn assign_regions(s: &Scenario, n: usize) -> Vec<usize> {
+    if s.regions.is_empty() {
+        return vec![0; n];
+    }
+    let total: f64 = s.regions.iter().map(|r| r.share).sum();
+    let mut out = Vec::with_capacity(n);
+    let mut acc = 0.0;
+    for (i, r) in s.regions.iter().enumerate() {
+        acc += if total > 0.0 { r.share / total } else { 0.0 };
+        let upto = if i + 1 == s.regions.len() {
+            n
+        } else {
+            ((acc * n as f64).round() as usize).min(n)
+        };
+        while out.len() < upto {
+            out.push(i);
+        }
+    }
+    SimRng::derive(s.seed, "regions", 0).shuffle(&mut out);
+    out
+}
+
+/// Merges a window into a sorted list of disjoint windows.
+fn add_window(list: &mut Vec<(u64, u64)>, w: (u64, u64)) {
+    list.push(w);
+    list.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(list.len());
+    for &(d, u) in list.iter() {
+        match merged.last_mut() {
+            Some(last) if d <= last.1 => last.1 = last.1.max(u),
+            _ => merged.push((d, u)),
+        }
+    }
+    *list = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(seed: u64) -> Scenario {
+        Scenario::parse(&format!(
+            "name='t'\nseed={seed}\nnodes=50\nduration_secs=10\n\
+             [[regions]]\nname='a'\nshare=1\n[[regions]]\nname='b'\nshare=3\n\
+             [topology]\nbootstrap_peers=2\n\
+             [traffic]\nrate_per_sec=30\nmessage_bytes=100\npairs=40\noffline_fraction=0.1\n\
+             [churn]\nfraction=0.2\nleave_between_secs=[1,5]\ndown_secs=[1,3]\n"
+        ))
+        .expect("scenario")
+    }
+
+    #[test]
+    fn same_seed_same_plan_other_seed_other_plan() {
+        let a = Plan::new(&scenario(1));
+        let b = Plan::new(&scenario(1));
+        let c = Plan::new(&scenario(2));
+        assert_eq!(a.messages, b.messages);
+        assert_eq!(a.pairs, b.pairs);
+        assert_eq!(
+            a.nodes.iter().map(|n| n.offline.clone()).collect::<Vec<_>>(),
+            b.nodes.iter().map(|n| n.offline.clone()).collect::<Vec<_>>()
+        );
+        assert_ne!(a.messages, c.messages);
+        assert!(a.messages.len() > 100, "about 300 messages expected");
+        // Shares 1:3 over 50 nodes.
+        let in_a = a.nodes.iter().filter(|n| n.region == 0).count();
+        assert!((12..=13).contains(&in_a), "{in_a}");
+        // No message is handed to an offline sender.
+        for m in &a.messages {
+            assert!(a.nodes[m.from].online_at(m.at_ms));
+            assert_ne!(m.from, m.to);
+        }
+        assert!(a.nodes.iter().all(|n| n.bootstrap.len() == 2));
+    }
+
+    #[test]
+    fn windows_merge() {
+        let mut w = vec![(0, 10)];
+        add_window(&mut w, (5, 20));
+        add_window(&mut w, (30, 40));
+        assert_eq!(w, vec![(0, 20), (30, 40)]);
+        let n = NodePlan {
+            region: 0,
+            identity_seed: [0; 32],
+            key_seed: [0; 32],
+            bootstrap: vec![],
+            offline: w,
+        };
+        assert_eq!(n.next_online(3), 20);
+        assert_eq!(n.next_online(25), 25);
+        assert!(!n.online_at(35));
+    }
+}

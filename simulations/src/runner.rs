@@ -1,0 +1,538 @@
+//! Runs a scenario: starts every node (the real `tokenim-node` code) on the link model, hands
+//! out contact cards, plays the traffic, churn and partition timeline in real time, and records
+//! what each recipient's inbox saw.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use tokenim_api::NodeService;
+use tokenim_api::types::{Direction, Event};
+use tokenim_crypto::Identity;
+use tokenim_node::config::Config;
+use tokenim_node::engine::EngineHandle;
+use tokenim_node::network::Transport;
+use tokenim_node::node::{NodeParts, RunningNode, launch};
+use tokenim_store::Store;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::SimError;
+use crate::link::{LinkParams, NetModel, Network, transport_factory};
+use crate::plan::{NodePlan, Plan};
+use crate::report::{self, NodeRow, Outcome, RawResults, Slot};
+use crate::scenario::Scenario;
+
+/// How the runner reports while it works.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Where to write summary.json, deliveries.csv, nodes.csv and the plots (none: don't write).
+    pub out: Option<PathBuf>,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+/// What the inboxes saw, indexed by message sequence number.
+struct Collector {
+    t0: OnceLock<(Instant, u64)>,
+    slots: Mutex<Vec<Slot>>,
+    delivered: AtomicUsize,
+    lagged: AtomicBool,
+}
+
+impl Collector {
+    fn new(n: usize) -> Self {
+        Self {
+            t0: OnceLock::new(),
+            slots: Mutex::new(vec![Slot::default(); n]),
+            delivered: AtomicUsize::new(0),
+            lagged: AtomicBool::new(false),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of message `seq` reached its recipient's inbox `ms` after the timeline started.
+    fn delivered_at(&self, seq: u64, ms: f64, counts_as_copy: bool) {
+        let mut slots = self.slots();
+        let Some(s) = slots.get_mut(seq as usize) else {
+            return;
+        };
+        if counts_as_copy {
+            s.copies += 1;
+        }
+        if s.delivered_ms.is_none() {
+            s.delivered_ms = Some(ms);
+            if !counts_as_copy {
+                s.copies = s.copies.max(1);
+            }
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn since_t0_ms(&self, now: Instant) -> f64 {
+        self.t0
+            .get()
+            .map_or(0.0, |(t0, _)| now.saturating_duration_since(*t0).as_secs_f64() * 1e3)
+    }
+}
+
+/// One simulated personal node across its incarnations (it keeps its store when it restarts).
+struct SimNode {
+    index: usize,
+    plan: NodePlan,
+    peer_id: PeerId,
+    identity_key: [u8; 32],
+    store: Store,
+    running: tokio::sync::Mutex<Option<RunningNode>>,
+    engine: watch::Sender<Option<EngineHandle>>,
+    /// Delivery attempts counted by incarnations that have stopped.
+    attempts: AtomicU64,
+}
+
+struct Sim {
+    scenario: Scenario,
+    net: Arc<Network>,
+    nodes: Vec<Arc<SimNode>>,
+    collector: Arc<Collector>,
+}
+
+pub fn message_body(seq: u64, bytes: usize) -> String {
+    let mut body = format!("sim:{seq}:");
+    while body.len() < bytes {
+        body.push('x');
+    }
+    body
+}
+
+fn parse_seq(body: &str) -> Option<u64> {
+    body.strip_prefix("sim:")?.split_once(':')?.0.parse().ok()
+}
+
+fn net_model(s: &Scenario, plan: &Plan) -> NetModel {
+    let d = Duration::from_secs_f64;
+    let default = LinkParams {
+        latency: d(s.link.latency_ms / 1e3),
+        jitter: d(s.link.jitter_ms / 1e3),
+        loss: s.link.loss,
+        rto: d(s.link.rto_ms / 1e3),
+    };
+    let mut between = HashMap::new();
+    for o in &s.link.between {
+        if let (Some(a), Some(b)) = (s.region_index(&o.a), s.region_index(&o.b)) {
+            between.insert(
+                (a.min(b), a.max(b)),
+                LinkParams {
+                    latency: o.latency_ms.map_or(default.latency, |x| d(x / 1e3)),
+                    jitter: o.jitter_ms.map_or(default.jitter, |x| d(x / 1e3)),
+                    loss: o.loss.unwrap_or(default.loss),
+                    rto: default.rto,
+                },
+            );
+        }
+    }
+    let region_bps: Vec<f64> = plan
+        .regions
+        .iter()
+        .map(|name| {
+            s.regions
+                .iter()
+                .find(|r| &r.name == name)
+                .and_then(|r| r.bandwidth_mbps)
+                .unwrap_or(s.link.bandwidth_mbps)
+                * 1e6
+        })
+        .collect();
+    NetModel {
+        seed: s.seed,
+        default,
+        between,
+        node_region: plan.nodes.iter().map(|n| n.region).collect(),
+        node_bps: plan.nodes.iter().map(|n| region_bps[n.region]).collect(),
+        partitions: plan.partitions.clone(),
+    }
+}
+
+fn node_keypair(plan: &NodePlan) -> Result<Keypair, SimError> {
+    Keypair::ed25519_from_bytes(plan.key_seed).map_err(|e| SimError::Scenario(e.to_string()))
+}
+
+fn progress(enabled: bool, len: u64, what: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Runs `scenario` to completion (every message delivered, or the drain deadline).
+pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimError> {
+    scenario.validate()?;
+    let started = std::time::Instant::now();
+    let plan = Plan::new(scenario);
+    let net = Network::new(net_model(scenario, &plan));
+    let rss_before = crate::memory::rss();
+
+    let nodes = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let key = node_keypair(p)?;
+            Ok(Arc::new(SimNode {
+                index,
+                plan: p.clone(),
+                peer_id: key.public().to_peer_id(),
+                identity_key: Identity::from_seed(p.identity_seed).public().identity_key,
+                store: Store::in_memory(),
+                running: tokio::sync::Mutex::new(None),
+                engine: watch::Sender::new(None),
+                attempts: AtomicU64::new(0),
+            }))
+        })
+        .collect::<Result<Vec<_>, SimError>>()?;
+    let sim = Arc::new(Sim {
+        scenario: scenario.clone(),
+        net: net.clone(),
+        nodes,
+        collector: Arc::new(Collector::new(plan.messages.len())),
+    });
+
+    // Start every node.
+    let bar = progress(opts.progress, sim.nodes.len() as u64, "starting");
+    for node in &sim.nodes {
+        sim.start(node).await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    // Hand each sender its recipients' cards (a user adding a contact).
+    let bar = progress(opts.progress, plan.pairs.len() as u64, "contacts");
+    let mut cards: HashMap<usize, String> = HashMap::new();
+    for &(from, to) in &plan.pairs {
+        if !cards.contains_key(&to) {
+            let card = sim.service_call(to, |n| async move {
+                n.engine.my_card().await.map_err(|e| e.to_string())
+            })
+            .await?;
+            cards.insert(to, card);
+        }
+        let card = cards.get(&to).cloned().unwrap_or_default();
+        sim.service_call(from, |n| async move {
+            n.service
+                .add_contact(card, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rss_setup = crate::memory::rss();
+    let setup_secs = started.elapsed().as_secs_f64();
+
+    // The timeline.
+    let t0 = Instant::now();
+    let wall0 = tokenim_node::engine::now_ms();
+    let _ = sim.collector.t0.set((t0, wall0));
+    net.start_clock(t0);
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    for node in &sim.nodes {
+        if !node.plan.offline.is_empty() {
+            tasks.push(tokio::spawn(sim.clone().churn(node.clone(), t0)));
+        }
+    }
+    tasks.push(tokio::spawn(sim.clone().traffic(plan.clone(), t0)));
+
+    let total = plan.messages.len();
+    let last_send = plan.messages.last().map_or(0, |m| m.at_ms);
+    let deadline = t0 + Duration::from_secs_f64(scenario.duration_secs + scenario.drain_secs);
+    let bar = progress(opts.progress, total as u64, "delivered");
+    loop {
+        let delivered = sim.collector.delivered.load(Ordering::Relaxed);
+        bar.set_position(delivered as u64);
+        let now = Instant::now();
+        bar.set_message(format!(
+            "t={:.1}s",
+            now.saturating_duration_since(t0).as_secs_f64()
+        ));
+        let all_sent = now >= t0 + Duration::from_millis(last_send);
+        if (delivered >= total && all_sent) || now >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bar.finish_and_clear();
+    let timeline_secs = t0.elapsed().as_secs_f64();
+    for t in &tasks {
+        t.abort();
+    }
+
+    // Whatever the event stream missed (a lagging subscriber) is still in the stores.
+    sim.reconcile_from_stores(&plan);
+    let rss_end = crate::memory::rss();
+    let mut node_rows = Vec::with_capacity(sim.nodes.len());
+    let mut attempts_total = 0;
+    for node in &sim.nodes {
+        let attempts = node.attempts.load(Ordering::Relaxed)
+            + match node.running.lock().await.as_ref() {
+                Some(r) => delivery_attempts(r).await,
+                None => 0,
+            };
+        attempts_total += attempts;
+        let (bytes_in, bytes_out) = net.bytes(node.index);
+        node_rows.push(NodeRow {
+            node: node.index,
+            region: plan.regions[node.plan.region].clone(),
+            bytes_in,
+            bytes_out,
+            delivery_attempts: attempts,
+            offline_windows: node.plan.offline.len(),
+        });
+    }
+
+    let bar = progress(opts.progress, sim.nodes.len() as u64, "stopping");
+    let stops = sim.nodes.iter().map(|n| {
+        let bar = bar.clone();
+        async move {
+            if let Some(r) = n.running.lock().await.take() {
+                r.shutdown().await;
+            }
+            bar.inc(1);
+        }
+    });
+    futures::future::join_all(stops).await;
+    bar.finish_and_clear();
+
+    let raw = RawResults {
+        scenario: scenario.clone(),
+        plan,
+        slots: sim.collector.slots().clone(),
+        nodes: node_rows,
+        attempts_total,
+        lagged: sim.collector.lagged.load(Ordering::Relaxed),
+        rss_before,
+        rss_setup,
+        rss_end,
+        setup_secs,
+        timeline_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+    };
+    let outcome = report::build(raw);
+    if let Some(dir) = &opts.out {
+        report::write(&outcome, dir)?;
+    }
+    Ok(outcome)
+}
+
+/// `tokenim_delivery_attempts_total` from a node's metrics.
+async fn delivery_attempts(r: &RunningNode) -> u64 {
+    let text = r.service.metrics_text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tokenim_delivery_attempts_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+impl Sim {
+    /// Starts (or restarts) a node with its identity, key and store.
+    async fn start(self: &Arc<Self>, node: &Arc<SimNode>) -> Result<(), SimError> {
+        let s = &self.scenario;
+        let mut cfg = Config {
+            display_name: format!("n{}", node.index),
+            ..Config::default()
+        };
+        cfg.network.listen = vec![format!("/memory/{}", NodePlan::port(node.index))];
+        cfg.network.bootstrap = node
+            .plan
+            .bootstrap
+            .iter()
+            .map(|&p| {
+                format!(
+                    "/memory/{}/p2p/{}",
+                    NodePlan::port(p),
+                    self.nodes[p].peer_id
+                )
+            })
+            .collect();
+        cfg.network.max_connections = s.node.max_connections;
+        cfg.limits.max_retry_backoff_secs = s.node.max_retry_backoff_secs;
+        cfg.limits.inbound_per_peer_per_sec = s.node.inbound_per_peer_per_sec;
+        let mut last_err = None;
+        // A restart may race the previous incarnation's listener being released.
+        for _ in 0..50 {
+            let parts = NodeParts {
+                identity: Identity::from_seed(node.plan.identity_seed),
+                node_key: node_keypair(&node.plan)?,
+                store: node.store.clone(),
+                config: cfg.clone(),
+                transport: Transport::Custom(transport_factory(self.net.clone(), node.index)),
+                serve_api: false,
+            };
+            match launch(parts).await {
+                Ok(running) => {
+                    tokio::spawn(self.clone().observe(running.service.subscribe_events()));
+                    node.engine.send_replace(Some(running.engine.clone()));
+                    *node.running.lock().await = Some(running);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(SimError::Node {
+            index: node.index,
+            source: last_err.unwrap_or(tokenim_node::NodeError::ShuttingDown),
+        })
+    }
+
+    async fn stop(&self, node: &SimNode) {
+        node.engine.send_replace(None);
+        let running = node.running.lock().await.take();
+        if let Some(r) = running {
+            node.attempts
+                .fetch_add(delivery_attempts(&r).await, Ordering::Relaxed);
+            r.shutdown().await;
+        }
+    }
+
+    async fn service_call<T, F, Fut>(&self, index: usize, f: F) -> Result<T, SimError>
+    where
+        F: FnOnce(&RunningNode) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let guard = self.nodes[index].running.lock().await;
+        let r = guard.as_ref().ok_or_else(|| SimError::Service {
+            index,
+            message: "not running".into(),
+        })?;
+        f(r).await
+            .map_err(|message| SimError::Service { index, message })
+    }
+
+    /// Records every incoming simulator message this incarnation's inbox reports.
+    async fn observe(self: Arc<Self>, mut events: broadcast::Receiver<Event>) {
+        loop {
+            match events.recv().await {
+                Ok(Event::Message { message }) if message.direction == Direction::Incoming => {
+                    if let Some(seq) = parse_seq(&message.body) {
+                        let ms = self.collector.since_t0_ms(Instant::now());
+                        self.collector.delivered_at(seq, ms, true);
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.collector.lagged.store(true, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Takes a node offline and back as its plan says.
+    async fn churn(self: Arc<Self>, node: Arc<SimNode>, t0: Instant) {
+        for &(down, up) in &node.plan.offline {
+            tokio::time::sleep_until(t0 + Duration::from_millis(down)).await;
+            self.stop(&node).await;
+            tokio::time::sleep_until(t0 + Duration::from_millis(up)).await;
+            if let Err(e) = self.start(&node).await {
+                tracing::warn!("restarting node {}: {e}", node.index);
+            }
+        }
+    }
+
+    /// Hands each planned message to its sender's node at its time.
+    async fn traffic(self: Arc<Self>, plan: Plan, t0: Instant) {
+        for m in plan.messages {
+            tokio::time::sleep_until(t0 + Duration::from_millis(m.at_ms)).await;
+            let sender = self.nodes[m.from].clone();
+            let to = self.nodes[m.to].identity_key;
+            let collector = self.collector.clone();
+            tokio::spawn(async move {
+                let body = message_body(m.seq, m.bytes);
+                let mut online = sender.engine.subscribe();
+                // If the sender just went down, the app hands the message over once it is back.
+                for _ in 0..20 {
+                    let engine = match online.wait_for(Option::is_some).await {
+                        Ok(e) => e.clone(),
+                        Err(_) => return,
+                    };
+                    let Some(engine) = engine else { return };
+                    match engine.send(to, body.clone()).await {
+                        Ok(_) => {
+                            if let Some(s) = collector.slots().get_mut(m.seq as usize) {
+                                s.sent = true;
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(seq = m.seq, "send refused: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Fills in deliveries the event stream did not report, from each node's inbox.
+    fn reconcile_from_stores(&self, plan: &Plan) {
+        let wall0 = self.collector.t0.get().map_or(0, |(_, w)| *w);
+        for node in &self.nodes {
+            let mut cursor = None;
+            loop {
+                let Ok((page, next)) = node.store.list_messages(None, 512, cursor.as_ref()) else {
+                    break;
+                };
+                for m in &page {
+                    if m.direction != tokenim_store::Direction::Incoming {
+                        continue;
+                    }
+                    let Some(seq) = parse_seq(&m.body) else {
+                        continue;
+                    };
+                    if plan.messages.get(seq as usize).is_none() {
+                        continue;
+                    }
+                    let ms = m.received_at_ms.saturating_sub(wall0) as f64;
+                    self.collector.delivered_at(seq, ms, false);
+                }
+                match next {
+                    Some(c) if !page.is_empty() => cursor = Some(c),
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_their_sequence_number_and_size() {
+        let b = message_body(42, 100);
+        assert_eq!(b.len(), 100);
+        assert_eq!(parse_seq(&b), Some(42));
+        assert_eq!(parse_seq("hello"), None);
+        assert_eq!(parse_seq(&message_body(7, 1)), Some(7));
+    }
+}
