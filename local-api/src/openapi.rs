@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{contacts, messages, node, system, tokens};
+use crate::routes::{contacts, messages, node, relay, system, tokens};
 use crate::token::Scope;
 use crate::types::*;
 
@@ -27,6 +27,7 @@ use crate::types::*;
         system::metrics_alias,
         node::identity,
         node::peers,
+        relay::stats,
         contacts::add_contact,
         contacts::list_contacts,
         contacts::get_contact,
@@ -53,6 +54,7 @@ use crate::types::*;
         (name = "messages", description = "Sending, history, read state"),
         (name = "events", description = "WebSocket push of new messages and state changes"),
         (name = "tokens", description = "API tokens (admin scope)"),
+        (name = "relay", description = "Mailbox usage of a relay node (admin scope)"),
     )
 )]
 #[derive(Debug)]

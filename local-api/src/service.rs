@@ -7,7 +7,7 @@ use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
     ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView,
-    PeerView,
+    PeerView, RelayStats,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -74,6 +74,11 @@ pub trait NodeService: Send + Sync + 'static {
     /// `NotFound` if no such token. Takes effect for the next request (an open WebSocket
     /// authenticated with it stays open).
     fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Mailbox usage when this node is a relay; `NotFound` otherwise.
+    fn relay_stats(&self) -> BoxFuture<'_, ServiceResult<RelayStats>> {
+        Box::pin(async { Err(ServiceError::NotFound("this node is not a relay".into())) })
+    }
 
     /// Metrics in OpenMetrics text (what `prometheus_client::encoding::text::encode` writes).
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>>;

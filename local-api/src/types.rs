@@ -235,6 +235,28 @@ pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
+/// Usage of one mailbox hosted by a relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MailboxUsageView {
+    /// Mailbox id (hex): a mailbox key, not the owner's identity.
+    pub mailbox: String,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// What a relay holds for its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayStats {
+    /// Registered mailboxes.
+    pub mailboxes: u64,
+    /// Envelopes waiting to be fetched and acknowledged.
+    pub stored_messages: u64,
+    pub stored_bytes: u64,
+    /// Disk used by the whole store.
+    pub disk_bytes: u64,
+    pub per_mailbox: Vec<MailboxUsageView>,
+}
+
 /// Something that happened in the node, pushed to `/v1/events` subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -76,6 +76,12 @@ pub struct RunArgs {
     /// Kademlia bootstrap peer (repeatable), ending in /p2p/<peer id>.
     #[arg(long, env = "TOKENIM_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
+    /// Home relay (repeatable) that keeps this node's mailbox: MULTIADDR/p2p/PEERID.
+    #[arg(long, env = "TOKENIM_HOME_RELAY", value_delimiter = ',')]
+    pub home_relay: Vec<String>,
+    /// Run as a relay: keep mailboxes for registered users and answer the DHT.
+    #[arg(long, env = "TOKENIM_RELAY")]
+    pub relay: bool,
     /// Discover peers on the local network with mDNS.
     #[arg(long, env = "TOKENIM_MDNS")]
     pub mdns: bool,

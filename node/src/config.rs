@@ -23,7 +23,37 @@ pub struct Config {
     pub network: NetworkConfig,
     pub api: ApiConfig,
     pub limits: Limits,
+    pub relay: RelayConfig,
     pub log: LogConfig,
+}
+
+/// The relay role: mailboxes for other users' offline messages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Run as a relay: host mailboxes, answer the DHT.
+    pub enabled: bool,
+    /// Longest a relay keeps an unacknowledged envelope.
+    pub retention_secs: u64,
+    pub mailbox_max_messages: u64,
+    pub mailbox_max_bytes: u64,
+    /// Disk budget for all mailboxes together.
+    pub total_max_bytes: u64,
+    /// fsync every write (survives power loss, not only crashes); slower.
+    pub sync_writes: bool,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            retention_secs: 14 * 24 * 3600,
+            mailbox_max_messages: 10_000,
+            mailbox_max_bytes: 256 * 1024 * 1024,
+            total_max_bytes: 10 * 1024 * 1024 * 1024,
+            sync_writes: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,6 +63,9 @@ pub struct NetworkConfig {
     pub listen: Vec<String>,
     /// Kademlia bootstrap peers, as multiaddrs ending in `/p2p/<peer id>`.
     pub bootstrap: Vec<String>,
+    /// Relays that keep this node's mailbox while it is offline, as multiaddrs ending in
+    /// `/p2p/<peer id>`. They are listed in the contact card.
+    pub home_relays: Vec<String>,
     /// Discover peers on the LAN with mDNS. Off by default: it announces the node.
     pub mdns: bool,
     /// Put this node's listen addresses into its contact card so contacts can dial it directly.
@@ -85,6 +118,7 @@ impl Default for NetworkConfig {
                 "/ip4/0.0.0.0/udp/0/quic-v1".into(),
             ],
             bootstrap: Vec::new(),
+            home_relays: Vec::new(),
             mdns: false,
             publish_direct_addrs: true,
             max_connections: 512,

@@ -21,8 +21,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Limits;
+use crate::mailbox_client::{self, RelayRoute};
 use crate::metrics::Metrics;
 use crate::network::{DeliverError, NetEvent, NetworkHandle};
+use crate::relay::{Followup, Relay, relay_key_of};
 use crate::views;
 use crate::wire::{self, RejectCode};
 
@@ -62,6 +64,15 @@ enum Msg {
     MyCard {
         reply: oneshot::Sender<Result<String, ServiceError>>,
     },
+    /// An envelope fetched from a home relay's mailbox; the reply says whether to ack it.
+    Ingest {
+        relay: PeerId,
+        envelope: Vec<u8>,
+        reply: oneshot::Sender<bool>,
+    },
+    SyncDone {
+        relay: PeerId,
+    },
 }
 
 /// Cloneable handle to the engine task.
@@ -88,6 +99,25 @@ impl EngineHandle {
         self.call(|reply| Msg::MarkRead { id, reply }).await
     }
 
+    /// Processes an envelope fetched from a home relay. True when it may be acked (stored,
+    /// duplicate, or permanently unreadable); false when the relay should keep it.
+    pub async fn ingest(&self, relay: PeerId, envelope: Vec<u8>) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Msg::Ingest {
+                relay,
+                envelope,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// This node's current contact card as a `tokenim:` URI.
     pub async fn my_card(&self) -> Result<String, ServiceError> {
         self.call(|reply| Msg::MyCard { reply }).await
@@ -108,12 +138,21 @@ pub struct EngineConfig {
     pub display_name: String,
     pub limits: Limits,
     pub publish_direct_addrs: bool,
+    /// Relays that keep this node's mailbox.
+    pub home_relays: Vec<RelayRoute>,
 }
 
 struct Delivery {
     outbox_id: [u8; 16],
     peer: [u8; 32],
-    result: Result<wire::Response, DeliverError>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// The recipient's node answered (or could not be reached and it has no relays).
+    Direct(Result<wire::Response, DeliverError>),
+    /// The recipient's node was unreachable; these home relays signed for the envelope.
+    Relayed(Vec<tokenim_crypto::CustodyReceipt>),
 }
 
 pub struct Engine {
@@ -136,6 +175,11 @@ pub struct Engine {
     peer_ids: HashMap<PeerId, [u8; 32]>,
     deliveries_tx: mpsc::Sender<Delivery>,
     deliveries_rx: mpsc::Receiver<Delivery>,
+    relay: Option<Relay>,
+    /// Home relays currently being synced (one sync per relay at a time).
+    syncing: std::collections::HashSet<PeerId>,
+    /// To hand sync tasks a handle without keeping the engine alive forever.
+    self_tx: Option<mpsc::WeakSender<Msg>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -179,7 +223,16 @@ impl Engine {
             peer_ids: HashMap::new(),
             deliveries_tx,
             deliveries_rx,
+            relay: None,
+            syncing: std::collections::HashSet::new(),
+            self_tx: None,
         }
+    }
+
+    /// Makes this node a relay: it hosts mailboxes and answers relay requests.
+    pub fn with_relay(mut self, relay: Relay) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Spawns the engine; returns its handle.
@@ -195,6 +248,10 @@ impl Engine {
         }
         self.metrics.outbox_depth.set(self.scheduled.len() as i64);
         let (tx, rx) = mpsc::channel(256);
+        self.self_tx = Some(tx.downgrade());
+        for relay in self.cfg.home_relays.clone() {
+            self.start_sync(relay);
+        }
         let join = tokio::spawn(self.run(rx, net_events));
         Ok((EngineHandle { tx }, join))
     }
@@ -204,10 +261,17 @@ impl Engine {
         mut commands: mpsc::Receiver<Msg>,
         mut net_events: mpsc::Receiver<NetEvent>,
     ) {
+        let mut purge = tokio::time::interval(Duration::from_secs(60));
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_due_deliveries();
             let next_due = self.next_startable_due();
             tokio::select! {
+                _ = purge.tick(), if self.relay.is_some() => {
+                    if let Some(relay) = &self.relay {
+                        relay.purge();
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
                     None => break,
@@ -235,6 +299,22 @@ impl Engine {
             }
             Msg::MyCard { reply } => {
                 let _ = reply.send(self.my_card().await);
+            }
+            Msg::Ingest {
+                relay,
+                envelope,
+                reply,
+            } => {
+                let response = self.on_deliver(relay, &envelope, true);
+                let keep = matches!(
+                    &response.kind,
+                    Some(wire::pb::response::Kind::Rejected(r))
+                        if matches!(RejectCode::try_from(r.code), Ok(RejectCode::Internal | RejectCode::RateLimited))
+                );
+                let _ = reply.send(!keep);
+            }
+            Msg::SyncDone { relay } => {
+                self.syncing.remove(&relay);
             }
         }
     }
@@ -265,7 +345,15 @@ impl Engine {
             identity: self.me.public(),
             display_name: self.cfg.display_name.clone(),
             mailboxes: vec![self.mailbox],
-            home_relays: Vec::new(),
+            home_relays: self
+                .cfg
+                .home_relays
+                .iter()
+                .map(|r| tokenim_crypto::RelayInfo {
+                    peer_id: r.peer.to_bytes(),
+                    addrs: r.addrs.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
             node_peer_id: Some(self.net.peer_id().to_bytes()),
             direct_addrs,
             created_at: now,
@@ -516,28 +604,38 @@ impl Engine {
             return Ok(false);
         }
         let card = self.contact_card(&entry.peer)?;
-        let Some((peer_id, addrs)) = route_of(&card) else {
-            warn!("contact has no reachable node in its card; message stays queued");
+        let direct = route_of(&card);
+        let relays: Vec<RelayRoute> = card
+            .home_relays
+            .iter()
+            .filter_map(|r| {
+                let peer = PeerId::from_bytes(&r.peer_id).ok()?;
+                let addrs = r.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                Some(RelayRoute { peer, addrs })
+            })
+            .collect();
+        if direct.is_none() && relays.is_empty() {
+            warn!("contact has no reachable node nor home relay in its card; message stays queued");
             self.scheduled.remove(&id);
             return Ok(true);
-        };
+        }
         *self.in_flight.entry(entry.peer).or_default() += 1;
         self.in_flight_total += 1;
         self.scheduled.remove(&id);
-        self.peer_ids.insert(peer_id, entry.peer);
+        if let Some((peer_id, _)) = &direct {
+            self.peer_ids.insert(*peer_id, entry.peer);
+        }
         self.metrics.delivery_attempts.inc();
         let net = self.net.clone();
         let tx = self.deliveries_tx.clone();
         let peer = entry.peer;
         tokio::spawn(async move {
-            let result = net
-                .request(peer_id, addrs, wire::Request::deliver(entry.envelope))
-                .await;
+            let outcome = deliver(&net, direct, &relays, entry.envelope).await;
             let _ = tx
                 .send(Delivery {
                     outbox_id: id,
                     peer,
-                    result,
+                    outcome,
                 })
                 .await;
         });
@@ -555,7 +653,15 @@ impl Engine {
         let Ok(Some(entry)) = self.store.get_outbox(&d.outbox_id) else {
             return;
         };
-        let rejected = match d.result {
+        let result = match d.outcome {
+            Outcome::Relayed(receipts) if !receipts.is_empty() => {
+                self.stored(&entry, receipts.len() as u32);
+                return;
+            }
+            Outcome::Relayed(_) => Err(DeliverError::Unreachable("no relay stored it".into())),
+            Outcome::Direct(result) => result,
+        };
+        let rejected = match result {
             Ok(wire::Response {
                 kind: Some(wire::pb::response::Kind::Accepted(_)),
             }) => {
@@ -565,7 +671,8 @@ impl Engine {
             Ok(wire::Response {
                 kind: Some(wire::pb::response::Kind::Rejected(r)),
             }) => Some(r),
-            Ok(wire::Response { kind: None }) => None,
+            // An answer that does not belong to `deliver`: treat like no answer.
+            Ok(_) => None,
             Err(DeliverError::ShuttingDown) => return,
             Err(DeliverError::Unreachable(reason)) => {
                 debug!(%reason, "peer unreachable; will retry");
@@ -661,13 +768,19 @@ impl Engine {
         self.schedule(entry.id, Instant::now() + backoff);
     }
 
+    /// Custody moved to `relays` home relays: the outbox entry is done; the recipient's
+    /// delivery receipt will say when it arrived.
+    fn stored(&mut self, entry: &OutboxRecord, relays: u32) {
+        self.finish(entry, MessageState::Stored, relays);
+    }
+
     fn delivered(&mut self, entry: &OutboxRecord) {
-        self.finish(entry, MessageState::Delivered);
+        self.finish(entry, MessageState::Delivered, 0);
         self.metrics.messages_delivered.inc();
     }
 
     fn fail(&mut self, entry: &OutboxRecord) {
-        self.finish(entry, MessageState::Failed);
+        self.finish(entry, MessageState::Failed, 0);
         self.metrics.messages_failed.inc();
     }
 
@@ -676,13 +789,14 @@ impl Engine {
         self.fail(entry);
     }
 
-    fn finish(&mut self, entry: &OutboxRecord, state: MessageState) {
+    fn finish(&mut self, entry: &OutboxRecord, state: MessageState, relays: u32) {
         let mut txn = self.store.txn().delete_outbox(&entry.id);
         let mut changed = None;
         if let Some(mid) = entry.message_id {
             match self.store.get_message(&mid) {
                 Ok(Some(mut m)) if state_rank(m.state) < state_rank(state) => {
                     m.state = state;
+                    m.relays = m.relays.max(relays);
                     m.updated_at_ms = now_ms();
                     txn = txn.put_message(&m);
                     changed = Some(m);
@@ -710,7 +824,44 @@ impl Engine {
                 reply,
             } => {
                 let response = match request.kind {
-                    Some(wire::pb::request::Kind::Deliver(d)) => self.on_deliver(peer, &d.envelope),
+                    Some(wire::pb::request::Kind::Deliver(d)) => {
+                        let home = self
+                            .cfg
+                            .home_relays
+                            .iter()
+                            .find(|r| r.peer == peer)
+                            .cloned();
+                        let response = self.on_deliver(peer, &d.envelope, home.is_some());
+                        // A home relay pushed this from our mailbox: it may delete it now.
+                        if let (Some(relay), Ok(env)) =
+                            (home, Envelope::decode_checked(&d.envelope))
+                        {
+                            self.spawn_ack(relay, env.id());
+                        }
+                        response
+                    }
+                    Some(kind) => match self.relay.as_mut() {
+                        Some(relay) => {
+                            let (response, followup) = relay.handle(peer, kind);
+                            if let Followup::Push { owner, envelope } = followup {
+                                let net = self.net.clone();
+                                tokio::spawn(async move {
+                                    let _ = net
+                                        .request(
+                                            owner,
+                                            Vec::new(),
+                                            wire::Request::deliver(envelope),
+                                        )
+                                        .await;
+                                });
+                            }
+                            response
+                        }
+                        None => wire::Response::rejected(
+                            RejectCode::UnknownMailbox,
+                            "this node is not a relay",
+                        ),
+                    },
                     None => wire::Response::rejected(RejectCode::Malformed, "empty request"),
                 };
                 let _ = reply.send(response);
@@ -735,9 +886,21 @@ impl Engine {
                         self.schedule(id, now);
                     }
                 }
+                if let Some(relay) = self
+                    .cfg
+                    .home_relays
+                    .iter()
+                    .find(|r| r.peer == peer)
+                    .cloned()
+                {
+                    self.start_sync(relay);
+                }
                 let _ = self.events.send(views::peer_event(&peer, true));
             }
             NetEvent::PeerDisconnected(peer) => {
+                if let Some(relay) = self.relay.as_mut() {
+                    relay.peer_disconnected(&peer);
+                }
                 let _ = self.events.send(views::peer_event(&peer, false));
             }
             NetEvent::ListenAddrs(addrs) => {
@@ -747,7 +910,34 @@ impl Engine {
         }
     }
 
-    fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8]) -> wire::Response {
+    /// Drains this node's mailbox at `relay` in a task (one at a time per relay).
+    fn start_sync(&mut self, relay: RelayRoute) {
+        let Some(tx) = self.self_tx.as_ref().and_then(|w| w.upgrade()) else {
+            return;
+        };
+        if !self.syncing.insert(relay.peer) {
+            return;
+        }
+        let (net, me) = (self.net.clone(), self.me.clone());
+        tokio::spawn(async move {
+            let peer = relay.peer;
+            let handle = EngineHandle { tx: tx.clone() };
+            if let Err(e) = mailbox_client::sync_mailbox(net, handle, me, relay).await {
+                warn!(relay = %peer, "mailbox sync failed: {e}");
+            }
+            let _ = tx.send(Msg::SyncDone { relay: peer }).await;
+        });
+    }
+
+    fn spawn_ack(&self, relay: RelayRoute, id: tokenim_crypto::MessageId) {
+        let Some(key) = relay_key_of(&relay.peer) else {
+            return;
+        };
+        let (net, me) = (self.net.clone(), self.me.clone());
+        tokio::spawn(async move { mailbox_client::ack(&net, &me, &relay, &key, &[id]).await });
+    }
+
+    fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8], via_relay: bool) -> wire::Response {
         self.metrics.envelopes_in.inc();
         let envelope = match Envelope::decode_checked(bytes) {
             Ok(e) => e,
@@ -777,7 +967,7 @@ impl Engine {
                 return wire::Response::rejected(RejectCode::Undecryptable, e.to_string());
             }
         };
-        match self.accept(opened) {
+        match self.accept(opened, via_relay) {
             Ok(duplicate) => wire::Response::accepted(duplicate),
             Err(e) => {
                 warn!("storing inbound message failed: {e}");
@@ -787,13 +977,15 @@ impl Engine {
     }
 
     /// Persists what an opened frame carries; returns whether it was a duplicate.
-    fn accept(&mut self, opened: Opened) -> Result<bool, ServiceError> {
+    fn accept(&mut self, opened: Opened, via_relay: bool) -> Result<bool, ServiceError> {
         let Opened { from, inner, reply } = opened;
         let peer = from.identity_key;
         let mut txn = self.store.txn();
         let mut events = Vec::new();
         let mut duplicate = false;
         let mut sender_card = None;
+        // A message that came through a relay gets an end-to-end delivery receipt.
+        let mut receipt_for = None;
         if let Some(inner) = inner {
             if !inner.sender_card.is_empty() {
                 sender_card = self.learn_card(&from, &inner.sender_card);
@@ -829,6 +1021,9 @@ impl Engine {
                         );
                         self.metrics.messages_received.inc();
                         events.push(views::message_event(&record));
+                        if via_relay {
+                            receipt_for = Some(id);
+                        }
                     }
                 }
                 Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
@@ -889,6 +1084,21 @@ impl Engine {
         for ev in events {
             let _ = self.events.send(ev);
         }
+        if let Some(id) = receipt_for
+            && let Ok(contact) = self.contact_card(&peer)
+        {
+            let receipt = InnerMessage {
+                kind: InnerKind::DeliveryReceipt as i32,
+                id: rand::random::<[u8; 16]>().to_vec(),
+                body: String::new(),
+                ref_ids: vec![id.to_vec()],
+                sent_at_ms: now_ms(),
+                sender_card: String::new(),
+            };
+            if let Err(e) = self.queue_control(&contact, &receipt) {
+                debug!("cannot queue a delivery receipt: {e}");
+            }
+        }
         Ok(duplicate)
     }
 
@@ -932,6 +1142,24 @@ impl Engine {
 /// fresher cards arrive with every conversation, so routing keeps using it.
 pub fn parse_stored_card(uri: &str) -> Result<ContactCard, tokenim_crypto::CryptoError> {
     ContactCard::from_uri(uri, 0)
+}
+
+/// Direct delivery first; if the recipient's node cannot be reached, its home relays.
+async fn deliver(
+    net: &NetworkHandle,
+    direct: Option<(PeerId, Vec<Multiaddr>)>,
+    relays: &[RelayRoute],
+    envelope: Vec<u8>,
+) -> Outcome {
+    if let Some((peer, addrs)) = direct {
+        let result = net
+            .request(peer, addrs, wire::Request::deliver(envelope.clone()))
+            .await;
+        if relays.is_empty() || !matches!(result, Err(DeliverError::Unreachable(_))) {
+            return Outcome::Direct(result);
+        }
+    }
+    Outcome::Relayed(mailbox_client::store_at_relays(net, relays, &envelope).await)
 }
 
 fn route_of(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {

@@ -85,7 +85,11 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     if !args.bootstrap.is_empty() {
         cfg.network.bootstrap = args.bootstrap;
     }
+    if !args.home_relay.is_empty() {
+        cfg.network.home_relays = args.home_relay;
+    }
     cfg.network.mdns |= args.mdns;
+    cfg.relay.enabled |= args.relay;
     if let Some(f) = args.log_format {
         cfg.log.format = f;
     }

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub envelopes_in: Counter,
     pub envelopes_rejected: Counter,
     pub outbox_depth: Gauge,
+    pub relay_stored: Counter,
+    pub relay_acked: Counter,
+    pub acks_rejected: Counter,
 }
 
 impl Metrics {

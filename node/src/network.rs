@@ -49,6 +49,8 @@ pub struct NetworkConfig {
     pub max_connections_per_peer: u32,
     pub inbound_per_peer_per_sec: u32,
     pub request_timeout: Duration,
+    /// Answer Kademlia queries (relays); personal nodes only ask.
+    pub dht_server: bool,
 }
 
 #[derive(Debug)]
@@ -311,7 +313,11 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
     // Personal nodes only query the DHT; relays (server mode) answer it.
-    kad.set_mode(Some(kad::Mode::Client));
+    kad.set_mode(Some(if cfg.dht_server {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    }));
     let mdns = if cfg.mdns {
         Some(mdns::tokio::Behaviour::new(
             mdns::Config::default(),

@@ -18,8 +18,10 @@ use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, EngineHandle};
 use crate::error::NodeError;
 use crate::keyfile;
+use crate::mailbox_client::RelayRoute;
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkHandle};
+use crate::relay::Relay;
 use crate::service::Service;
 
 /// Depth of the event broadcast; a subscriber further behind is told it lagged.
@@ -138,7 +140,7 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
         path: config::NODE_KEY_FILE.into(),
         reason: e.to_string(),
     })?;
-    let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
+    let store = Store::open(&data_dir.join(config::DB_DIR), store_options(&cfg))?;
     let node = launch(NodeParts {
         identity,
         node_key,
@@ -177,6 +179,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let metrics_for_relay = metrics.clone();
     let net_cfg = network::NetworkConfig {
         listen: parse_addrs(&cfg.network.listen)?,
         bootstrap: parse_addrs(&cfg.network.bootstrap)?,
@@ -184,8 +187,10 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         max_connections: cfg.network.max_connections,
         max_connections_per_peer: cfg.network.max_connections_per_peer,
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
+        dht_server: cfg.relay.enabled,
         request_timeout: Duration::from_secs(20),
     };
+    let relay_key = relay_signing_key(&node_key)?;
     let (net, net_events, net_task) =
         network::spawn(node_key, net_cfg, transport, &mut registry).await?;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -200,8 +205,30 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
             display_name: cfg.display_name.clone(),
             limits: cfg.limits.clone(),
             publish_direct_addrs: cfg.network.publish_direct_addrs,
+            home_relays: cfg
+                .network
+                .home_relays
+                .iter()
+                .map(|a| {
+                    RelayRoute::parse(a).ok_or_else(|| {
+                        NodeError::Config(format!(
+                            "home relay {a:?} must be a multiaddr ending in /p2p/<peer id>"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         },
     );
+    let engine = if cfg.relay.enabled {
+        engine.with_relay(Relay::new(
+            store.clone(),
+            relay_key,
+            cfg.relay.retention_secs,
+            metrics_for_relay,
+        ))
+    } else {
+        engine
+    };
     let (engine, engine_task) = engine.spawn(net_events)?;
     let mut tasks = vec![engine_task, net_task];
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
@@ -212,6 +239,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         net.clone(),
         events,
         registry,
+        cfg.relay.enabled,
     ));
 
     let mut api_addr = None;
@@ -252,6 +280,18 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     })
 }
 
+/// Storage limits come from the relay settings (personal nodes use the same defaults).
+pub fn store_options(cfg: &Config) -> StoreOptions {
+    StoreOptions {
+        sync_writes: cfg.relay.sync_writes,
+        mailbox_max_messages: cfg.relay.mailbox_max_messages,
+        mailbox_max_bytes: cfg.relay.mailbox_max_bytes,
+        total_max_bytes: cfg.relay.total_max_bytes,
+        mailbox_max_ttl_secs: cfg.relay.retention_secs,
+        ..StoreOptions::default()
+    }
+}
+
 fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
     list.iter()
         .map(|a| {
@@ -259,6 +299,31 @@ fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
                 .map_err(|e| NodeError::Config(format!("bad multiaddr {a:?}: {e}")))
         })
         .collect()
+}
+
+/// Relays sign custody receipts with their libp2p key, so a receipt is checked against the
+/// PeerId the sender dialed.
+fn relay_signing_key(
+    node_key: &Keypair,
+) -> Result<tokenim_crypto::ed25519_dalek::SigningKey, NodeError> {
+    let ed = node_key
+        .clone()
+        .try_into_ed25519()
+        .map_err(|_| NodeError::KeyFile {
+            path: config::NODE_KEY_FILE.into(),
+            reason: "node key is not Ed25519".into(),
+        })?;
+    let secret: [u8; 32] = ed
+        .secret()
+        .as_ref()
+        .try_into()
+        .map_err(|_| NodeError::KeyFile {
+            path: config::NODE_KEY_FILE.into(),
+            reason: "bad Ed25519 secret".into(),
+        })?;
+    Ok(tokenim_crypto::ed25519_dalek::SigningKey::from_bytes(
+        &secret,
+    ))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {

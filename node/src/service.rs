@@ -7,8 +7,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView,
-    PeerRole, PeerView,
+    ContactView, ConversationView, Event, IdentityView, MailboxUsageView, MessagePage,
+    MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
 };
 use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{Address, ContactCard, Identity};
@@ -29,6 +29,7 @@ pub struct Service {
     net: NetworkHandle,
     events: broadcast::Sender<Event>,
     registry: Arc<Registry>,
+    is_relay: bool,
 }
 
 impl std::fmt::Debug for Service {
@@ -45,6 +46,7 @@ impl Service {
         net: NetworkHandle,
         events: broadcast::Sender<Event>,
         registry: Registry,
+        is_relay: bool,
     ) -> Self {
         Self {
             identity,
@@ -53,6 +55,7 @@ impl Service {
             net,
             events,
             registry: Arc::new(registry),
+            is_relay,
         }
     }
 
@@ -425,6 +428,31 @@ impl NodeService for Service {
             } else {
                 Err(ServiceError::NotFound(format!("token {id}")))
             }
+        }
+        .boxed()
+    }
+
+    fn relay_stats(&self) -> BoxFuture<'_, ServiceResult<RelayStats>> {
+        async move {
+            if !self.is_relay {
+                return Err(ServiceError::NotFound("this node is not a relay".into()));
+            }
+            let stats = self.store.mailbox_stats().map_err(store_err)?;
+            Ok(RelayStats {
+                mailboxes: stats.mailboxes,
+                stored_messages: stats.stored_messages,
+                stored_bytes: stats.stored_bytes,
+                disk_bytes: self.store.disk_usage().map_err(store_err)?,
+                per_mailbox: stats
+                    .per_mailbox
+                    .into_iter()
+                    .map(|(id, u)| MailboxUsageView {
+                        mailbox: hex::encode(id),
+                        messages: u.messages,
+                        bytes: u.bytes,
+                    })
+                    .collect(),
+            })
         }
         .boxed()
     }

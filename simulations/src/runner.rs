@@ -225,21 +225,22 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     let mut cards: HashMap<usize, String> = HashMap::new();
     for &(from, to) in &plan.pairs {
         if !cards.contains_key(&to) {
-            let card = sim.service_call(to, |n| async move {
-                n.engine.my_card().await.map_err(|e| e.to_string())
-            })
-            .await?;
+            let (engine, _) = sim.handles(to).await?;
+            let card = engine.my_card().await.map_err(|e| SimError::Service {
+                index: to,
+                message: e.to_string(),
+            })?;
             cards.insert(to, card);
         }
         let card = cards.get(&to).cloned().unwrap_or_default();
-        sim.service_call(from, |n| async move {
-            n.service
-                .add_contact(card, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await?;
+        let (_, service) = sim.handles(from).await?;
+        service
+            .add_contact(card, None)
+            .await
+            .map_err(|e| SimError::Service {
+                index: from,
+                message: e.to_string(),
+            })?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -413,18 +414,16 @@ impl Sim {
         }
     }
 
-    async fn service_call<T, F, Fut>(&self, index: usize, f: F) -> Result<T, SimError>
-    where
-        F: FnOnce(&RunningNode) -> Fut,
-        Fut: std::future::Future<Output = Result<T, String>>,
-    {
+    async fn handles(
+        &self,
+        index: usize,
+    ) -> Result<(EngineHandle, Arc<tokenim_node::service::Service>), SimError> {
         let guard = self.nodes[index].running.lock().await;
         let r = guard.as_ref().ok_or_else(|| SimError::Service {
             index,
             message: "not running".into(),
         })?;
-        f(r).await
-            .map_err(|message| SimError::Service { index, message })
+        Ok((r.engine.clone(), r.service.clone()))
     }
 
     /// Records every incoming simulator message this incarnation's inbox reports.

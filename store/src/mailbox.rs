@@ -220,7 +220,7 @@ impl Store {
     }
 
     /// Stop hosting `mailbox` and delete everything it holds, atomically. Whether it was
-    /// registered.
+    /// registered. Registering it again starts a new mailbox whose seqs restart at 1.
     pub fn mailbox_unregister(&self, mailbox: &[u8; 32]) -> Result<bool> {
         let state = &self.inner.mailboxes;
         let mut metas = state.lock(mailbox);
@@ -252,6 +252,10 @@ impl Store {
     /// `StoreOptions::mailbox_max_ttl_secs`). A message id already in the mailbox is a
     /// duplicate: nothing is written and the stored seq is returned. Errors:
     /// [`StoreError::MailboxNotRegistered`], [`StoreError::QuotaExceeded`].
+    ///
+    /// Safe to call concurrently: puts to one mailbox are serialised (seqs are committed in
+    /// order, so a reader paging by seq never skips one), puts to different mailboxes run in
+    /// parallel and the shared total budget is reserved atomically.
     pub fn mailbox_put(
         &self,
         mailbox: &[u8; 32],

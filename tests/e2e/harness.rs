@@ -47,6 +47,11 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `tokenim run` and waits for its ready line.
     pub async fn start(dir: &Path, listen: &str) -> Result<Self> {
+        Self::start_with(dir, listen, &[]).await
+    }
+
+    /// [`NodeProc::start`] with extra `run` flags (e.g. `--relay`, `--home-relay ADDR`).
+    pub async fn start_with(dir: &Path, listen: &str, extra: &[String]) -> Result<Self> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -55,6 +60,7 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(dir)
             .args(["run", "--api", "127.0.0.1:0", "--listen", listen])
+            .args(extra)
             .env("RUST_LOG", "info,tokenim_node=debug")
             .env_remove("TOKENIM_API")
             .stdout(Stdio::piped())
@@ -120,6 +126,16 @@ impl NodeProc {
             .as_str()
             .context("card")?
             .to_string())
+    }
+
+    /// This node's dialable address with its peer id, for `--home-relay`.
+    pub async fn p2p_addr(&self) -> Result<String> {
+        let id = self.client.identity().await?;
+        Ok(format!(
+            "{}/p2p/{}",
+            self.listen_addr().await?,
+            id["peer_id"].as_str().context("peer id")?
+        ))
     }
 
     pub async fn listen_addr(&self) -> Result<String> {

@@ -12,6 +12,7 @@ use crate::state::AppState;
 pub(crate) mod contacts;
 pub(crate) mod messages;
 pub(crate) mod node;
+pub(crate) mod relay;
 pub(crate) mod system;
 pub(crate) mod tokens;
 
@@ -23,6 +24,7 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/metrics", get(system::metrics_alias))
         .route("/v1/identity", get(node::identity))
         .route("/v1/peers", get(node::peers))
+        .route("/v1/relay/stats", get(relay::stats))
         .route(
             "/v1/contacts",
             get(contacts::list_contacts).post(contacts::add_contact),

@@ -1,0 +1,215 @@
+//! Offline delivery through relay mailboxes, with real processes: custody receipts, draining,
+//! acknowledgement, and a relay crash.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::harness::{NodeProc, init, wait_event};
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
+    NodeProc::start_with(&init(root, name)?, LOOPBACK, &["--relay".into()]).await
+}
+
+async fn stats(relay: &NodeProc) -> Result<Value> {
+    relay.client.get("/relay/stats").await
+}
+
+/// Bob registers at his home relays, Alice adds his card, Bob goes offline.
+async fn offline_bob(
+    root: &std::path::Path,
+    relays: &[&NodeProc],
+) -> Result<(NodeProc, std::path::PathBuf, Vec<String>)> {
+    let mut flags = Vec::new();
+    for r in relays {
+        flags.push("--home-relay".to_string());
+        flags.push(r.p2p_addr().await?);
+    }
+    let alice = NodeProc::start(&init(root, "alice")?, LOOPBACK).await?;
+    let bob = NodeProc::start_with(&init(root, "bob")?, LOOPBACK, &flags).await?;
+    // Registration happens at start; wait until every relay hosts Bob's mailbox.
+    for r in relays {
+        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+        while stats(r).await?["mailboxes"] != 1 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "bob never registered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    let bob_dir = bob.dir.clone();
+    bob.stop().await?;
+    Ok((alice, bob_dir, flags))
+}
+
+async fn send_all(alice: &NodeProc, n: usize) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            alice.send("bob", &format!("offline {i}")).await?["id"]
+                .as_str()
+                .context("id")?
+                .to_string(),
+        );
+    }
+    Ok(ids)
+}
+
+/// Waits until each message reaches `state` with at least `relays` custody receipts.
+async fn wait_states(alice: &NodeProc, ids: &[String], state: &str, relays: u64) -> Result<()> {
+    let mut events = alice.client.events().await?;
+    for id in ids {
+        let m = alice.client.get(&format!("/messages/{id}")).await?;
+        if m["state"] == state && m["stored_by"].as_u64().unwrap_or(0) >= relays {
+            continue;
+        }
+        wait_event(&mut events, "message_state", |e| {
+            e["id"] == id.as_str()
+                && e["state"] == state
+                && e["stored_by"].as_u64().unwrap_or(0) >= relays
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn bob_gets_each_once(bob: &NodeProc, alice: &NodeProc, n: usize) -> Result<()> {
+    let mut events = bob.client.events().await?;
+    loop {
+        let page = bob
+            .client
+            .get(&format!("/messages?peer={}&limit=200", alice.address))
+            .await?;
+        let got = page["messages"].as_array().context("list")?.len();
+        anyhow::ensure!(
+            got <= n,
+            "bob has {got} messages, more than the {n} sent: duplicates"
+        );
+        if got == n {
+            return Ok(());
+        }
+        wait_event(&mut events, "message", |_| true).await?;
+    }
+}
+
+#[tokio::test]
+async fn messages_wait_on_the_home_relay_and_reach_bob_exactly_once() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r1]).await?;
+    let ids = send_all(&alice, 10).await?;
+    wait_states(&alice, &ids, "stored", 1).await?;
+    assert_eq!(stats(&r1).await?["stored_messages"], 10);
+
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    bob_gets_each_once(&bob, &alice, 10).await?;
+    // Bob's end-to-end delivery receipts reach Alice; his acks empty the mailbox.
+    wait_states(&alice, &ids, "delivered", 0).await?;
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while stats(&r1).await?["stored_messages"] != 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "relay mailbox never emptied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for p in [alice, bob, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn both_home_relays_store_and_one_drain_empties_both() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let r2 = relay(root.path(), "relay2").await?;
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r1, &r2]).await?;
+    let ids = send_all(&alice, 5).await?;
+    wait_states(&alice, &ids, "stored", 2).await?;
+    for r in [&r1, &r2] {
+        assert_eq!(stats(r).await?["stored_messages"], 5);
+    }
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    bob_gets_each_once(&bob, &alice, 5).await?;
+    for r in [&r1, &r2] {
+        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+        while stats(r).await?["stored_messages"] != 0 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "a relay mailbox never emptied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for p in [alice, bob, r1, r2] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relay_killed_mid_stream_keeps_everything_it_receipted() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let relay_listen = r1.listen_addr().await?;
+    let relay_dir = r1.dir.clone();
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r1]).await?;
+    let ids = send_all(&alice, 30).await?;
+    // Wait for the first receipts, then SIGKILL the relay while the rest may be in flight.
+    wait_states(&alice, &ids[..5], "stored", 1).await?;
+    r1.kill().await?;
+    let mut receipted = Vec::new();
+    for id in &ids {
+        let m = alice.client.get(&format!("/messages/{id}")).await?;
+        if m["state"] == "stored" {
+            receipted.push(m["body"].as_str().context("body")?.to_string());
+        }
+    }
+    let r1 = NodeProc::start_with(&relay_dir, &relay_listen, &["--relay".into()]).await?;
+    let stored = stats(&r1).await?["stored_messages"].as_u64().unwrap_or(0);
+    assert!(
+        stored as usize >= receipted.len(),
+        "relay lost receipted messages: {stored} < {}",
+        receipted.len()
+    );
+
+    // Alice keeps retrying the rest; Bob eventually gets all 30, each once.
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    bob_gets_each_once(&bob, &alice, 30).await?;
+    let page = bob
+        .client
+        .get(&format!("/messages?peer={}&limit=200", alice.address))
+        .await?;
+    let bodies: Vec<String> = page["messages"]
+        .as_array()
+        .context("list")?
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(String::from))
+        .collect();
+    for b in &receipted {
+        assert!(bodies.contains(b), "receipted message {b:?} was lost");
+    }
+    for p in [alice, bob, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_personal_node_is_not_a_relay_and_says_so() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let node = NodeProc::start(&init(root.path(), "plain")?, LOOPBACK).await?;
+    let err = node
+        .client
+        .get("/relay/stats")
+        .await
+        .expect_err("not a relay");
+    assert!(err.to_string().contains("not_found"), "{err}");
+    node.stop().await?;
+    Ok(())
+}
