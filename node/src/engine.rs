@@ -843,18 +843,7 @@ impl Engine {
                     Some(kind) => match self.relay.as_mut() {
                         Some(relay) => {
                             let (response, followup) = relay.handle(peer, kind);
-                            if let Followup::Push { owner, envelope } = followup {
-                                let net = self.net.clone();
-                                tokio::spawn(async move {
-                                    let _ = net
-                                        .request(
-                                            owner,
-                                            Vec::new(),
-                                            wire::Request::deliver(envelope),
-                                        )
-                                        .await;
-                                });
-                            }
+                            self.follow_up(followup);
                             response
                         }
                         None => wire::Response::rejected(
@@ -865,6 +854,12 @@ impl Engine {
                     None => wire::Response::rejected(RejectCode::Malformed, "empty request"),
                 };
                 let _ = reply.send(response);
+            }
+            NetEvent::Gossip { data, .. } => {
+                if let Some(relay) = self.relay.as_mut() {
+                    let followup = relay.on_gossip(&data);
+                    self.follow_up(followup);
+                }
             }
             NetEvent::PeerConnected(peer) => {
                 // A peer that just came back gets its queue now rather than at its backoff.
@@ -907,6 +902,20 @@ impl Engine {
                 self.listen_addrs = addrs;
                 self.card = None;
             }
+        }
+    }
+
+    fn follow_up(&self, followup: Followup) {
+        if let Some((topic, data)) = followup.publish {
+            self.net.publish(topic, data);
+        }
+        if let Some((owner, envelope)) = followup.push {
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                let _ = net
+                    .request(owner, Vec::new(), wire::Request::deliver(envelope))
+                    .await;
+            });
         }
     }
 

@@ -81,11 +81,17 @@ pub async fn store_at_relays(
             }
         }
     });
-    futures::future::join_all(requests)
+    let receipts: Vec<_> = futures::future::join_all(requests)
         .await
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+    // Also on the mailbox's shard topic, so relays of the mesh that host it keep a copy.
+    net.publish(
+        crate::relay::shard_topic(&mailbox),
+        crate::relay::gossip_envelope(envelope.to_vec()),
+    );
+    receipts
 }
 
 /// Registers this node's mailbox at `relay` and drains it.

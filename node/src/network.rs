@@ -51,6 +51,8 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// Answer Kademlia queries (relays); personal nodes only ask.
     pub dht_server: bool,
+    /// Gossipsub topics to join.
+    pub topics: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,10 @@ enum Command {
     Info {
         reply: oneshot::Sender<NetInfo>,
     },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+    },
     Shutdown,
 }
 
@@ -90,6 +96,11 @@ pub enum NetEvent {
         peer: PeerId,
         request: wire::Request,
         reply: oneshot::Sender<wire::Response>,
+    },
+    /// A gossipsub message on a subscribed topic.
+    Gossip {
+        topic: String,
+        data: Vec<u8>,
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
@@ -137,6 +148,13 @@ impl NetworkHandle {
         rx.await.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Publishes on a gossipsub topic; best effort (no peers on the topic is not an error).
+    pub fn publish(&self, topic: String, data: Vec<u8>) {
+        if self.tx.try_send(Command::Publish { topic, data }).is_err() {
+            debug!("network busy; gossip publish dropped");
+        }
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
@@ -165,6 +183,13 @@ pub async fn spawn(
         listeners.insert(id);
     }
     let listen_addrs = wait_for_listeners(&mut swarm, listeners).await?;
+    for topic in &cfg.topics {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic.clone()))
+            .map_err(|e| NodeError::Network(format!("subscribing to {topic}: {e}")))?;
+    }
     for addr in &cfg.bootstrap {
         match peer_of(addr) {
             Some(peer) => {
@@ -350,10 +375,13 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
         })
         .max_transmit_size(wire::MAX_FRAME_BYTES)
         .build()?;
-    Ok(gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Anonymous,
-        cfg,
-    )?)
+    let mut behaviour = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?;
+    // Peer scoring throttles and eventually prunes peers that flood or send invalid messages.
+    behaviour.with_peer_score(
+        gossipsub::PeerScoreParams::default(),
+        gossipsub::PeerScoreThresholds::default(),
+    )?;
+    Ok(behaviour)
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -429,6 +457,12 @@ impl SwarmTask {
                         .collect(),
                 });
             }
+            Command::Publish { topic, data } => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    debug!("gossip publish: {e}");
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -495,7 +529,18 @@ impl SwarmTask {
                 }
             }
             BehaviourEvent::Ping(event) => self.metrics.record(&event),
-            BehaviourEvent::Gossipsub(event) => self.metrics.record(&event),
+            BehaviourEvent::Gossipsub(event) => {
+                self.metrics.record(&event);
+                if let gossipsub::Event::Message { message, .. } = event {
+                    let ev = NetEvent::Gossip {
+                        topic: message.topic.into_string(),
+                        data: message.data,
+                    };
+                    if self.events.try_send(ev).is_err() {
+                        debug!("engine busy; gossip message dropped");
+                    }
+                }
+            }
             BehaviourEvent::Kad(event) => self.metrics.record(&event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {

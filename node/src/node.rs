@@ -188,6 +188,11 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         max_connections_per_peer: cfg.network.max_connections_per_peer,
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
         dht_server: cfg.relay.enabled,
+        topics: if cfg.relay.enabled {
+            crate::relay::all_topics()
+        } else {
+            Vec::new()
+        },
         request_timeout: Duration::from_secs(20),
     };
     let relay_key = relay_signing_key(&node_key)?;

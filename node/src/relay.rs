@@ -49,15 +49,35 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// Gossipsub shards of the mailbox space; relays join all of them.
+pub const SHARDS: u16 = 64;
+
+/// The gossipsub topic of a mailbox's shard.
+pub fn shard_topic(mailbox: &MailboxId) -> String {
+    let shard = u16::from_be_bytes([mailbox.0[0], mailbox.0[1]]) % SHARDS;
+    format!("tokenim/mailbox/1/{shard}")
+}
+
+pub fn all_topics() -> Vec<String> {
+    (0..SHARDS)
+        .map(|s| format!("tokenim/mailbox/1/{s}"))
+        .collect()
+}
+
+pub fn gossip_envelope(envelope: Vec<u8>) -> Vec<u8> {
+    prost::Message::encode_to_vec(&pb::Gossip {
+        kind: Some(pb::gossip::Kind::Envelope(envelope)),
+    })
+}
+
 /// What the engine must do after a relay request besides answering it.
-#[derive(Debug)]
-pub enum Followup {
-    None,
+#[derive(Debug, Default)]
+pub struct Followup {
     /// Push a newly stored envelope to its connected owner.
-    Push {
-        owner: PeerId,
-        envelope: Vec<u8>,
-    },
+    pub push: Option<(PeerId, Vec<u8>)>,
+    /// Publish on a gossipsub topic (new envelopes and tombstones reach the mailbox's other
+    /// relays).
+    pub publish: Option<(String, Vec<u8>)>,
 }
 
 impl Relay {
@@ -78,16 +98,16 @@ impl Relay {
         use pb::request::Kind;
         match kind {
             Kind::Store(s) => self.store_envelope(&s.envelope),
-            Kind::GetChallenge(_) => (self.challenge(peer), Followup::None),
-            Kind::Register(r) => (self.register(peer, &r.registration), Followup::None),
-            Kind::Fetch(f) => (self.fetch(peer, &f), Followup::None),
-            Kind::Ack(a) => (self.ack(&a.ack), Followup::None),
+            Kind::GetChallenge(_) => (self.challenge(peer), Followup::default()),
+            Kind::Register(r) => (self.register(peer, &r.registration), Followup::default()),
+            Kind::Fetch(f) => (self.fetch(peer, &f), Followup::default()),
+            Kind::Ack(a) => self.ack(&a.ack),
             Kind::Deliver(_) => (
                 Response::rejected(
                     RejectCode::UnknownMailbox,
                     "relays take `store`, not `deliver`",
                 ),
-                Followup::None,
+                Followup::default(),
             ),
         }
     }
@@ -105,14 +125,14 @@ impl Relay {
                 self.metrics.envelopes_rejected.inc();
                 return (
                     Response::rejected(RejectCode::Malformed, e.to_string()),
-                    Followup::None,
+                    Followup::default(),
                 );
             }
         };
         let Ok(mailbox) = envelope.mailbox() else {
             return (
                 Response::rejected(RejectCode::Malformed, "bad mailbox id"),
-                Followup::None,
+                Followup::default(),
             );
         };
         let now = now_secs();
@@ -130,18 +150,11 @@ impl Relay {
                         RejectCode::Internal
                     }
                 };
-                return (Response::rejected(code, e.to_string()), Followup::None);
+                return (Response::rejected(code, e.to_string()), Followup::default());
             }
         };
         let receipt = CustodyReceipt::sign(&self.key, id, mailbox, now, outcome.expires_at);
-        self.metrics.relay_stored.inc();
-        let followup = match (outcome.duplicate, self.subscribers.get(&mailbox)) {
-            (false, Some(owner)) => Followup::Push {
-                owner: *owner,
-                envelope: bytes.to_vec(),
-            },
-            _ => Followup::None,
-        };
+        let followup = self.stored_followup(&mailbox, outcome.duplicate, bytes);
         let response = Response {
             kind: Some(pb::response::Kind::Stored(pb::Stored {
                 receipt: receipt.to_bytes(),
@@ -149,6 +162,76 @@ impl Relay {
             })),
         };
         (response, followup)
+    }
+
+    fn stored_followup(&self, mailbox: &MailboxId, duplicate: bool, bytes: &[u8]) -> Followup {
+        if duplicate {
+            return Followup::default();
+        }
+        self.metrics.relay_stored.inc();
+        Followup {
+            push: self
+                .subscribers
+                .get(mailbox)
+                .map(|owner| (*owner, bytes.to_vec())),
+            publish: Some((shard_topic(mailbox), gossip_envelope(bytes.to_vec()))),
+        }
+    }
+
+    /// A message on a shard topic: store envelopes for mailboxes hosted here, apply tombstones.
+    /// Gossip has no one to answer, so failures are only counted.
+    pub fn on_gossip(&mut self, data: &[u8]) -> Followup {
+        let Ok(gossip) = <pb::Gossip as prost::Message>::decode(data) else {
+            self.metrics.envelopes_rejected.inc();
+            return Followup::default();
+        };
+        match gossip.kind {
+            Some(pb::gossip::Kind::Envelope(bytes)) => {
+                let Ok(envelope) = Envelope::decode_checked(&bytes) else {
+                    self.metrics.envelopes_rejected.inc();
+                    return Followup::default();
+                };
+                let Ok(mailbox) = envelope.mailbox() else {
+                    return Followup::default();
+                };
+                let ttl = u64::from(envelope.ttl_secs).min(self.retention_secs);
+                match self
+                    .store
+                    .mailbox_put(&mailbox.0, &envelope.id(), &bytes, now_secs(), ttl)
+                {
+                    Ok(outcome) => {
+                        // Already gossiped: only the owner push is left to do.
+                        let mut f = self.stored_followup(&mailbox, outcome.duplicate, &bytes);
+                        f.publish = None;
+                        f
+                    }
+                    Err(StoreError::MailboxNotRegistered) => Followup::default(),
+                    Err(e) => {
+                        debug!("gossiped envelope not stored: {e}");
+                        Followup::default()
+                    }
+                }
+            }
+            Some(pb::gossip::Kind::Tombstone(bytes)) => {
+                let Ok(ack) = MailboxAck::from_bytes(&bytes) else {
+                    self.metrics.acks_rejected.inc();
+                    return Followup::default();
+                };
+                // Addressed to the relay that accepted it; the owner's signature is what counts.
+                if ack
+                    .verify(&ack.mailbox, &ack.relay_key, now_secs(), ACK_WINDOW_SECS)
+                    .is_err()
+                {
+                    self.metrics.acks_rejected.inc();
+                    return Followup::default();
+                }
+                if let Ok(n) = self.store.mailbox_delete(&ack.mailbox.0, &ack.message_ids) {
+                    self.metrics.relay_acked.inc_by(n as u64);
+                }
+                Followup::default()
+            }
+            None => Followup::default(),
+        }
     }
 
     fn challenge(&mut self, peer: PeerId) -> Response {
@@ -231,31 +314,46 @@ impl Relay {
         }
     }
 
-    fn ack(&mut self, bytes: &[u8]) -> Response {
+    fn ack(&mut self, bytes: &[u8]) -> (Response, Followup) {
         let ack = match MailboxAck::from_bytes(bytes) {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.acks_rejected.inc();
-                return Response::rejected(RejectCode::Malformed, e.to_string());
+                let r = Response::rejected(RejectCode::Malformed, e.to_string());
+                return (r, Followup::default());
             }
         };
         // The ack is self-certifying: its mailbox is the key that signed it.
         if let Err(e) = ack.verify(&ack.mailbox, &self.relay_key, now_secs(), ACK_WINDOW_SECS) {
             self.metrics.acks_rejected.inc();
-            return Response::rejected(RejectCode::Forbidden, e.to_string());
+            let r = Response::rejected(RejectCode::Forbidden, e.to_string());
+            return (r, Followup::default());
         }
         match self.store.mailbox_delete(&ack.mailbox.0, &ack.message_ids) {
             Ok(deleted) => {
                 self.metrics.relay_acked.inc_by(deleted as u64);
-                Response {
-                    kind: Some(pb::response::Kind::Acked(pb::Acked {
-                        deleted: deleted as u32,
-                    })),
-                }
+                let tombstone = prost::Message::encode_to_vec(&pb::Gossip {
+                    kind: Some(pb::gossip::Kind::Tombstone(bytes.to_vec())),
+                });
+                let acked = pb::Acked {
+                    deleted: deleted as u32,
+                };
+                let response = Response {
+                    kind: Some(pb::response::Kind::Acked(acked)),
+                };
+                let publish = Some((shard_topic(&ack.mailbox), tombstone));
+                (
+                    response,
+                    Followup {
+                        push: None,
+                        publish,
+                    },
+                )
             }
             Err(e) => {
                 warn!("mailbox delete failed: {e}");
-                Response::rejected(RejectCode::Internal, "storage error")
+                let r = Response::rejected(RejectCode::Internal, "storage error");
+                (r, Followup::default())
             }
         }
     }

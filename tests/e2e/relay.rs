@@ -213,3 +213,53 @@ async fn a_personal_node_is_not_a_relay_and_says_so() -> Result<()> {
     node.stop().await?;
     Ok(())
 }
+
+/// Relays gossip envelopes on the mailbox's shard topic (so relays a sender did not reach keep
+/// a copy) and tombstones (so an ack at one relay empties the others).
+#[tokio::test]
+async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let r1_addr = r1.p2p_addr().await?;
+    let r2 = NodeProc::start_with(
+        &init(root.path(), "relay2")?,
+        LOOPBACK,
+        &["--relay".into(), "--bootstrap".into(), r1_addr.clone()],
+    )
+    .await?;
+    let (alice, bob_dir, _) = offline_bob(root.path(), &[&r1, &r2]).await?;
+    // Alice only knows relay1: give her a card of Bob's that lists relay1 alone.
+    let only_r1 = vec!["--home-relay".to_string(), r1_addr];
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &only_r1).await?;
+    alice.add_contact(&bob, "bob").await?;
+    bob.stop().await?;
+
+    let ids = send_all(&alice, 3).await?;
+    wait_states(&alice, &ids, "stored", 1).await?;
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while stats(&r2).await?["stored_messages"] != 3 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "relay2 never got the gossiped envelopes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Bob drains and acks relay1 only; the tombstone empties relay2 too.
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &only_r1).await?;
+    bob_gets_each_once(&bob, &alice, 3).await?;
+    for r in [&r1, &r2] {
+        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+        while stats(r).await?["stored_messages"] != 0 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "a relay mailbox never emptied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for p in [alice, bob, r1, r2] {
+        p.stop().await?;
+    }
+    Ok(())
+}
