@@ -37,6 +37,8 @@ pub struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Circuit relay v2 server, on relay nodes, for NAT-ed personal nodes.
+    circuit: Toggle<libp2p::relay::Behaviour>,
 }
 
 /// What the network needs to start.
@@ -49,8 +51,8 @@ pub struct NetworkConfig {
     pub max_connections_per_peer: u32,
     pub inbound_per_peer_per_sec: u32,
     pub request_timeout: Duration,
-    /// Answer Kademlia queries (relays); personal nodes only ask.
-    pub dht_server: bool,
+    /// Relay role: answer Kademlia queries and serve circuit relay v2; personal nodes only ask.
+    pub relay_role: bool,
     /// Gossipsub topics to join.
     pub topics: Vec<String>,
 }
@@ -338,7 +340,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
     // Personal nodes only query the DHT; relays (server mode) answer it.
-    kad.set_mode(Some(if cfg.dht_server {
+    kad.set_mode(Some(if cfg.relay_role {
         kad::Mode::Server
     } else {
         kad::Mode::Client
@@ -362,6 +364,10 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
         gossipsub: gossipsub_behaviour()?,
         kad,
         mdns: Toggle::from(mdns),
+        circuit: Toggle::from(
+            cfg.relay_role
+                .then(|| libp2p::relay::Behaviour::new(peer_id, Default::default())),
+        ),
     })
 }
 
@@ -548,6 +554,7 @@ impl SwarmTask {
                     self.swarm.add_peer_address(peer, addr);
                 }
             }
+            BehaviourEvent::Circuit(event) => self.metrics.record(&event),
             BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
         }
     }

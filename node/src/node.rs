@@ -187,7 +187,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         max_connections: cfg.network.max_connections,
         max_connections_per_peer: cfg.network.max_connections_per_peer,
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
-        dht_server: cfg.relay.enabled,
+        relay_role: cfg.relay.enabled,
         topics: if cfg.relay.enabled {
             crate::relay::all_topics()
         } else {
