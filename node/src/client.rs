@@ -218,9 +218,15 @@ impl Client {
         let mut req = format!("ws://{}/v1/events", self.api).into_client_request()?;
         req.headers_mut()
             .insert("authorization", format!("Bearer {}", self.token).parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .context("opening /v1/events")?;
+        // The node subscribes before it says auth_ok: after it, no event can be missed.
+        match ws.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) if t.contains("auth_ok") => {
+            }
+            other => bail!("/v1/events did not start with auth_ok: {other:?}"),
+        }
         Ok(Box::pin(ws.filter_map(|m| async move {
             match m {
                 Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {

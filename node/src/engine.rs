@@ -439,19 +439,20 @@ impl Engine {
             .map_err(store_error)?
             .unwrap_or(record);
         let _ = self.events.send(views::state_event(&updated));
-        // The read receipt is best effort: without the sender's card there is no route back.
-        if let Ok(contact) = self.contact_card(&peer) {
-            let receipt = InnerMessage {
-                kind: InnerKind::ReadReceipt as i32,
-                id: rand::random::<[u8; 16]>().to_vec(),
-                body: String::new(),
-                ref_ids: vec![id.to_vec()],
-                sent_at_ms: now_ms(),
-                sender_card: String::new(),
-            };
-            self.queue_control(&contact, &receipt)?;
-        }
+        self.send_receipt(peer, InnerKind::ReadReceipt, id);
         Ok(updated)
+    }
+
+    /// Queues a delivery or read receipt for message `id` to `peer`. Best effort: without the
+    /// peer's card there is no route back, and a lost receipt only leaves a state behind.
+    fn send_receipt(&mut self, peer: [u8; 32], kind: InnerKind, id: [u8; 16]) {
+        let receipt = InnerMessage::receipt(kind, rand::random(), &[id], now_ms());
+        let queued = self
+            .contact_card(&peer)
+            .and_then(|c| self.queue_control(&c, &receipt));
+        if let Err(e) = queued {
+            debug!("cannot queue a receipt: {e}");
+        }
     }
 
     /// Seals a receipt or other control message and queues it; it is not a conversation entry.
@@ -705,8 +706,10 @@ impl Engine {
             .message_id
             .and_then(|id| self.store.get_message(&id).ok().flatten());
         let Some(message) = message.filter(|_| entry.attempts < MAX_RESEALS) else {
-            // Receipts and handshake responses are not worth a new handshake; give up on them.
+            // Receipts and handshake responses keep no plaintext to reseal: give up on this one,
+            // but make the next frame to this peer start a fresh handshake.
             debug!(detail, "frame undecryptable at the peer; given up");
+            self.sessions.reset_send(&entry.peer);
             self.fail(&entry);
             return;
         };
@@ -1093,20 +1096,8 @@ impl Engine {
         for ev in events {
             let _ = self.events.send(ev);
         }
-        if let Some(id) = receipt_for
-            && let Ok(contact) = self.contact_card(&peer)
-        {
-            let receipt = InnerMessage {
-                kind: InnerKind::DeliveryReceipt as i32,
-                id: rand::random::<[u8; 16]>().to_vec(),
-                body: String::new(),
-                ref_ids: vec![id.to_vec()],
-                sent_at_ms: now_ms(),
-                sender_card: String::new(),
-            };
-            if let Err(e) = self.queue_control(&contact, &receipt) {
-                debug!("cannot queue a delivery receipt: {e}");
-            }
+        if let Some(id) = receipt_for {
+            self.send_receipt(peer, InnerKind::DeliveryReceipt, id);
         }
         Ok(duplicate)
     }

@@ -97,6 +97,8 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     let node = tokenim_node::node::start(data_dir, cfg)
         .await
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+    // Handlers first: a SIGTERM right after the ready line must still shut down cleanly.
+    let signals = shutdown_signals()?;
     // One machine-readable line on stdout says the node is ready (scripts and tests wait on it).
     let ready = serde_json::json!({
         "event": "ready",
@@ -105,18 +107,22 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
         "address": node.address.to_string(),
     });
     println!("{ready}");
-    wait_for_signal().await?;
+    signals.await?;
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// Resolves on SIGINT or SIGTERM; both handlers are installed when this returns.
+fn shutdown_signals() -> Result<impl std::future::Future<Output = Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }

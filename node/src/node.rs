@@ -170,7 +170,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         serve_api,
     } = parts;
     let identity = Arc::new(identity);
-    let mut sessions = Sessions::new(SessionPolicy::default());
+    let mut sessions = Sessions::new(session_policy());
     for (peer, bytes) in store.list_sessions()? {
         if let Err(e) = sessions.restore_peer(&bytes) {
             warn!(peer = %hex::encode(peer), "dropping unreadable session state: {e}");
@@ -283,6 +283,14 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         shutdown_tx,
         tasks,
     })
+}
+
+/// The receiver keeps as many sessions per peer as the sender may have handshakes pending, so
+/// the session a sender settles on after a burst of inits is always one the receiver still
+/// holds (otherwise frames on it would be undecryptable until resealed).
+pub fn session_policy() -> SessionPolicy {
+    let default = SessionPolicy::default();
+    SessionPolicy { max_inbound: default.max_inbound.max(default.max_pending), ..default }
 }
 
 /// Storage limits come from the relay settings (personal nodes use the same defaults).

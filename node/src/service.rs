@@ -12,7 +12,9 @@ use tokenim_api::types::{
 };
 use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{Address, ContactCard, Identity};
-use tokenim_store::{ContactRecord, Cursor, Direction, MessageState, Store, StoreError};
+use tokenim_store::{
+    ContactRecord, Cursor, Direction, MessageRecord, MessageState, Store, StoreError,
+};
 use tokio::sync::broadcast;
 
 use crate::engine::{EngineHandle, now_ms, now_secs, parse_stored_card};
@@ -104,6 +106,16 @@ impl Service {
             .iter()
             .filter(|m| m.state == MessageState::Received)
             .count() as u32)
+    }
+
+    fn load_message(&self, id: &str) -> ServiceResult<([u8; 16], MessageRecord)> {
+        let key = self.message_by_hex(id)?;
+        let m = self
+            .store
+            .get_message(&key)
+            .map_err(store_err)?
+            .ok_or_else(|| ServiceError::NotFound(format!("message {id}")))?;
+        Ok((key, m))
     }
 
     fn message_by_hex(&self, id: &str) -> ServiceResult<[u8; 16]> {
@@ -322,12 +334,7 @@ impl NodeService for Service {
 
     fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
-            let key = self.message_by_hex(&id)?;
-            let m = self
-                .store
-                .get_message(&key)
-                .map_err(store_err)?
-                .ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            let (_, m) = self.load_message(&id)?;
             Ok(views::message(&m))
         }
         .boxed()
@@ -335,12 +342,7 @@ impl NodeService for Service {
 
     fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
-            let key = self.message_by_hex(&id)?;
-            let m = self
-                .store
-                .get_message(&key)
-                .map_err(store_err)?
-                .ok_or(ServiceError::NotFound(format!("message {id}")))?;
+            let (key, m) = self.load_message(&id)?;
             if m.direction == Direction::Outgoing {
                 return Err(ServiceError::BadRequest(
                     "only incoming messages can be marked read".into(),

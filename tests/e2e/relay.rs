@@ -16,6 +16,17 @@ async fn stats(relay: &NodeProc) -> Result<Value> {
     relay.client.get("/relay/stats").await
 }
 
+/// Polls a relay's stats until `field` equals `want`. Relays publish no event for mailbox
+/// changes, so this is the one bounded poll in these tests.
+async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while stats(relay).await?[field] != want {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Bob registers at his home relays, Alice adds his card, Bob goes offline.
 async fn offline_bob(
     root: &std::path::Path,
@@ -30,14 +41,7 @@ async fn offline_bob(
     let bob = NodeProc::start_with(&init(root, "bob")?, LOOPBACK, &flags).await?;
     // Registration happens at start; wait until every relay hosts Bob's mailbox.
     for r in relays {
-        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-        while stats(r).await?["mailboxes"] != 1 {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "bob never registered"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_stat(r, "mailboxes", 1, "bob never registered").await?;
     }
     alice.add_contact(&bob, "bob").await?;
     bob.add_contact(&alice, "alice").await?;
@@ -109,14 +113,7 @@ async fn messages_wait_on_the_home_relay_and_reach_bob_exactly_once() -> Result<
     bob_gets_each_once(&bob, &alice, 10).await?;
     // Bob's end-to-end delivery receipts reach Alice; his acks empty the mailbox.
     wait_states(&alice, &ids, "delivered", 0).await?;
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while stats(&r1).await?["stored_messages"] != 0 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "relay mailbox never emptied"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
     for p in [alice, bob, r1] {
         p.stop().await?;
     }
@@ -137,14 +134,7 @@ async fn both_home_relays_store_and_one_drain_empties_both() -> Result<()> {
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
     bob_gets_each_once(&bob, &alice, 5).await?;
     for r in [&r1, &r2] {
-        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-        while stats(r).await?["stored_messages"] != 0 {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "a relay mailbox never emptied"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_stat(r, "stored_messages", 0, "a relay mailbox never emptied").await?;
     }
     for p in [alice, bob, r1, r2] {
         p.stop().await?;
@@ -236,27 +226,19 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
 
     let ids = send_all(&alice, 3).await?;
     wait_states(&alice, &ids, "stored", 1).await?;
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while stats(&r2).await?["stored_messages"] != 3 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "relay2 never got the gossiped envelopes"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_stat(
+        &r2,
+        "stored_messages",
+        3,
+        "relay2 never got the gossiped envelopes",
+    )
+    .await?;
 
     // Bob drains and acks relay1 only; the tombstone empties relay2 too.
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &only_r1).await?;
     bob_gets_each_once(&bob, &alice, 3).await?;
     for r in [&r1, &r2] {
-        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-        while stats(r).await?["stored_messages"] != 0 {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "a relay mailbox never emptied"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_stat(r, "stored_messages", 0, "a relay mailbox never emptied").await?;
     }
     for p in [alice, bob, r1, r2] {
         p.stop().await?;
