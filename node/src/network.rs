@@ -35,7 +35,8 @@ pub struct Behaviour {
     ping: ping::Behaviour,
     msg: request_response::Behaviour<wire::Codec>,
     gossipsub: gossipsub::Behaviour,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Kademlia, only when there is a DHT to join (bootstrap peers) or serve (relays).
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     /// Circuit relay v2 server, on relay nodes, for NAT-ed personal nodes.
     circuit: Toggle<libp2p::relay::Behaviour>,
@@ -195,13 +196,16 @@ pub async fn spawn(
     for addr in &cfg.bootstrap {
         match peer_of(addr) {
             Some(peer) => {
-                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                    kad.add_address(&peer, addr.clone());
+                }
             }
             None => warn!(%addr, "bootstrap address lacks /p2p/<peer id>; ignored"),
         }
     }
     if !cfg.bootstrap.is_empty()
-        && let Err(e) = swarm.behaviour_mut().kad.bootstrap()
+        && let Some(kad) = swarm.behaviour_mut().kad.as_mut()
+        && let Err(e) = kad.bootstrap()
     {
         warn!("kademlia bootstrap: {e}");
     }
@@ -335,16 +339,19 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
             .with_request_timeout(cfg.request_timeout)
             .with_max_concurrent_streams(64),
     );
-    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
-    kad_cfg.set_periodic_bootstrap_interval(None);
-    let mut kad =
-        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
-    // Personal nodes only query the DHT; relays (server mode) answer it.
-    kad.set_mode(Some(if cfg.relay_role {
-        kad::Mode::Server
-    } else {
-        kad::Mode::Client
-    }));
+    let kad = (cfg.relay_role || !cfg.bootstrap.is_empty()).then(|| {
+        let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+        kad_cfg.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+        // Personal nodes only query the DHT; relays (server mode) answer it.
+        kad.set_mode(Some(if cfg.relay_role {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        }));
+        kad
+    });
     let mdns = if cfg.mdns {
         Some(mdns::tokio::Behaviour::new(
             mdns::Config::default(),
@@ -362,7 +369,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
         ping: ping::Behaviour::new(ping::Config::new()),
         msg,
         gossipsub: gossipsub_behaviour()?,
-        kad,
+        kad: Toggle::from(kad),
         mdns: Toggle::from(mdns),
         circuit: Toggle::from(
             cfg.relay_role

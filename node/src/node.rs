@@ -290,7 +290,10 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
 /// holds (otherwise frames on it would be undecryptable until resealed).
 pub fn session_policy() -> SessionPolicy {
     let default = SessionPolicy::default();
-    SessionPolicy { max_inbound: default.max_inbound.max(default.max_pending), ..default }
+    SessionPolicy {
+        max_inbound: default.max_inbound.max(default.max_pending),
+        ..default
+    }
 }
 
 /// Storage limits come from the relay settings (personal nodes use the same defaults).

@@ -194,7 +194,9 @@ impl Network {
         let refused = |why: &str| io::Error::new(io::ErrorKind::ConnectionRefused, why.to_string());
         let (to, mut tx) = {
             let hub = lock(&self.hub);
-            let e = hub.get(&port).ok_or_else(|| refused("nobody listens there"))?;
+            let e = hub
+                .get(&port)
+                .ok_or_else(|| refused("nobody listens there"))?;
             (e.node, e.tx.clone())
         };
         if self.cut(from, to, Instant::now()) {
@@ -280,7 +282,9 @@ impl Network {
         self.nics[from]
             .bytes_out
             .fetch_add(n as u64, Ordering::Relaxed);
-        self.nics[to].bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        self.nics[to]
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
         at
     }
 }
@@ -686,16 +690,26 @@ mod tests {
             .listen_on(ListenerId::next(), "/memory/10001".parse().expect("addr"))
             .expect("listen");
         let (mut a, mut b) = net.pipe_pair(0, 1);
-        a.write_all(b"before").await.expect("write before the partition");
+        a.write_all(b"before")
+            .await
+            .expect("write before the partition");
         let mut buf = [0u8; 6];
-        b.read_exact(&mut buf).await.expect("read before the partition");
+        b.read_exact(&mut buf)
+            .await
+            .expect("read before the partition");
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(a.write_all(b"during").await.is_err());
-        assert!(b.read_exact(&mut buf).await.is_err(), "the reset reaches both ends");
+        assert!(
+            b.read_exact(&mut buf).await.is_err(),
+            "the reset reaches both ends"
+        );
         assert!(net.connect(0, 10_001).is_err(), "dial refused while cut");
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert!(net.connect(0, 10_001).is_ok(), "dial works once healed");
         drop(listener);
-        assert!(net.connect(0, 10_001).is_err(), "a dropped listener frees its port");
+        assert!(
+            net.connect(0, 10_001).is_err(),
+            "a dropped listener frees its port"
+        );
     }
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "tokenim-sim", version, about = "Run many real TokenIM nodes in one process")]
+#[command(
+    name = "tokenim-sim",
+    version,
+    about = "Run many real TokenIM nodes in one process"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -141,10 +141,7 @@ impl Plan {
         r.shuffle(&mut all);
         let k = (n as f64 * s.churn.fraction).round() as usize;
         for &node in all.iter().take(k) {
-            let leave = ms(r.between(
-                s.churn.leave_between_secs[0],
-                s.churn.leave_between_secs[1],
-            ));
+            let leave = ms(r.between(s.churn.leave_between_secs[0], s.churn.leave_between_secs[1]));
             let down = ms(r.between(s.churn.down_secs[0], s.churn.down_secs[1]));
             add_window(&mut nodes[node].offline, (leave, leave + down.max(1)));
         }
@@ -265,8 +262,14 @@ mod tests {
         assert_eq!(a.messages, b.messages);
         assert_eq!(a.pairs, b.pairs);
         assert_eq!(
-            a.nodes.iter().map(|n| n.offline.clone()).collect::<Vec<_>>(),
-            b.nodes.iter().map(|n| n.offline.clone()).collect::<Vec<_>>()
+            a.nodes
+                .iter()
+                .map(|n| n.offline.clone())
+                .collect::<Vec<_>>(),
+            b.nodes
+                .iter()
+                .map(|n| n.offline.clone())
+                .collect::<Vec<_>>()
         );
         assert_ne!(a.messages, c.messages);
         assert!(a.messages.len() > 100, "about 300 messages expected");

@@ -24,7 +24,7 @@ pub fn write_all(o: &Outcome, dir: &Path) -> Result<(), SimError> {
         ratio(&dir.join("delivery_ratio.svg"), name, &o.ratio_over_time),
     )?;
     let mut bytes: Vec<(u64, u64)> = o.nodes.iter().map(|n| (n.bytes_in, n.bytes_out)).collect();
-    bytes.sort_by(|a, b| (b.0 + b.1).cmp(&(a.0 + a.1)));
+    bytes.sort_by_key(|b| std::cmp::Reverse(b.0 + b.1));
     wrap(
         "bandwidth.svg",
         bandwidth(&dir.join("bandwidth.svg"), name, &bytes),
@@ -63,7 +63,10 @@ fn ratio(path: &Path, name: &str, series: &[(f64, f64)]) -> Res {
     root.fill(&WHITE)?;
     let xmax = series.last().map_or(1.0, |p| p.0).max(0.001);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{name}: delivery ratio over time"), ("sans-serif", 22))
+        .caption(
+            format!("{name}: delivery ratio over time"),
+            ("sans-serif", 22),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)

@@ -333,7 +333,8 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<(), SimError> {
     }
     std::fs::write(dir.join("deliveries.csv"), csv).map_err(|e| io("deliveries.csv", e))?;
 
-    let mut csv = String::from("node,region,bytes_in,bytes_out,delivery_attempts,offline_windows\n");
+    let mut csv =
+        String::from("node,region,bytes_in,bytes_out,delivery_attempts,offline_windows\n");
     for r in &o.nodes {
         let _ = writeln!(
             csv,
@@ -367,7 +368,10 @@ mod tests {
     #[test]
     fn percentiles_use_nearest_rank() {
         let p = percentiles((1..=100).map(f64::from).collect()).expect("non-empty");
-        assert_eq!((p.p50, p.p95, p.p99, p.max, p.min), (50.0, 95.0, 99.0, 100.0, 1.0));
+        assert_eq!(
+            (p.p50, p.p95, p.p99, p.max, p.min),
+            (50.0, 95.0, 99.0, 100.0, 1.0)
+        );
         assert!(percentiles(vec![]).is_none());
     }
 

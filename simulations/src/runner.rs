@@ -79,9 +79,9 @@ impl Collector {
     }
 
     fn since_t0_ms(&self, now: Instant) -> f64 {
-        self.t0
-            .get()
-            .map_or(0.0, |(t0, _)| now.saturating_duration_since(*t0).as_secs_f64() * 1e3)
+        self.t0.get().map_or(0.0, |(t0, _)| {
+            now.saturating_duration_since(*t0).as_secs_f64() * 1e3
+        })
     }
 }
 
@@ -224,15 +224,18 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     let bar = progress(opts.progress, plan.pairs.len() as u64, "contacts");
     let mut cards: HashMap<usize, String> = HashMap::new();
     for &(from, to) in &plan.pairs {
-        if !cards.contains_key(&to) {
-            let (engine, _) = sim.handles(to).await?;
-            let card = engine.my_card().await.map_err(|e| SimError::Service {
-                index: to,
-                message: e.to_string(),
-            })?;
-            cards.insert(to, card);
-        }
-        let card = cards.get(&to).cloned().unwrap_or_default();
+        let card = match cards.get(&to) {
+            Some(c) => c.clone(),
+            None => {
+                let (engine, _) = sim.handles(to).await?;
+                let card = engine.my_card().await.map_err(|e| SimError::Service {
+                    index: to,
+                    message: e.to_string(),
+                })?;
+                cards.insert(to, card.clone());
+                card
+            }
+        };
         let (_, service) = sim.handles(from).await?;
         service
             .add_contact(card, None)
@@ -496,10 +499,7 @@ impl Sim {
         let wall0 = self.collector.t0.get().map_or(0, |(_, w)| *w);
         for node in &self.nodes {
             let mut cursor = None;
-            loop {
-                let Ok((page, next)) = node.store.list_messages(None, 512, cursor.as_ref()) else {
-                    break;
-                };
+            while let Ok((page, next)) = node.store.list_messages(None, 512, cursor.as_ref()) {
                 for m in &page {
                     if m.direction != tokenim_store::Direction::Incoming {
                         continue;
@@ -507,7 +507,7 @@ impl Sim {
                     let Some(seq) = parse_seq(&m.body) else {
                         continue;
                     };
-                    if plan.messages.get(seq as usize).is_none() {
+                    if seq as usize >= plan.messages.len() {
                         continue;
                     }
                     let ms = m.received_at_ms.saturating_sub(wall0) as f64;

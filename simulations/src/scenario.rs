@@ -215,11 +215,13 @@ impl Scenario {
                     .into(),
             );
         }
-        if !(self.duration_secs > 0.0) || self.drain_secs < 0.0 {
+        if !self.duration_secs.is_finite() || self.duration_secs <= 0.0 || self.drain_secs < 0.0 {
             return bad("duration_secs must be > 0 and drain_secs >= 0".into());
         }
         let frac = |x: f64| (0.0..=1.0).contains(&x);
-        if !frac(self.link.loss) || !frac(self.traffic.offline_fraction) || !frac(self.churn.fraction)
+        if !frac(self.link.loss)
+            || !frac(self.traffic.offline_fraction)
+            || !frac(self.churn.fraction)
         {
             return bad("loss and fractions must be in [0, 1]".into());
         }

@@ -22,7 +22,8 @@ async fn small_scenario_delivers_everything_and_is_reproducible() {
     let s = &first.summary;
     assert!(s.messages_planned > 100, "planned {}", s.messages_planned);
     assert_eq!(
-        s.messages_delivered, s.messages_planned,
+        s.messages_delivered,
+        s.messages_planned,
         "undelivered: {:?}",
         first
             .deliveries
