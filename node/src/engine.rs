@@ -33,6 +33,8 @@ const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Lifetime of the contact card this node hands out.
 pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Parsed contact cards kept in memory.
+const CARD_CACHE: usize = 10_000;
 /// A message the peer cannot open is sealed again at most this often before it is failed.
 const MAX_RESEALS: u32 = 8;
 
@@ -176,6 +178,9 @@ pub struct Engine {
     deliveries_tx: mpsc::Sender<Delivery>,
     deliveries_rx: mpsc::Receiver<Delivery>,
     relay: Option<Relay>,
+    /// Parsed contact cards by the URI they came from: verifying a card costs two signature
+    /// checks, too much to repeat for every delivery.
+    cards: std::cell::RefCell<HashMap<[u8; 32], (String, ContactCard)>>,
     /// Home relays currently being synced (one sync per relay at a time).
     syncing: std::collections::HashSet<PeerId>,
     /// To hand sync tasks a handle without keeping the engine alive forever.
@@ -224,6 +229,7 @@ impl Engine {
             deliveries_tx,
             deliveries_rx,
             relay: None,
+            cards: Default::default(),
             syncing: std::collections::HashSet::new(),
             self_tx: None,
         }
@@ -534,8 +540,19 @@ impl Engine {
             .get_contact(identity_key)
             .map_err(store_error)?
             .ok_or_else(|| ServiceError::UnknownContact(views::address_of(identity_key)))?;
-        parse_stored_card(&record.card_uri)
-            .map_err(|e| ServiceError::InvalidCard(format!("stored card for contact: {e}")))
+        let mut cache = self.cards.borrow_mut();
+        if let Some((uri, card)) = cache.get(identity_key)
+            && *uri == record.card_uri
+        {
+            return Ok(card.clone());
+        }
+        let card = parse_stored_card(&record.card_uri)
+            .map_err(|e| ServiceError::InvalidCard(format!("stored card for contact: {e}")))?;
+        if cache.len() >= CARD_CACHE {
+            cache.clear();
+        }
+        cache.insert(*identity_key, (record.card_uri, card.clone()));
+        Ok(card)
     }
 
     // ---- outbox scheduling ----------------------------------------------------------------
@@ -1111,23 +1128,22 @@ impl Engine {
     /// Keeps the newest valid card a peer sent about itself, without touching the name the
     /// user gave it.
     fn learn_card(&self, from: &PublicIdentity, uri: &str) -> Option<ContactRecord> {
+        let existing = self.store.get_contact(&from.identity_key).ok().flatten();
+        if existing.as_ref().is_some_and(|old| old.card_uri == uri) {
+            return None; // the usual case, and it needs no signature check
+        }
         let card = ContactCard::from_uri(uri, now_secs()).ok()?;
         if card.identity != *from {
             warn!("peer sent a card of another identity; ignored");
             return None;
         }
-        let now = now_secs();
-        let existing = self.store.get_contact(&from.identity_key).ok().flatten();
-        if let Some(old) = &existing {
-            if old.card_uri == uri {
-                return None;
-            }
-            if let Ok(old_card) = parse_stored_card(&old.card_uri)
-                && old_card.created_at > card.created_at
-            {
-                return None;
-            }
+        if existing.is_some()
+            && let Ok(old_card) = self.contact_card(&from.identity_key)
+            && old_card.created_at > card.created_at
+        {
+            return None;
         }
+        let now = now_secs();
         Some(ContactRecord {
             identity_key: from.identity_key,
             name: existing.as_ref().and_then(|c| c.name.clone()),
