@@ -96,6 +96,23 @@ impl Client {
         Ok(value)
     }
 
+    /// A non-JSON resource, e.g. Prometheus text from `/metrics`.
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("calling the node API at {}", self.api))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{status}: {text}");
+        }
+        Ok(text)
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }

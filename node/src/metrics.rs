@@ -23,41 +23,61 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("tokenim");
-        r.register(
-            "messages_sent",
-            "Messages accepted from local apps",
-            m.messages_sent.clone(),
-        );
-        r.register(
-            "messages_received",
-            "New messages stored in the inbox",
-            m.messages_received.clone(),
-        );
-        r.register(
-            "messages_delivered",
-            "Sends confirmed by the recipient",
-            m.messages_delivered.clone(),
-        );
-        r.register(
-            "messages_failed",
-            "Sends given up (expired or rejected)",
-            m.messages_failed.clone(),
-        );
-        r.register(
-            "delivery_attempts",
-            "Delivery requests sent to peers",
-            m.delivery_attempts.clone(),
-        );
-        r.register(
-            "envelopes_in",
-            "Envelopes received from peers",
-            m.envelopes_in.clone(),
-        );
-        r.register(
-            "envelopes_rejected",
-            "Envelopes refused (malformed, foreign, undecryptable)",
-            m.envelopes_rejected.clone(),
-        );
+        let counters = [
+            (
+                "messages_sent",
+                "Messages accepted from local apps",
+                &m.messages_sent,
+            ),
+            (
+                "messages_received",
+                "New messages stored in the inbox",
+                &m.messages_received,
+            ),
+            (
+                "messages_delivered",
+                "Sends confirmed by the recipient",
+                &m.messages_delivered,
+            ),
+            (
+                "messages_failed",
+                "Sends given up (expired or rejected)",
+                &m.messages_failed,
+            ),
+            (
+                "delivery_attempts",
+                "Delivery requests sent to peers",
+                &m.delivery_attempts,
+            ),
+            (
+                "envelopes_in",
+                "Envelopes received from peers",
+                &m.envelopes_in,
+            ),
+            (
+                "envelopes_rejected",
+                "Envelopes refused (malformed, foreign, undecryptable)",
+                &m.envelopes_rejected,
+            ),
+            (
+                "relay_stored",
+                "Envelopes stored in mailboxes (relay role)",
+                &m.relay_stored,
+            ),
+            (
+                "relay_acked",
+                "Mailbox envelopes deleted on the owner's ack",
+                &m.relay_acked,
+            ),
+            (
+                "acks_rejected",
+                "Acks refused (malformed, forged, replayed, foreign)",
+                &m.acks_rejected,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
         r.register(
             "outbox_depth",
             "Outbox entries not yet confirmed",

@@ -245,3 +245,103 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
     }
     Ok(())
 }
+
+/// A libp2p client in this test process talks to a real relay: acks that are forged, meant for
+/// another mailbox or relay, or replayed from the past are refused and delete nothing.
+#[tokio::test]
+async fn a_relay_process_refuses_forged_acks() -> Result<()> {
+    use tokenim_crypto::{Envelope, Identity};
+    use tokenim_node::network::{self, NetworkConfig, Transport};
+    use tokenim_node::wire::{self, pb};
+
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let (alice, _bob_dir, _) = offline_bob(root.path(), &[&r1]).await?;
+    let ids = send_all(&alice, 2).await?;
+    wait_states(&alice, &ids, "stored", 1).await?;
+    assert_eq!(stats(&r1).await?["stored_messages"], 2);
+    let mailbox: tokenim_crypto::MailboxId = stats(&r1).await?["per_mailbox"][0]["mailbox"]
+        .as_str()
+        .context("mailbox")?
+        .parse()?;
+
+    let cfg = NetworkConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        bootstrap: Vec::new(),
+        mdns: false,
+        max_connections: 16,
+        max_connections_per_peer: 2,
+        inbound_per_peer_per_sec: 100,
+        request_timeout: std::time::Duration::from_secs(10),
+        relay_role: false,
+        topics: Vec::new(),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (net, _events, _task) = network::spawn(key, cfg, Transport::TcpQuic, &mut registry).await?;
+    let relay_peer: libp2p::PeerId = r1.client.identity().await?["peer_id"]
+        .as_str()
+        .context("peer")?
+        .parse()?;
+    let relay_addr: libp2p::Multiaddr = r1.listen_addr().await?.parse()?;
+    let relay_key = tokenim_node::relay::relay_key_of(&relay_peer).context("relay key")?;
+
+    // Envelope ids the attacker could have seen on gossip: everything in the mailbox.
+    let page = r1.client.get("/relay/stats").await?;
+    assert_eq!(page["stored_messages"], 2);
+    let fake_ids = [Envelope::new(mailbox, vec![0; 512], 0, 0).id()];
+    let attacker = Identity::from_seed([66; 32]).mailbox_key(0);
+    let now = tokenim_node::engine::now_secs();
+    let mut forged = attacker.sign_ack(&relay_key, &fake_ids, now);
+    forged.mailbox = mailbox; // claims to be the owner, signed by someone else
+    let other_mailbox = attacker.sign_ack(&relay_key, &fake_ids, now);
+    let stale = attacker.sign_ack(&relay_key, &fake_ids, now - 3600);
+    for (what, ack) in [
+        ("forged", forged.to_bytes()),
+        ("stale", stale.to_bytes()),
+        ("garbage", vec![7; 40]),
+    ] {
+        let request = wire::Request {
+            kind: Some(pb::request::Kind::Ack(pb::AckMailbox { ack })),
+        };
+        let answer = net
+            .request(relay_peer, vec![relay_addr.clone()], request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert!(
+            matches!(answer.kind, Some(pb::response::Kind::Rejected(_))),
+            "{what} ack was not rejected: {answer:?}"
+        );
+    }
+    // A valid ack for the attacker's own (unhosted) mailbox deletes nothing of Bob's.
+    let request = wire::Request {
+        kind: Some(pb::request::Kind::Ack(pb::AckMailbox {
+            ack: other_mailbox.to_bytes(),
+        })),
+    };
+    let answer = net
+        .request(relay_peer, vec![relay_addr], request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert!(
+        matches!(answer.kind, Some(pb::response::Kind::Acked(a)) if a.deleted == 0),
+        "{answer:?}"
+    );
+    assert_eq!(
+        stats(&r1).await?["stored_messages"],
+        2,
+        "nothing was deleted"
+    );
+    let metrics = r1.client.get_text("/metrics").await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tokenim_acks_rejected_total 3")),
+        "{metrics}"
+    );
+    net.shutdown().await;
+    for p in [alice, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}

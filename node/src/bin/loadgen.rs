@@ -3,6 +3,7 @@
 //! Reports latency percentiles, achieved throughput and both processes' RSS.
 //!
 //! Usage: tokenim-loadgen [--rates 100,1000] [--seconds 10] [--body-bytes 1024]
+//!        tokenim-loadgen --relay-ingest 50000   (store requests to a relay process over libp2p)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ struct Args {
     /// Message body size.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
+    /// Instead of the API benchmark: start a relay process and send it this many 1 KiB-message
+    /// envelopes over libp2p (64 in flight), counting verified custody receipts per second.
+    #[arg(long)]
+    relay_ingest: Option<usize>,
     /// The `tokenim` binary (default: next to this one).
     #[arg(long)]
     tokenim: Option<PathBuf>,
@@ -41,6 +46,10 @@ struct Proc {
 }
 
 async fn start(bin: &Path, dir: &Path, name: &str) -> Result<Proc> {
+    start_with(bin, dir, name, &[]).await
+}
+
+async fn start_with(bin: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<Proc> {
     let out = std::process::Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
@@ -59,6 +68,7 @@ async fn start(bin: &Path, dir: &Path, name: &str) -> Result<Proc> {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -110,6 +120,11 @@ async fn main() -> Result<()> {
         None => std::env::current_exe()?.with_file_name("tokenim"),
     };
     let root = std::env::temp_dir().join(format!("tokenim-loadgen-{}", std::process::id()));
+    if let Some(n) = args.relay_ingest {
+        let result = relay_ingest(&bin, &root, n).await;
+        let _ = std::fs::remove_dir_all(&root);
+        return result;
+    }
     let a = start(&bin, &root.join("a"), "a").await?;
     let b = start(&bin, &root.join("b"), "b").await?;
     for (x, y, name) in [(&a, &b, "b"), (&b, &a, "a")] {
@@ -212,5 +227,103 @@ async fn main() -> Result<()> {
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// Registers a mailbox at a relay process, then stores `n` distinct envelopes with 64 requests
+/// in flight and checks every custody receipt.
+async fn relay_ingest(bin: &Path, root: &Path, n: usize) -> Result<()> {
+    use tokenim_crypto::{CustodyReceipt, Envelope, Identity};
+    use tokenim_node::network::{self, NetworkConfig, Transport};
+    use tokenim_node::wire::{self, pb};
+
+    let relay = start_with(bin, &root.join("relay"), "relay", &["--relay"]).await?;
+    let id = relay.client.identity().await?;
+    let peer: libp2p::PeerId = id["peer_id"].as_str().context("peer id")?.parse()?;
+    let addr: libp2p::Multiaddr = id["listen_addrs"][0].as_str().context("addr")?.parse()?;
+    let relay_key = tokenim_node::relay::relay_key_of(&peer).context("relay key")?;
+    let cfg = NetworkConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        bootstrap: Vec::new(),
+        mdns: false,
+        max_connections: 16,
+        max_connections_per_peer: 2,
+        inbound_per_peer_per_sec: 1_000_000,
+        request_timeout: Duration::from_secs(30),
+        relay_role: false,
+        topics: Vec::new(),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (net, _events, _task) = network::spawn(key, cfg, Transport::TcpQuic, &mut registry).await?;
+    let ask = |kind| wire::Request { kind: Some(kind) };
+    let answer = net
+        .request(
+            peer,
+            vec![addr],
+            ask(pb::request::Kind::GetChallenge(pb::GetChallenge {})),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let Some(pb::response::Kind::Challenge(c)) = answer.kind else {
+        bail!("no challenge: {answer:?}")
+    };
+    let owner = Identity::from_seed([5; 32]).mailbox_key(0);
+    let now = tokenim_node::engine::now_secs();
+    let proof = owner.sign_registration(&relay_key, &c.challenge, now);
+    let register = pb::RegisterMailbox {
+        registration: proof.to_bytes(),
+    };
+    let answer = net
+        .request(peer, vec![], ask(pb::request::Kind::Register(register)))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    anyhow::ensure!(
+        matches!(answer.kind, Some(pb::response::Kind::Accepted(_))),
+        "not registered: {answer:?}"
+    );
+
+    let envelopes: Vec<Envelope> = (0..n)
+        .map(|i| {
+            let mut frame = vec![0u8; 2048];
+            frame[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            Envelope::new(owner.id(), frame, now, 86400)
+        })
+        .collect();
+    let mailbox = owner.id();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for env in envelopes {
+        let permit = sem.clone().acquire_owned().await?;
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let store = pb::StoreEnvelope {
+                envelope: prost::Message::encode_to_vec(&env),
+            };
+            let request = wire::Request {
+                kind: Some(pb::request::Kind::Store(store)),
+            };
+            match net.request(peer, vec![], request).await {
+                Ok(wire::Response {
+                    kind: Some(pb::response::Kind::Stored(s)),
+                }) => CustodyReceipt::from_bytes(&s.receipt)
+                    .is_ok_and(|r| r.verify(&relay_key, &env.id(), &mailbox).is_ok()),
+                _ => false,
+            }
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap_or(false));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "| relay ingest over libp2p (TCP, Noise, Yamux), 1 KiB messages | {ok}/{n} receipted | {:.0} msg/s |",
+        ok as f64 / secs
+    );
+    net.shutdown().await;
+    drop(relay);
     Ok(())
 }
