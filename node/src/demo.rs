@@ -1,6 +1,8 @@
-//! `tokenim demo`: two real nodes (Alice and Bob) on loopback in this process, each with its own
-//! data directory, RocksDB and local API. They swap contact cards through the API and chat; the
-//! demo prints what Bob's app sees on its event stream and how Alice's delivery states move.
+//! `tokenim demo`: a relay and two personal nodes (Alice and Bob) on loopback in this process,
+//! each with its own data directory, RocksDB and local API. They swap contact cards through the
+//! API and chat; the demo prints what Bob's app sees on its event stream and how Alice's delivery
+//! states move. Then Bob goes offline: Alice's messages wait in his mailbox on the relay, and
+//! reach him when his node comes back.
 
 use std::time::{Duration, Instant};
 
@@ -17,15 +19,26 @@ struct Peer {
     node: RunningNode,
     client: Client,
     address: String,
+    cfg: Config,
 }
 
-async fn start_peer(root: &std::path::Path, name: &'static str) -> Result<Peer> {
+async fn start_peer(
+    root: &std::path::Path,
+    name: &'static str,
+    edit: impl FnOnce(&mut Config),
+) -> Result<Peer> {
     let dir = root.join(name);
     node::init(&dir, Some(name))?;
     let mut cfg = Config::load(&dir)?;
     cfg.api.listen = "127.0.0.1:0".parse()?;
     cfg.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    let node = node::start(&dir, cfg).await?;
+    edit(&mut cfg);
+    run_peer(root, name, cfg).await
+}
+
+async fn run_peer(root: &std::path::Path, name: &'static str, cfg: Config) -> Result<Peer> {
+    let dir = root.join(name);
+    let node = node::start(&dir, cfg.clone()).await?;
     let api = node.api_addr.context("the API is served")?;
     let token = std::fs::read_to_string(dir.join(config::TOKEN_FILE))?;
     let client = Client::with(api, token.trim().to_string());
@@ -40,14 +53,29 @@ async fn start_peer(root: &std::path::Path, name: &'static str) -> Result<Peer> 
         node,
         client,
         address,
+        cfg,
     })
 }
 
 pub async fn run(messages: usize) -> Result<()> {
     let root = tempdir()?;
-    println!("TokenIM demo: two nodes on loopback ({})", root.display());
-    let alice = start_peer(&root, "alice").await?;
-    let bob = start_peer(&root, "bob").await?;
+    println!(
+        "TokenIM demo: a relay and two nodes on loopback ({})",
+        root.display()
+    );
+    let relay = start_peer(&root, "relay", |c| c.relay.enabled = true).await?;
+    let relay_addr = format!(
+        "{}/p2p/{}",
+        relay
+            .node
+            .listen_addrs()
+            .await?
+            .first()
+            .context("relay address")?,
+        relay.node.peer_id
+    );
+    let alice = start_peer(&root, "alice", |_| {}).await?;
+    let bob = start_peer(&root, "bob", |c| c.network.home_relays = vec![relay_addr]).await?;
 
     println!("\n1. Swapping contact cards through the local API");
     for (a, b) in [(&alice, &bob), (&bob, &alice)] {
@@ -148,11 +176,74 @@ pub async fn run(messages: usize) -> Result<()> {
             latencies.len()
         );
     }
-    alice.node.shutdown().await;
+
+    println!("\n5. Bob goes offline; Alice's messages wait in his mailbox on the relay");
+    let bob_cfg = bob.cfg.clone();
+    // Bob's app disconnects first: an open event stream would keep his node's API serving.
+    drop(bob_events);
     bob.node.shutdown().await;
+    let mut ids = Vec::new();
+    for text in ["are you there?", "call me when you are back"] {
+        let sent = alice
+            .client
+            .post("/messages", json!({ "to": "bob", "body": text }))
+            .await?;
+        ids.push(sent["id"].as_str().unwrap_or_default().to_string());
+    }
+    for id in &ids {
+        let ev = wait_state(&alice, &mut alice_events, id, "stored").await?;
+        println!(
+            "  alice: {id} stored, custody receipts from {} relay(s)",
+            ev["stored_by"]
+        );
+    }
+    let held = relay.client.get("/relay/stats").await?;
+    println!(
+        "  relay holds {} envelope(s), {} bytes, for {} mailbox(es)",
+        held["stored_messages"], held["stored_bytes"], held["mailboxes"]
+    );
+
+    println!("\n6. Bob comes back, drains his mailbox and acknowledges");
+    let bob = run_peer(&root, "bob", bob_cfg).await?;
+    for id in &ids {
+        wait_state(&alice, &mut alice_events, id, "delivered").await?;
+    }
+    let inbox = bob
+        .client
+        .get(&format!("/messages?peer={}&limit=2", alice.address))
+        .await?;
+    for m in inbox["messages"].as_array().into_iter().flatten() {
+        println!("  bob ← {:?}", m["body"].as_str().unwrap_or(""));
+    }
+    println!("  alice: both delivered (end-to-end receipts)");
+    let held = relay.client.get("/relay/stats").await?;
+    println!("  relay now holds {} envelope(s)", held["stored_messages"]);
+
+    for peer in [alice, bob, relay] {
+        peer.node.shutdown().await;
+    }
     let _ = std::fs::remove_dir_all(&root);
     println!("done.");
     Ok(())
+}
+
+/// Waits until message `id` of `peer` is in `state` (already, or by a later event).
+async fn wait_state(
+    peer: &Peer,
+    events: &mut (impl futures::Stream<Item = Result<Value>> + Unpin),
+    id: &str,
+    state: &str,
+) -> Result<Value> {
+    let now = peer.client.get(&format!("/messages/{id}")).await?;
+    if now["state"] == state {
+        return Ok(now);
+    }
+    loop {
+        let ev = next_event(events, "message_state").await?;
+        if ev["id"] == id && ev["state"] == state {
+            return Ok(ev);
+        }
+    }
 }
 
 /// The next event of `kind`; `message` events only count when incoming (a node also announces

@@ -92,19 +92,37 @@ pub struct RunningNode {
     pub store: Store,
     net: NetworkHandle,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
+    api_task: Option<JoinHandle<()>>,
+    /// The engine and the swarm tasks.
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
     /// Stops accepting API requests, then stops the engine and the swarm, and waits for them.
     pub async fn shutdown(self) {
-        let _ = self.shutdown_tx.send(true);
-        self.net.shutdown().await;
-        drop(self.engine);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let Self {
+            shutdown_tx,
+            net,
+            engine,
+            service,
+            store,
+            api_task,
+            tasks,
+            ..
+        } = self;
+        let _ = shutdown_tx.send(true);
+        // The API task goes first (it holds the service, which holds the engine handle), then
+        // the engine ends once no handle is left, then the swarm. Open event streams do not
+        // hold a shutdown up for more than the grace period.
+        if let Some(api) = api_task {
+            finish(api).await;
         }
-        if let Err(e) = self.store.flush() {
+        drop((service, engine));
+        net.shutdown().await;
+        for t in tasks {
+            finish(t).await;
+        }
+        if let Err(e) = store.flush() {
             warn!("flushing store: {e}");
         }
     }
@@ -125,6 +143,17 @@ pub struct NodeParts {
     pub transport: network::Transport,
     /// Serve the local HTTP API on `config.api.listen`.
     pub serve_api: bool,
+}
+
+/// Waits for a task to end, aborting it after a grace period.
+async fn finish(mut task: JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+        let _ = task.await;
+    }
 }
 
 /// Starts a node from an initialised data directory, serving the local API and writing its
@@ -235,7 +264,8 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         engine
     };
     let (engine, engine_task) = engine.spawn(net_events)?;
-    let mut tasks = vec![engine_task, net_task];
+    let tasks = vec![engine_task, net_task];
+    let mut api_task = None;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let service = Arc::new(Service::new(
         identity.clone(),
@@ -260,7 +290,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         let addr = listener
             .local_addr()
             .map_err(|e| NodeError::Io("API address".into(), e))?;
-        tasks.push(tokio::spawn(async move {
+        api_task = Some(tokio::spawn(async move {
             let stop = async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
             };
@@ -281,6 +311,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         store,
         net,
         shutdown_tx,
+        api_task,
         tasks,
     })
 }
