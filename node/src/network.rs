@@ -58,6 +58,24 @@ pub struct NetworkConfig {
     pub topics: Vec<String>,
 }
 
+impl NetworkConfig {
+    /// A plain peer on one listen address with no discovery, no topics and no relay role:
+    /// what tools and tests use to speak the TokenIM protocol to a node.
+    pub fn peer(listen: Multiaddr) -> Self {
+        Self {
+            listen: vec![listen],
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_connections: 16,
+            max_connections_per_peer: 2,
+            inbound_per_peer_per_sec: 1_000,
+            request_timeout: Duration::from_secs(30),
+            relay_role: false,
+            topics: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum DeliverError {
     /// No connection could be made or the stream failed; worth retrying later.

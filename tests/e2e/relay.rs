@@ -265,17 +265,7 @@ async fn a_relay_process_refuses_forged_acks() -> Result<()> {
         .context("mailbox")?
         .parse()?;
 
-    let cfg = NetworkConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-        bootstrap: Vec::new(),
-        mdns: false,
-        max_connections: 16,
-        max_connections_per_peer: 2,
-        inbound_per_peer_per_sec: 100,
-        request_timeout: std::time::Duration::from_secs(10),
-        relay_role: false,
-        topics: Vec::new(),
-    };
+    let cfg = NetworkConfig::peer("/ip4/127.0.0.1/tcp/0".parse()?);
     let mut registry = prometheus_client::registry::Registry::default();
     let key = libp2p::identity::Keypair::generate_ed25519();
     let (net, _events, _task) = network::spawn(key, cfg, Transport::TcpQuic, &mut registry).await?;

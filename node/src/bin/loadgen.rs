@@ -263,17 +263,7 @@ async fn relay_ingest(bin: &Path, root: &Path, n: usize) -> Result<()> {
     let peer: libp2p::PeerId = id["peer_id"].as_str().context("peer id")?.parse()?;
     let addr: libp2p::Multiaddr = id["listen_addrs"][0].as_str().context("addr")?.parse()?;
     let relay_key = tokenim_node::relay::relay_key_of(&peer).context("relay key")?;
-    let cfg = NetworkConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-        bootstrap: Vec::new(),
-        mdns: false,
-        max_connections: 16,
-        max_connections_per_peer: 2,
-        inbound_per_peer_per_sec: 1_000_000,
-        request_timeout: Duration::from_secs(30),
-        relay_role: false,
-        topics: Vec::new(),
-    };
+    let cfg = NetworkConfig::peer("/ip4/127.0.0.1/tcp/0".parse()?);
     // The owner registers its mailbox and goes offline (as when messages pile up for it);
     // a second peer then plays the senders.
     let (owner_net, _owner_events, _owner_task) = client(&cfg).await?;
