@@ -35,8 +35,6 @@ pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Parsed contact cards kept in memory.
 const CARD_CACHE: usize = 10_000;
-/// A message the peer cannot open is sealed again at most this often before it is failed.
-const MAX_RESEALS: u32 = 8;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -621,7 +619,15 @@ impl Engine {
         {
             return Ok(false);
         }
-        let card = self.contact_card(&entry.peer)?;
+        let card = match self.contact_card(&entry.peer) {
+            Ok(card) => card,
+            Err(e) => {
+                // E.g. the contact was deleted: back off until the message expires.
+                debug!(id = %hex::encode(id), "no card to deliver to: {e}");
+                self.retry_later(entry);
+                return Ok(true);
+            }
+        };
         let direct = route_of(&card);
         let relays: Vec<RelayRoute> = card
             .home_relays
@@ -633,8 +639,9 @@ impl Engine {
             })
             .collect();
         if direct.is_none() && relays.is_empty() {
-            warn!("contact has no reachable node nor home relay in its card; message stays queued");
-            self.scheduled.remove(&id);
+            // A newer card (learnt from the contact's messages) may bring a route.
+            warn!("contact's card names neither a node nor a home relay; will retry");
+            self.retry_later(entry);
             return Ok(true);
         }
         *self.in_flight.entry(entry.peer).or_default() += 1;
@@ -722,7 +729,7 @@ impl Engine {
         let message = entry
             .message_id
             .and_then(|id| self.store.get_message(&id).ok().flatten());
-        let Some(message) = message.filter(|_| entry.attempts < MAX_RESEALS) else {
+        let Some(message) = message else {
             // Receipts and handshake responses keep no plaintext to reseal: give up on this one,
             // but make the next frame to this peer start a fresh handshake.
             debug!(detail, "frame undecryptable at the peer; given up");
@@ -761,7 +768,13 @@ impl Engine {
                     .put_session(&entry.peer, &session)
                     .commit();
                 match committed {
-                    Ok(()) => self.schedule(entry.id, Instant::now()),
+                    // Paced like any retry (at once for a fresh entry), so a peer that keeps
+                    // refusing fresh handshakes gets one per backoff until the message expires.
+                    Ok(()) => {
+                        let delay =
+                            retry_backoff(entry.attempts.saturating_sub(1), &self.cfg.limits);
+                        self.schedule(entry.id, Instant::now() + delay);
+                    }
                     Err(e) => warn!("persisting a resealed message: {e}"),
                 }
             }
@@ -774,9 +787,7 @@ impl Engine {
 
     fn retry_later(&mut self, mut entry: OutboxRecord) {
         entry.attempts += 1;
-        let backoff = FIRST_RETRY
-            .saturating_mul(1u32 << entry.attempts.min(16))
-            .min(Duration::from_secs(self.cfg.limits.max_retry_backoff_secs));
+        let backoff = retry_backoff(entry.attempts, &self.cfg.limits);
         entry.next_attempt_ms = now_ms() + backoff.as_millis() as u64;
         if entry.next_attempt_ms >= entry.expires_at_ms {
             self.expire(&entry);
@@ -1152,6 +1163,16 @@ impl Engine {
             updated_at: now,
         })
     }
+}
+
+/// Exponential backoff from one second, capped by the configuration; zero before any attempt.
+fn retry_backoff(attempts: u32, limits: &Limits) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    FIRST_RETRY
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(Duration::from_secs(limits.max_retry_backoff_secs))
 }
 
 /// A stored card was verified when it was added; expiry only means it is getting old, and
