@@ -310,12 +310,7 @@ impl Engine {
                 reply,
             } => {
                 let response = self.on_deliver(relay, &envelope, true);
-                let keep = matches!(
-                    &response.kind,
-                    Some(wire::pb::response::Kind::Rejected(r))
-                        if matches!(RejectCode::try_from(r.code), Ok(RejectCode::Internal | RejectCode::RateLimited))
-                );
-                let _ = reply.send(!keep);
+                let _ = reply.send(ackable(&response));
             }
             Msg::SyncDone { relay } => {
                 self.syncing.remove(&relay);
@@ -866,6 +861,7 @@ impl Engine {
                         // A home relay pushed this from our mailbox: it may delete it now.
                         if let (Some(relay), Ok(env)) =
                             (home, Envelope::decode_checked(&d.envelope))
+                            && ackable(&response)
                         {
                             self.spawn_ack(relay, env.id());
                         }
@@ -1163,6 +1159,16 @@ impl Engine {
             updated_at: now,
         })
     }
+}
+
+/// Whether a mailbox envelope may be acked (deleted at the relay) after this answer: yes when
+/// it was stored, a duplicate, or can never be opened; no when storing failed for now.
+fn ackable(response: &wire::Response) -> bool {
+    !matches!(
+        &response.kind,
+        Some(wire::pb::response::Kind::Rejected(r))
+            if matches!(RejectCode::try_from(r.code), Ok(RejectCode::Internal | RejectCode::RateLimited))
+    )
 }
 
 /// Exponential backoff from one second, capped by the configuration; zero before any attempt.
