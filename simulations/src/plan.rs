@@ -5,7 +5,7 @@
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
 
-/// Memory-transport ports are `PORT_BASE + node index`.
+/// Memory-transport ports are `PORT_BASE + node index` (relays follow the personal nodes).
 pub const PORT_BASE: u64 = 10_000;
 
 #[derive(Debug, Clone)]
@@ -14,8 +14,12 @@ pub struct NodePlan {
     pub identity_seed: [u8; 32],
     pub key_seed: [u8; 32],
     pub bootstrap: Vec<usize>,
-    /// Offline windows `[down_ms, up_ms)`, sorted and disjoint.
+    /// Offline windows `[down_ms, up_ms)`, sorted and disjoint. Always empty for relays.
     pub offline: Vec<(u64, u64)>,
+    /// This node is a relay (hosts mailboxes); relays have indices `nodes..nodes + relays`.
+    pub relay: bool,
+    /// Node indices of this personal node's home relays (1–2 when the scenario has relays).
+    pub home_relays: Vec<usize>,
 }
 
 impl NodePlan {
@@ -94,9 +98,12 @@ impl Plan {
                     key_seed: r.bytes32(),
                     bootstrap,
                     offline: Vec::new(),
+                    relay: false,
+                    home_relays: home_relays(s, i),
                 }
             })
             .collect();
+        nodes.extend(relay_plans(s));
 
         // Conversations: distinct (sender, recipient) pairs.
         let mut r = SimRng::derive(s.seed, "pairs", 0);
@@ -202,6 +209,47 @@ impl Plan {
     }
 }
 
+/// 1–2 distinct home relays of personal node `i` (node indices), from its own random stream.
+fn home_relays(s: &Scenario, i: usize) -> Vec<usize> {
+    if s.relays == 0 {
+        return Vec::new();
+    }
+    let mut r = SimRng::derive(s.seed, "home-relays", i as u64);
+    let want = (1 + r.below(2) as usize).min(s.relays);
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want {
+        let relay = s.nodes + r.below(s.relays as u64) as usize;
+        if !out.contains(&relay) {
+            out.push(relay);
+        }
+    }
+    out
+}
+
+/// Relays, spread round-robin over the regions that hold nodes. Each relay bootstraps to the
+/// relays before it, so the relays form a full mesh for mailbox gossip.
+fn relay_plans(s: &Scenario) -> impl Iterator<Item = NodePlan> + '_ {
+    let mut regions: Vec<usize> = (0..s.regions.len())
+        .filter(|&i| s.regions[i].share > 0.0)
+        .collect();
+    if regions.is_empty() {
+        regions = vec![s.region_names().len() - 1];
+    }
+    (0..s.relays).map(move |j| {
+        let index = s.nodes + j;
+        let mut r = SimRng::derive(s.seed, "node-keys", index as u64);
+        NodePlan {
+            region: regions[j % regions.len()],
+            identity_seed: r.bytes32(),
+            key_seed: r.bytes32(),
+            bootstrap: (s.nodes..index).collect(),
+            offline: Vec::new(),
+            relay: true,
+            home_relays: Vec::new(),
+        }
+    })
+}
+
 /// Places nodes into regions in proportion to their shares, then shuffles the assignment.
 fn assign_regions(s: &Scenario, n: usize) -> Vec<usize> {
     if s.regions.is_empty() {
@@ -285,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn relays_follow_the_nodes_never_churn_and_are_home_to_everyone() {
+        let mut sc = scenario(3);
+        sc.relays = 3;
+        let a = Plan::new(&sc);
+        let b = Plan::new(&sc);
+        assert_eq!(a.nodes.len(), 53);
+        // Relays do not move the personal nodes' plan.
+        assert_eq!(a.messages, Plan::new(&scenario(3)).messages);
+        let homes = |p: &Plan| p.nodes.iter().map(|n| n.home_relays.clone()).collect::<Vec<_>>();
+        assert_eq!(homes(&a), homes(&b));
+        let mut counts = [0usize; 2];
+        for (i, n) in a.nodes.iter().enumerate() {
+            if i < 50 {
+                assert!(!n.relay);
+                assert!((1..=2).contains(&n.home_relays.len()), "{i}");
+                assert!(n.home_relays.iter().all(|&r| (50..53).contains(&r)));
+                counts[n.home_relays.len() - 1] += 1;
+            } else {
+                assert!(n.relay && n.offline.is_empty() && n.home_relays.is_empty());
+                assert_eq!(n.bootstrap, (50..i).collect::<Vec<_>>());
+            }
+        }
+        assert!(counts[0] > 10 && counts[1] > 10, "{counts:?}");
+        assert!(a.messages.iter().all(|m| m.from < 50 && m.to < 50));
+        assert_eq!(homes(&Plan::new(&scenario(3))).concat(), Vec::<usize>::new());
+    }
+
+    #[test]
     fn windows_merge() {
         let mut w = vec![(0, 10)];
         add_window(&mut w, (5, 20));
@@ -296,6 +372,8 @@ mod tests {
             key_seed: [0; 32],
             bootstrap: vec![],
             offline: w,
+            relay: false,
+            home_relays: vec![],
         };
         assert_eq!(n.next_online(3), 20);
         assert_eq!(n.next_online(25), 25);

@@ -35,6 +35,19 @@ pub struct NodeRow {
     pub bytes_out: u64,
     pub delivery_attempts: u64,
     pub offline_windows: usize,
+    /// A relay (hosts mailboxes) rather than a personal node.
+    pub relay: bool,
+}
+
+/// What went through relay mailboxes (scenarios with relays only).
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayFigures {
+    /// Planned messages whose sender got a custody receipt from at least one home relay of the
+    /// recipient (direct delivery failed to connect), from the senders' stores.
+    pub messages_via_relays: usize,
+    /// `tokenim_relay_stored_total` summed over the relays: envelopes newly stored in a
+    /// mailbox, by a sender's `store` or by gossip from another relay.
+    pub envelopes_stored: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +72,7 @@ pub struct RawResults {
     pub slots: Vec<Slot>,
     pub nodes: Vec<NodeRow>,
     pub attempts_total: u64,
+    pub relay_stats: Option<RelayFigures>,
     pub lagged: bool,
     pub rss_before: Option<(u64, u64)>,
     pub rss_setup: Option<(u64, u64)>,
@@ -115,6 +129,9 @@ pub struct Summary {
     pub seed: u64,
     pub nodes: usize,
     pub relays: usize,
+    /// Only with relays: how many messages went through mailboxes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_relays: Option<RelayFigures>,
     pub messages_planned: usize,
     pub messages_sent: usize,
     pub messages_delivered: usize,
@@ -232,6 +249,7 @@ pub fn build(raw: RawResults) -> Outcome {
         seed: raw.scenario.seed,
         nodes: raw.scenario.nodes,
         relays: raw.scenario.relays,
+        via_relays: raw.relay_stats.clone(),
         messages_planned: planned,
         messages_sent: deliveries.iter().filter(|r| r.sent).count(),
         messages_delivered: delivered,
@@ -334,12 +352,18 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<(), SimError> {
     std::fs::write(dir.join("deliveries.csv"), csv).map_err(|e| io("deliveries.csv", e))?;
 
     let mut csv =
-        String::from("node,region,bytes_in,bytes_out,delivery_attempts,offline_windows\n");
+        String::from("node,region,bytes_in,bytes_out,delivery_attempts,offline_windows,relay\n");
     for r in &o.nodes {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{}",
-            r.node, r.region, r.bytes_in, r.bytes_out, r.delivery_attempts, r.offline_windows
+            "{},{},{},{},{},{},{}",
+            r.node,
+            r.region,
+            r.bytes_in,
+            r.bytes_out,
+            r.delivery_attempts,
+            r.offline_windows,
+            r.relay
         );
     }
     std::fs::write(dir.join("nodes.csv"), csv).map_err(|e| io("nodes.csv", e))?;

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::error::SimError;
 use crate::link::{LinkParams, NetModel, Network, transport_factory};
 use crate::plan::{NodePlan, Plan};
-use crate::report::{self, NodeRow, Outcome, RawResults, Slot};
+use crate::report::{self, NodeRow, Outcome, RawResults, RelayFigures, Slot};
 use crate::scenario::Scenario;
 
 /// How the runner reports while it works.
@@ -212,13 +212,15 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         collector: Arc::new(Collector::new(plan.messages.len())),
     });
 
-    // Start every node.
+    // Start every node: relays first, so personal nodes register their mailboxes at start.
     let bar = progress(opts.progress, sim.nodes.len() as u64, "starting");
-    for node in &sim.nodes {
+    let (relays, personal): (Vec<_>, Vec<_>) = sim.nodes.iter().partition(|n| n.plan.relay);
+    for node in relays.iter().chain(&personal) {
         sim.start(node).await?;
         bar.inc(1);
     }
     bar.finish_and_clear();
+    sim.wait_for_mailboxes(&relays).await?;
 
     // Hand each sender its recipients' cards (a user adding a contact).
     let bar = progress(opts.progress, plan.pairs.len() as u64, "contacts");
@@ -290,6 +292,20 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     // Whatever the event stream missed (a lagging subscriber) is still in the stores.
     sim.reconcile_from_stores(&plan);
     let rss_end = crate::memory::rss();
+    let relay_stats = if scenario.relays > 0 {
+        let mut stored = 0;
+        for node in &relays {
+            if let Some(r) = node.running.lock().await.as_ref() {
+                stored += metric(r, "tokenim_relay_stored_total").await;
+            }
+        }
+        Some(RelayFigures {
+            envelopes_stored: stored,
+            messages_via_relays: sim.messages_via_relays(&plan),
+        })
+    } else {
+        None
+    };
     let mut node_rows = Vec::with_capacity(sim.nodes.len());
     let mut attempts_total = 0;
     for node in &sim.nodes {
@@ -307,6 +323,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
             bytes_out,
             delivery_attempts: attempts,
             offline_windows: node.plan.offline.len(),
+            relay: node.plan.relay,
         });
     }
 
@@ -329,6 +346,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         slots: sim.collector.slots().clone(),
         nodes: node_rows,
         attempts_total,
+        relay_stats,
         lagged: sim.collector.lagged.load(Ordering::Relaxed),
         rss_before,
         rss_setup,
@@ -346,12 +364,24 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
 
 /// `tokenim_delivery_attempts_total` from a node's metrics.
 async fn delivery_attempts(r: &RunningNode) -> u64 {
+    metric(r, "tokenim_delivery_attempts_total").await
+}
+
+/// A counter from a node's metrics text (0 when absent).
+async fn metric(r: &RunningNode, name: &str) -> u64 {
     let text = r.service.metrics_text().await.unwrap_or_default();
+    counter_value(&text, name)
+}
+
+fn counter_value(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix("tokenim_delivery_attempts_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// How long setup waits for every personal node to register its mailbox at its home relays.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Sim {
     /// Starts (or restarts) a node with its identity, key and store.
@@ -375,6 +405,22 @@ impl Sim {
             })
             .collect();
         cfg.network.max_connections = s.node.max_connections;
+        let addr = |p: usize| {
+            format!(
+                "/memory/{}/p2p/{}",
+                NodePlan::port(p),
+                self.nodes[p].peer_id
+            )
+        };
+        cfg.network.home_relays = node.plan.home_relays.iter().map(|&p| addr(p)).collect();
+        if node.plan.relay {
+            cfg.relay.enabled = true;
+            // Every personal node may hold a connection to its home relay.
+            cfg.network.max_connections = cfg
+                .network
+                .max_connections
+                .max(u32::try_from(2 * self.nodes.len()).unwrap_or(u32::MAX));
+        }
         cfg.limits.max_retry_backoff_secs = s.node.max_retry_backoff_secs;
         cfg.limits.inbound_per_peer_per_sec = s.node.inbound_per_peer_per_sec;
         let mut last_err = None;
@@ -405,6 +451,66 @@ impl Sim {
             index: node.index,
             source: last_err.unwrap_or(tokenim_node::NodeError::ShuttingDown),
         })
+    }
+
+    /// Waits until each relay hosts the mailbox of every personal node that names it, so that
+    /// recipients going offline at the start of traffic already have a mailbox.
+    async fn wait_for_mailboxes(&self, relays: &[&Arc<SimNode>]) -> Result<(), SimError> {
+        let deadline = Instant::now() + REGISTRATION_TIMEOUT;
+        for relay in relays {
+            let want = self
+                .nodes
+                .iter()
+                .filter(|n| n.plan.home_relays.contains(&relay.index))
+                .count() as u64;
+            let (_, service) = self.handles(relay.index).await?;
+            loop {
+                let have = service
+                    .relay_stats()
+                    .await
+                    .map_err(|e| SimError::Service {
+                        index: relay.index,
+                        message: e.to_string(),
+                    })?
+                    .mailboxes;
+                if have >= want {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(SimError::Service {
+                        index: relay.index,
+                        message: format!("only {have} of {want} mailboxes registered in time"),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Planned messages whose sender holds a custody receipt from at least one relay (the
+    /// recipient could not be reached directly when the sender tried).
+    fn messages_via_relays(&self, plan: &Plan) -> usize {
+        let mut via = std::collections::HashSet::new();
+        for node in self.nodes.iter().filter(|n| !n.plan.relay) {
+            let mut cursor = None;
+            while let Ok((page, next)) = node.store.list_messages(None, 512, cursor.as_ref()) {
+                for m in &page {
+                    if m.direction == tokenim_store::Direction::Outgoing && m.relays > 0 {
+                        if let Some(seq) = parse_seq(&m.body) {
+                            if (seq as usize) < plan.messages.len() {
+                                via.insert(seq);
+                            }
+                        }
+                    }
+                }
+                match next {
+                    Some(c) if !page.is_empty() => cursor = Some(c),
+                    _ => break,
+                }
+            }
+        }
+        via.len()
     }
 
     async fn stop(&self, node: &SimNode) {
@@ -533,5 +639,14 @@ mod tests {
         assert_eq!(parse_seq(&b), Some(42));
         assert_eq!(parse_seq("hello"), None);
         assert_eq!(parse_seq(&message_body(7, 1)), Some(7));
+    }
+
+    #[test]
+    fn counters_are_read_by_exact_name() {
+        let text = "# TYPE tokenim_relay_stored counter\n\
+                    tokenim_relay_stored_total 17\n\
+                    tokenim_relay_stored_total_x 3\n";
+        assert_eq!(counter_value(text, "tokenim_relay_stored_total"), 17);
+        assert_eq!(counter_value(text, "tokenim_relay_acked_total"), 0);
     }
 }

@@ -17,7 +17,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Personal nodes.
     pub nodes: usize,
-    /// Relay nodes. Must be 0 until the relay role (mailboxes) exists in `tokenim-node`.
+    /// Relay nodes (mailboxes for offline recipients). They never churn; every personal node
+    /// gets 1–2 of them as home relays.
     #[serde(default)]
     pub relays: usize,
     /// Length of the traffic/churn/partition timeline, in seconds.
@@ -208,13 +209,6 @@ impl Scenario {
         if self.nodes < 2 {
             return bad("at least 2 nodes are needed".into());
         }
-        if self.relays > 0 {
-            return bad(
-                "relays > 0: the relay/mailbox role does not exist in tokenim-node yet \
-                 (see README, 'Relays')"
-                    .into(),
-            );
-        }
         if !self.duration_secs.is_finite() || self.duration_secs <= 0.0 || self.drain_secs < 0.0 {
             return bad("duration_secs must be > 0 and drain_secs >= 0".into());
         }
@@ -299,6 +293,6 @@ mod tests {
         assert!(Scenario::parse(typo).is_err());
         let relays = "name='x'\nseed=1\nnodes=2\nrelays=1\nduration_secs=1\n\
                       [traffic]\nrate_per_sec=1\nmessage_bytes=100\n";
-        assert!(Scenario::parse(relays).is_err());
+        assert_eq!(Scenario::parse(relays).expect("relays are supported").relays, 1);
     }
 }

@@ -62,3 +62,25 @@ async fn small_scenario_delivers_everything_and_is_reproducible() {
         "another seed plans other traffic"
     );
 }
+
+/// Offline recipients are reached through their home relays' mailboxes: everything arrives,
+/// exactly once, and some of it was stored at relays first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_recipients_drain_their_mailboxes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/ci-relays.toml");
+    let scenario = Scenario::load(&path).expect("scenario");
+    assert!(scenario.relays > 0);
+    let outcome = run(&scenario, &RunOptions::default())
+        .await
+        .expect("relay run");
+    let s = &outcome.summary;
+    assert!(s.messages_planned > 30, "planned {}", s.messages_planned);
+    assert_eq!(s.messages_delivered, s.messages_planned);
+    assert_eq!(s.duplicates.extra_copies, 0, "inbox must be exactly-once");
+    let via = s.via_relays.as_ref().expect("relay figures");
+    assert!(
+        via.messages_via_relays > 0 && via.envelopes_stored > 0,
+        "offline recipients must be reached through mailboxes: {via:?}"
+    );
+    assert_eq!(outcome.nodes.iter().filter(|n| n.relay).count(), 2);
+}
