@@ -105,6 +105,12 @@ fn main() -> anyhow::Result<()> {
                     l.mean, l.p50, l.p95, l.p99, l.max
                 );
             }
+            if let Some(v) = &m.via_relays {
+                println!(
+                    "relays: {} ({} messages stored at relays, {} envelopes stored in mailboxes)",
+                    m.relays, v.messages_via_relays, v.envelopes_stored
+                );
+            }
             if let (Some(a), Some(b)) = (m.memory.per_node_setup_kib, m.memory.peak_rss_mib) {
                 println!("memory: {a:.0} KiB per node after setup, peak RSS {b:.0} MiB");
             }

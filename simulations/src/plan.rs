@@ -341,7 +341,12 @@ mod tests {
         assert_eq!(a.nodes.len(), 53);
         // Relays do not move the personal nodes' plan.
         assert_eq!(a.messages, Plan::new(&scenario(3)).messages);
-        let homes = |p: &Plan| p.nodes.iter().map(|n| n.home_relays.clone()).collect::<Vec<_>>();
+        let homes = |p: &Plan| {
+            p.nodes
+                .iter()
+                .map(|n| n.home_relays.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(homes(&a), homes(&b));
         let mut counts = [0usize; 2];
         for (i, n) in a.nodes.iter().enumerate() {
@@ -357,7 +362,10 @@ mod tests {
         }
         assert!(counts[0] > 10 && counts[1] > 10, "{counts:?}");
         assert!(a.messages.iter().all(|m| m.from < 50 && m.to < 50));
-        assert_eq!(homes(&Plan::new(&scenario(3))).concat(), Vec::<usize>::new());
+        assert_eq!(
+            homes(&Plan::new(&scenario(3))).concat(),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

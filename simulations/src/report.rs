@@ -48,6 +48,8 @@ pub struct RelayFigures {
     /// `tokenim_relay_stored_total` summed over the relays: envelopes newly stored in a
     /// mailbox, by a sender's `store` or by gossip from another relay.
     pub envelopes_stored: u64,
+    /// (registered, expected) mailbox registrations when the timeline started.
+    pub mailboxes_registered_at_setup: (u64, u64),
 }
 
 #[derive(Debug, Clone, Serialize)]

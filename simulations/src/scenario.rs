@@ -293,6 +293,11 @@ mod tests {
         assert!(Scenario::parse(typo).is_err());
         let relays = "name='x'\nseed=1\nnodes=2\nrelays=1\nduration_secs=1\n\
                       [traffic]\nrate_per_sec=1\nmessage_bytes=100\n";
-        assert_eq!(Scenario::parse(relays).expect("relays are supported").relays, 1);
+        assert_eq!(
+            Scenario::parse(relays)
+                .expect("relays are supported")
+                .relays,
+            1
+        );
     }
 }

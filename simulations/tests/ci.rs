@@ -82,5 +82,8 @@ async fn offline_recipients_drain_their_mailboxes() {
         via.messages_via_relays > 0 && via.envelopes_stored > 0,
         "offline recipients must be reached through mailboxes: {via:?}"
     );
+    let (registered, expected) = via.mailboxes_registered_at_setup;
+    assert!(expected >= 12, "every node has 1-2 home relays");
+    assert_eq!(registered, expected);
     assert_eq!(outcome.nodes.iter().filter(|n| n.relay).count(), 2);
 }
