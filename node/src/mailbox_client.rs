@@ -22,10 +22,7 @@ impl RelayRoute {
     /// Parses `…/p2p/<peer id>`.
     pub fn parse(addr: &str) -> Option<Self> {
         let full: Multiaddr = addr.parse().ok()?;
-        let peer = full.iter().find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })?;
+        let peer = crate::network::peer_of(&full)?;
         let dial: Multiaddr = full
             .iter()
             .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))

@@ -415,7 +415,8 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
     Ok(behaviour)
 }
 
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+/// The peer id a multiaddr ends in (`…/p2p/<peer id>`).
+pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
