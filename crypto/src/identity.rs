@@ -265,7 +265,7 @@ impl MailboxKey {
     }
 
     /// Acknowledges a batch of messages to `relay_key` (one signature for the batch). At most
-    /// [`crate::MAX_ACK_IDS`] ids are accepted by [`MailboxAck::verify`]: chunk larger batches.
+    /// [`crate::MAX_BATCH_IDS`] ids are accepted by [`MailboxAck::verify`]: chunk larger batches.
     pub fn sign_ack(
         &self,
         relay_key: &[u8; 32],

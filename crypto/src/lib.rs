@@ -22,7 +22,7 @@ pub use error::{CryptoError, Result};
 pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
 pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_REF_IDS};
 pub use pb::{InnerKind, InnerMessage};
-pub use receipt::{CustodyReceipt, MAX_ACK_IDS, MailboxAck, Registration};
+pub use receipt::{CustodyReceipt, MAX_BATCH_IDS, MailboxAck, Registration};
 pub use session::{NOISE_PROLOGUE, NOISE_PROTOCOL, Opened, SessionPolicy, Sessions};
 
 /// Re-exported so that callers name the same key types as this crate.

@@ -11,8 +11,8 @@ use crate::identity::MailboxId;
 use crate::pb;
 use crate::sign::{self, CTX_CUSTODY_RECEIPT, CTX_MAILBOX_ACK, CTX_REGISTRATION};
 
-/// Most message ids one [`MailboxAck`] may carry.
-pub const MAX_ACK_IDS: usize = 1024;
+/// Most message ids one [`MailboxAck`] or [`CustodyReceipt`] may carry.
+pub const MAX_BATCH_IDS: usize = 1024;
 /// Shortest relay challenge accepted.
 pub const MIN_CHALLENGE_BYTES: usize = 16;
 /// Longest relay challenge accepted.
@@ -33,12 +33,13 @@ fn decode<M: prost::Message + Default>(b: &[u8], what: &'static str) -> Result<M
     M::decode(b).map_err(|e| CryptoError::malformed(what, e))
 }
 
-/// A relay's signed promise that it stored a message until `expires_at`.
+/// A relay's signed promise that it stored a batch of envelopes for one mailbox until
+/// `expires_at` (one signature for the batch, as with [`MailboxAck`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustodyReceipt {
-    /// The stored envelope.
-    pub message_id: MessageId,
-    /// Mailbox it was stored in.
+    /// The stored envelopes, 1..=[`MAX_BATCH_IDS`].
+    pub message_ids: Vec<MessageId>,
+    /// Mailbox they were stored in.
     pub mailbox: MailboxId,
     /// Relay's Ed25519 public key.
     pub relay_key: [u8; 32],
@@ -53,73 +54,75 @@ pub struct CustodyReceipt {
 impl CustodyReceipt {
     const W: &'static str = "custody receipt";
 
-    fn parts(&self) -> [Vec<u8>; 5] {
-        [
-            self.message_id.to_vec(),
-            self.mailbox.0.to_vec(),
-            self.relay_key.to_vec(),
-            self.stored_at.to_be_bytes().to_vec(),
-            self.expires_at.to_be_bytes().to_vec(),
-        ]
+    fn signing_parts(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32 + 32 + 8 + 8 + 4 + 32 * self.message_ids.len());
+        v.extend_from_slice(&self.mailbox.0);
+        v.extend_from_slice(&self.relay_key);
+        v.extend_from_slice(&self.stored_at.to_be_bytes());
+        v.extend_from_slice(&self.expires_at.to_be_bytes());
+        v.extend_from_slice(&(self.message_ids.len() as u32).to_be_bytes());
+        for id in &self.message_ids {
+            v.extend_from_slice(id);
+        }
+        v
     }
 
-    /// Signs as `relay`.
+    /// Signs as `relay`. `message_ids` must hold 1..=[`MAX_BATCH_IDS`] ids.
     pub fn sign(
         relay: &SigningKey,
-        message_id: MessageId,
+        message_ids: &[MessageId],
         mailbox: MailboxId,
         stored_at: u64,
         expires_at: u64,
     ) -> Self {
         let mut r = CustodyReceipt {
-            message_id,
+            message_ids: message_ids.to_vec(),
             mailbox,
             relay_key: relay.verifying_key().to_bytes(),
             stored_at,
             expires_at,
             signature: [0; 64],
         };
-        let parts = r.parts();
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        r.signature = sign::sign(relay, CTX_CUSTODY_RECEIPT, &refs);
+        r.signature = sign::sign(relay, CTX_CUSTODY_RECEIPT, &[&r.signing_parts()]);
         r
     }
 
-    /// Checks that the receipt is from `expected_relay_key`, about `expected_message` in
-    /// `expected_mailbox`, and validly signed.
+    /// Checks that the receipt is from `expected_relay_key`, covers every one of `expected`
+    /// in `expected_mailbox`, and is validly signed.
     pub fn verify(
         &self,
         expected_relay_key: &[u8; 32],
-        expected_message: &MessageId,
         expected_mailbox: &MailboxId,
+        expected: &[MessageId],
     ) -> Result<()> {
         if &self.relay_key != expected_relay_key {
             return Err(CryptoError::WrongRelay);
         }
-        if &self.message_id != expected_message {
-            return Err(CryptoError::WrongMessage);
-        }
         if &self.mailbox != expected_mailbox {
             return Err(CryptoError::WrongMailbox);
+        }
+        if self.message_ids.is_empty() || self.message_ids.len() > MAX_BATCH_IDS {
+            return Err(CryptoError::malformed(Self::W, "bad number of message ids"));
+        }
+        if !expected.iter().all(|id| self.message_ids.contains(id)) {
+            return Err(CryptoError::WrongMessage);
         }
         if self.stored_at > self.expires_at {
             return Err(CryptoError::malformed(Self::W, "stored after it expires"));
         }
-        let parts = self.parts();
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         sign::verify(
             &self.relay_key,
             &self.signature,
             Self::W,
             CTX_CUSTODY_RECEIPT,
-            &refs,
+            &[&self.signing_parts()],
         )
     }
 
     /// Protobuf encoding (`tokenim.v1.CustodyReceipt`).
     pub fn to_bytes(&self) -> Vec<u8> {
         pb::CustodyReceipt {
-            message_id: self.message_id.to_vec(),
+            message_ids: self.message_ids.iter().map(|m| m.to_vec()).collect(),
             mailbox: self.mailbox.0.to_vec(),
             relay_key: self.relay_key.to_vec(),
             stored_at: self.stored_at,
@@ -129,11 +132,18 @@ impl CustodyReceipt {
         .encode_to_vec()
     }
 
-    /// Decodes (lengths only; call [`CustodyReceipt::verify`]).
+    /// Decodes (lengths and count only; call [`CustodyReceipt::verify`]).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let p: pb::CustodyReceipt = decode(b, Self::W)?;
+        if p.message_ids.len() > MAX_BATCH_IDS {
+            return Err(CryptoError::malformed(Self::W, "too many message ids"));
+        }
         Ok(CustodyReceipt {
-            message_id: sign::array(&p.message_id, Self::W, "message_id")?,
+            message_ids: p
+                .message_ids
+                .iter()
+                .map(|m| sign::array(m, Self::W, "message_id"))
+                .collect::<Result<_>>()?,
             mailbox: MailboxId(sign::array(&p.mailbox, Self::W, "mailbox")?),
             relay_key: sign::array(&p.relay_key, Self::W, "relay_key")?,
             stored_at: p.stored_at,
@@ -205,7 +215,7 @@ impl MailboxAck {
         if &self.relay_key != expected_relay_key {
             return Err(CryptoError::WrongRelay);
         }
-        if self.message_ids.is_empty() || self.message_ids.len() > MAX_ACK_IDS {
+        if self.message_ids.is_empty() || self.message_ids.len() > MAX_BATCH_IDS {
             return Err(CryptoError::malformed(Self::W, "bad number of message ids"));
         }
         check_window(self.timestamp, now_secs, window_secs)?;
@@ -233,7 +243,7 @@ impl MailboxAck {
     /// Decodes (lengths and count only; call [`MailboxAck::verify`]).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let p: pb::MailboxAck = decode(b, Self::W)?;
-        if p.message_ids.len() > MAX_ACK_IDS {
+        if p.message_ids.len() > MAX_BATCH_IDS {
             return Err(CryptoError::malformed(Self::W, "too many message ids"));
         }
         Ok(MailboxAck {
@@ -361,32 +371,33 @@ mod tests {
         let r = relay(1);
         let rk = r.verifying_key().to_bytes();
         let mb = MailboxId([3; 32]);
-        let rc = CustodyReceipt::sign(&r, [2; 32], mb, 100, 200);
-        rc.verify(&rk, &[2; 32], &mb).unwrap();
+        let rc = CustodyReceipt::sign(&r, &[[2; 32], [5; 32]], mb, 100, 200);
+        rc.verify(&rk, &mb, &[[2; 32]]).unwrap();
+        rc.verify(&rk, &mb, &[[5; 32], [2; 32]]).unwrap();
         assert_eq!(CustodyReceipt::from_bytes(&rc.to_bytes()).unwrap(), rc);
         assert!(matches!(
-            rc.verify(&[9; 32], &[2; 32], &mb),
+            rc.verify(&[9; 32], &mb, &[[2; 32]]),
             Err(CryptoError::WrongRelay)
         ));
         assert!(matches!(
-            rc.verify(&rk, &[4; 32], &mb),
+            rc.verify(&rk, &mb, &[[2; 32], [4; 32]]),
             Err(CryptoError::WrongMessage)
         ));
         assert!(matches!(
-            rc.verify(&rk, &[2; 32], &MailboxId([4; 32])),
+            rc.verify(&rk, &MailboxId([4; 32]), &[[2; 32]]),
             Err(CryptoError::WrongMailbox)
         ));
         let mut f = rc.clone();
         f.expires_at = 300;
         assert!(matches!(
-            f.verify(&rk, &[2; 32], &mb),
+            f.verify(&rk, &mb, &[[2; 32]]),
             Err(CryptoError::BadSignature(_))
         ));
         // A forgery by another relay claiming to be `rk`.
-        let mut f = CustodyReceipt::sign(&relay(7), [2; 32], mb, 100, 200);
+        let mut f = CustodyReceipt::sign(&relay(7), &[[2; 32]], mb, 100, 200);
         f.relay_key = rk;
         assert!(matches!(
-            f.verify(&rk, &[2; 32], &mb),
+            f.verify(&rk, &mb, &[[2; 32]]),
             Err(CryptoError::BadSignature(_))
         ));
     }

@@ -145,12 +145,12 @@ proptest! {
     fn receipts_round_trip(mid in any::<[u8; 32]>(), mb in any::<[u8; 32]>(), t in any::<u64>(), d in any::<u32>(), n in 1usize..20) {
         let r = relay_key();
         let rk = r.verifying_key().to_bytes();
-        let rc = CustodyReceipt::sign(&r, mid, MailboxId(mb), t / 2, t / 2 + u64::from(d));
+        let ids: Vec<[u8; 32]> = (0..n).map(|i| [i as u8; 32]).collect();
+        let rc = CustodyReceipt::sign(&r, &ids, MailboxId(mb), t / 2, t / 2 + u64::from(d));
         let back = CustodyReceipt::from_bytes(&rc.to_bytes()).unwrap();
-        back.verify(&rk, &mid, &MailboxId(mb)).unwrap();
+        back.verify(&rk, &MailboxId(mb), &ids).unwrap();
         prop_assert_eq!(back, rc);
         let mk = Identity::from_seed([mb[0]; 32]).mailbox_key(u32::from(mb[1]));
-        let ids: Vec<[u8; 32]> = (0..n).map(|i| [i as u8; 32]).collect();
         let ack = mk.sign_ack(&rk, &ids, t);
         let back = MailboxAck::from_bytes(&ack.to_bytes()).unwrap();
         back.verify(&mk.id(), &rk, t, 0).unwrap();
@@ -178,9 +178,9 @@ proptest! {
     fn corrupted_receipt_is_rejected(op in any::<u8>(), pos in any::<usize>(), val in any::<u8>()) {
         let r = relay_key();
         let rk = r.verifying_key().to_bytes();
-        let rc = CustodyReceipt::sign(&r, [7; 32], MailboxId([8; 32]), 10, 20);
+        let rc = CustodyReceipt::sign(&r, &[[7; 32], [9; 32]], MailboxId([8; 32]), 10, 20);
         if let Ok(c) = CustodyReceipt::from_bytes(&mutate(rc.to_bytes(), op, pos, val)) {
-            prop_assert_eq!(c.verify(&rk, &[7; 32], &MailboxId([8; 32])).is_ok(), c == rc);
+            prop_assert_eq!(c.verify(&rk, &MailboxId([8; 32]), &[[7; 32], [9; 32]]).is_ok(), c == rc);
         }
     }
 }

@@ -164,7 +164,13 @@ fn receipt_vectors() {
     let rk = relay.verifying_key().to_bytes();
     let mk = id.mailbox_key(0);
     let mid = seed(0xa0);
-    let rc = CustodyReceipt::sign(&relay, mid, mk.id(), 1_700_000_000, 1_700_604_800);
+    let rc = CustodyReceipt::sign(
+        &relay,
+        &[mid, seed(0xb0)],
+        mk.id(),
+        1_700_000_000,
+        1_700_604_800,
+    );
     let ack = mk.sign_ack(&rk, &[mid, seed(0xc0)], 1_700_000_500);
     let reg = mk.sign_registration(&rk, &seed(0xe0), 1_700_000_010);
     let v = check(
@@ -178,7 +184,7 @@ fn receipt_vectors() {
     );
     CustodyReceipt::from_bytes(&unhex(&v["custody_receipt"]))
         .unwrap()
-        .verify(&rk, &mid, &mk.id())
+        .verify(&rk, &mk.id(), &[mid, seed(0xb0)])
         .unwrap();
     MailboxAck::from_bytes(&unhex(&v["mailbox_ack"]))
         .unwrap()

@@ -9,8 +9,8 @@ use tokenim_crypto::{
 fuzz_target!(|data: &[u8]| {
     let (k, m) = ([7u8; 32], MailboxId([8; 32]));
     if let Ok(r) = CustodyReceipt::from_bytes(data) {
-        let _ = r.verify(&r.relay_key, &r.message_id, &r.mailbox);
-        let _ = r.verify(&k, &[9; 32], &m);
+        let _ = r.verify(&r.relay_key, &r.mailbox, &r.message_ids);
+        let _ = r.verify(&k, &m, &[[9; 32]]);
     }
     if let Ok(a) = MailboxAck::from_bytes(data) {
         let _ = a.verify(&a.mailbox, &a.relay_key, a.timestamp, 0);

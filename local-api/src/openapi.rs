@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{contacts, messages, node, relay, system, tokens};
+use crate::routes::{contacts, home_relays, messages, node, relay, system, tokens};
 use crate::token::Scope;
 use crate::types::*;
 
@@ -28,6 +28,9 @@ use crate::types::*;
         node::identity,
         node::peers,
         relay::stats,
+        home_relays::list,
+        home_relays::add,
+        home_relays::remove,
         contacts::add_contact,
         contacts::list_contacts,
         contacts::get_contact,
@@ -55,6 +58,7 @@ use crate::types::*;
         (name = "events", description = "WebSocket push of new messages and state changes"),
         (name = "tokens", description = "API tokens (admin scope)"),
         (name = "relay", description = "Mailbox usage of a relay node (admin scope)"),
+        (name = "home-relays", description = "Relays that keep this node's mailbox while it is offline"),
     )
 )]
 #[derive(Debug)]

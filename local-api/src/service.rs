@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
-    ContactView, ConversationView, Event, IdentityView, MessagePage, MessageQuery, MessageView,
-    PeerView, RelayStats,
+    ContactView, ConversationView, Event, HomeRelayView, IdentityView, MessagePage, MessageQuery,
+    MessageView, PeerView, RelayStats,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -79,6 +79,15 @@ pub trait NodeService: Send + Sync + 'static {
     fn relay_stats(&self) -> BoxFuture<'_, ServiceResult<RelayStats>> {
         Box::pin(async { Err(ServiceError::NotFound("this node is not a relay".into())) })
     }
+
+    /// This node's home relays.
+    fn home_relays(&self) -> BoxFuture<'_, ServiceResult<Vec<HomeRelayView>>>;
+
+    /// Adds a home relay by `…/p2p/<peer id>` multiaddr; true when it was not one already.
+    fn add_home_relay(&self, addr: String) -> BoxFuture<'_, ServiceResult<(HomeRelayView, bool)>>;
+
+    /// Removes a home relay added through the API.
+    fn remove_home_relay(&self, peer_id: String) -> BoxFuture<'_, ServiceResult<()>>;
 
     /// Metrics in OpenMetrics text (what `prometheus_client::encoding::text::encode` writes).
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>>;

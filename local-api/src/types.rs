@@ -257,6 +257,34 @@ pub struct RelayStats {
     pub per_mailbox: Vec<MailboxUsageView>,
 }
 
+/// A relay that keeps this node's mailbox while it is offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HomeRelayView {
+    /// Multiaddr ending in `/p2p/<peer id>`.
+    pub addr: String,
+    pub peer_id: String,
+    /// `config` (configuration file or `--home-relay`) or `api`.
+    pub source: String,
+    /// The relay accepted this node's mailbox registration since the node started.
+    pub registered: bool,
+    /// When the mailbox was last drained, milliseconds since the Unix epoch.
+    pub last_sync_at: Option<u64>,
+    /// Why the last registration or drain failed (retried with backoff), if it did.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HomeRelayList {
+    pub relays: Vec<HomeRelayView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddHomeRelayRequest {
+    /// Multiaddr ending in `/p2p/<peer id>`, e.g. `/ip4/203.0.113.5/tcp/4001/p2p/12D3KooW…`.
+    pub addr: String,
+}
+
 /// Something that happened in the node, pushed to `/v1/events` subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -278,6 +306,13 @@ pub enum Event {
     },
     PeerDisconnected {
         peer_id: String,
+    },
+    /// This node drained its mailbox at a home relay (after registering there): messages
+    /// that waited while it was offline are in the inbox now.
+    MailboxSynced {
+        relay_peer_id: String,
+        /// Envelopes fetched and acknowledged in this sync.
+        drained: u64,
     },
 }
 

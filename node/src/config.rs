@@ -41,6 +41,21 @@ pub struct RelayConfig {
     pub total_max_bytes: u64,
     /// fsync every write (survives power loss, not only crashes); slower.
     pub sync_writes: bool,
+    /// Threads that store, sign and page for the relay; 0 means two per CPU core (a page read
+    /// that misses the cache waits for the disk, so one per core leaves cores idle).
+    pub threads: usize,
+}
+
+impl RelayConfig {
+    /// [`RelayConfig::threads`], with 0 resolved.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| 2 * n.get())
+                .min(16),
+            n => n,
+        }
+    }
 }
 
 impl Default for RelayConfig {
@@ -52,6 +67,7 @@ impl Default for RelayConfig {
             mailbox_max_bytes: 256 * 1024 * 1024,
             total_max_bytes: 10 * 1024 * 1024 * 1024,
             sync_writes: false,
+            threads: 0,
         }
     }
 }

@@ -3,28 +3,31 @@
 //! deliveries retry with backoff until accepted or expired. Inbound envelopes are opened,
 //! deduplicated by the sender's message id, persisted, and only then acknowledged.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::{Multiaddr, PeerId};
 use tokenim_api::ServiceError;
+use tokenim_api::types::HomeRelayView;
 use tokenim_crypto::{
     ContactCard, Envelope, Identity, InnerKind, InnerMessage, MailboxId, Opened, PublicIdentity,
     Sessions,
 };
 use tokenim_store::{
-    ContactRecord, Direction, MessageRecord, MessageState, OutboxRecord, Store, StoreError,
+    ContactRecord, Direction, MessageRecord, MessageState, OutboxRecord, Store, StoreError, Txn,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Limits;
-use crate::mailbox_client::{self, RelayRoute};
+use crate::home_relays::HomeRelays;
+use crate::mailbox_client::{self, RelayRoute, StoreBatches};
 use crate::metrics::Metrics;
 use crate::network::{DeliverError, NetEvent, NetworkHandle};
-use crate::relay::{Followup, Relay, relay_key_of};
+use crate::relay::relay_key_of;
+use crate::relay_workers::{RelayHandle, Work};
 use crate::views;
 use crate::wire::{self, RejectCode};
 
@@ -64,14 +67,28 @@ enum Msg {
     MyCard {
         reply: oneshot::Sender<Result<String, ServiceError>>,
     },
-    /// An envelope fetched from a home relay's mailbox; the reply says whether to ack it.
+    /// A page fetched from a home relay's mailbox; the reply says which envelopes to ack.
     Ingest {
         relay: PeerId,
-        envelope: Vec<u8>,
-        reply: oneshot::Sender<bool>,
+        envelopes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Vec<bool>>,
     },
     SyncDone {
         relay: PeerId,
+        result: Result<usize, String>,
+    },
+    /// Time to retry a failed sync.
+    Resync { relay: PeerId },
+    HomeRelays {
+        reply: oneshot::Sender<Vec<HomeRelayView>>,
+    },
+    AddHomeRelay {
+        addr: String,
+        reply: oneshot::Sender<Result<(HomeRelayView, bool), ServiceError>>,
+    },
+    RemoveHomeRelay {
+        peer_id: String,
+        reply: oneshot::Sender<Result<(), ServiceError>>,
     },
 }
 
@@ -99,23 +116,42 @@ impl EngineHandle {
         self.call(|reply| Msg::MarkRead { id, reply }).await
     }
 
-    /// Processes an envelope fetched from a home relay. True when it may be acked (stored,
-    /// duplicate, or permanently unreadable); false when the relay should keep it.
-    pub async fn ingest(&self, relay: PeerId, envelope: Vec<u8>) -> bool {
+    /// Processes envelopes fetched from a home relay, in one transaction. For each, true when
+    /// it may be acked (stored, duplicate, or permanently unreadable); false when the relay
+    /// should keep it.
+    pub async fn ingest(&self, relay: PeerId, envelopes: Vec<Vec<u8>>) -> Vec<bool> {
+        let n = envelopes.len();
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Ingest {
-                relay,
-                envelope,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return false;
+        let msg = Msg::Ingest {
+            relay,
+            envelopes,
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return vec![false; n];
         }
-        rx.await.unwrap_or(false)
+        rx.await.unwrap_or_else(|_| vec![false; n])
+    }
+
+    pub async fn home_relays(&self) -> Result<Vec<HomeRelayView>, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::HomeRelays { reply })
+            .await
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())
+    }
+
+    pub async fn add_home_relay(
+        &self,
+        addr: String,
+    ) -> Result<(HomeRelayView, bool), ServiceError> {
+        self.call(|reply| Msg::AddHomeRelay { addr, reply }).await
+    }
+
+    pub async fn remove_home_relay(&self, peer_id: String) -> Result<(), ServiceError> {
+        self.call(|reply| Msg::RemoveHomeRelay { peer_id, reply })
+            .await
     }
 
     /// This node's current contact card as a `tokenim:` URI.
@@ -175,10 +211,14 @@ pub struct Engine {
     peer_ids: HashMap<PeerId, [u8; 32]>,
     deliveries_tx: mpsc::Sender<Delivery>,
     deliveries_rx: mpsc::Receiver<Delivery>,
-    relay: Option<Relay>,
+    relay: Option<RelayHandle>,
+    /// Envelopes for offline recipients, coalesced per home relay.
+    store_batches: Arc<StoreBatches>,
     /// Parsed contact cards by the URI they came from: verifying a card costs two signature
     /// checks, too much to repeat for every delivery.
     cards: std::cell::RefCell<HashMap<[u8; 32], (String, ContactCard)>>,
+    /// This node's home relays (configured and added through the API).
+    home: HomeRelays,
     /// Home relays currently being synced (one sync per relay at a time).
     syncing: std::collections::HashSet<PeerId>,
     /// To hand sync tasks a handle without keeping the engine alive forever.
@@ -227,14 +267,16 @@ impl Engine {
             deliveries_tx,
             deliveries_rx,
             relay: None,
+            store_batches: Arc::default(),
             cards: Default::default(),
+            home: HomeRelays::default(),
             syncing: std::collections::HashSet::new(),
             self_tx: None,
         }
     }
 
     /// Makes this node a relay: it hosts mailboxes and answers relay requests.
-    pub fn with_relay(mut self, relay: Relay) -> Self {
+    pub fn with_relay(mut self, relay: RelayHandle) -> Self {
         self.relay = Some(relay);
         self
     }
@@ -253,7 +295,9 @@ impl Engine {
         self.metrics.outbox_depth.set(self.scheduled.len() as i64);
         let (tx, rx) = mpsc::channel(256);
         self.self_tx = Some(tx.downgrade());
-        for relay in self.cfg.home_relays.clone() {
+        self.home = HomeRelays::load(&self.cfg.home_relays, &self.store);
+        let routes: Vec<_> = self.home.routes().cloned().collect();
+        for relay in routes {
             self.start_sync(relay);
         }
         let join = tokio::spawn(self.run(rx, net_events));
@@ -273,7 +317,7 @@ impl Engine {
             tokio::select! {
                 _ = purge.tick(), if self.relay.is_some() => {
                     if let Some(relay) = &self.relay {
-                        relay.purge();
+                        relay.submit(Work::Purge);
                     }
                 }
                 cmd = commands.recv() => match cmd {
@@ -306,14 +350,54 @@ impl Engine {
             }
             Msg::Ingest {
                 relay,
-                envelope,
+                envelopes,
                 reply,
             } => {
-                let response = self.on_deliver(relay, &envelope, true);
-                let _ = reply.send(ackable(&response));
+                let responses = self.on_deliver_batch(relay, &envelopes, true);
+                let _ = reply.send(responses.iter().map(ackable).collect());
             }
-            Msg::SyncDone { relay } => {
+            Msg::SyncDone { relay, result } => {
                 self.syncing.remove(&relay);
+                if let Ok(drained) = &result {
+                    let _ = self.events.send(tokenim_api::types::Event::MailboxSynced {
+                        relay_peer_id: relay.to_string(),
+                        drained: *drained as u64,
+                    });
+                }
+                if let Some(delay) = self.home.sync_done(&relay, result, now_ms())
+                    && let Some(tx) = self.self_tx.as_ref().and_then(|w| w.upgrade())
+                {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(Msg::Resync { relay }).await;
+                    });
+                }
+            }
+            Msg::Resync { relay } => {
+                if let Some(route) = self.home.get(&relay).cloned() {
+                    self.start_sync(route);
+                }
+            }
+            Msg::HomeRelays { reply } => {
+                let _ = reply.send(self.home.views());
+            }
+            Msg::AddHomeRelay { addr, reply } => {
+                let result = self.home.add(&addr, &self.store);
+                let result = result.map(|(route, view, added)| {
+                    if added {
+                        self.card = None; // the card lists home relays
+                        self.start_sync(route);
+                    }
+                    (view, added)
+                });
+                let _ = reply.send(result);
+            }
+            Msg::RemoveHomeRelay { peer_id, reply } => {
+                let result = self.home.remove(&peer_id, &self.store);
+                if result.is_ok() {
+                    self.card = None;
+                }
+                let _ = reply.send(result);
             }
         }
     }
@@ -345,9 +429,8 @@ impl Engine {
             display_name: self.cfg.display_name.clone(),
             mailboxes: vec![self.mailbox],
             home_relays: self
-                .cfg
-                .home_relays
-                .iter()
+                .home
+                .routes()
                 .map(|r| tokenim_crypto::RelayInfo {
                     peer_id: r.peer.to_bytes(),
                     addrs: r.addrs.iter().map(ToString::to_string).collect(),
@@ -438,14 +521,14 @@ impl Engine {
             .map_err(store_error)?
             .unwrap_or(record);
         let _ = self.events.send(views::state_event(&updated));
-        self.send_receipt(peer, InnerKind::ReadReceipt, id);
+        self.send_receipt(peer, InnerKind::ReadReceipt, &[id]);
         Ok(updated)
     }
 
     /// Queues a delivery or read receipt for message `id` to `peer`. Best effort: without the
     /// peer's card there is no route back, and a lost receipt only leaves a state behind.
-    fn send_receipt(&mut self, peer: [u8; 32], kind: InnerKind, id: [u8; 16]) {
-        let receipt = InnerMessage::receipt(kind, rand::random(), &[id], now_ms());
+    fn send_receipt(&mut self, peer: [u8; 32], kind: InnerKind, ids: &[[u8; 16]]) {
+        let receipt = InnerMessage::receipt(kind, rand::random(), ids, now_ms());
         let queued = self
             .contact_card(&peer)
             .and_then(|c| self.queue_control(&c, &receipt));
@@ -647,10 +730,11 @@ impl Engine {
         }
         self.metrics.delivery_attempts.inc();
         let net = self.net.clone();
+        let batches = self.store_batches.clone();
         let tx = self.deliveries_tx.clone();
         let peer = entry.peer;
         tokio::spawn(async move {
-            let outcome = deliver(&net, direct, &relays, entry.envelope).await;
+            let outcome = deliver(&net, &batches, direct, &relays, entry.envelope).await;
             let _ = tx
                 .send(Delivery {
                     outbox_id: id,
@@ -851,12 +935,7 @@ impl Engine {
             } => {
                 let response = match request.kind {
                     Some(wire::pb::request::Kind::Deliver(d)) => {
-                        let home = self
-                            .cfg
-                            .home_relays
-                            .iter()
-                            .find(|r| r.peer == peer)
-                            .cloned();
+                        let home = self.home.get(&peer).cloned();
                         let response = self.on_deliver(peer, &d.envelope, home.is_some());
                         // A home relay pushed this from our mailbox: it may delete it now.
                         if let (Some(relay), Ok(env)) =
@@ -867,11 +946,10 @@ impl Engine {
                         }
                         response
                     }
-                    Some(kind) => match self.relay.as_mut() {
+                    Some(kind) => match &self.relay {
                         Some(relay) => {
-                            let (response, followup) = relay.handle(peer, kind);
-                            self.follow_up(followup);
-                            response
+                            relay.submit(Work::Request { peer, kind, reply });
+                            return;
                         }
                         None => wire::Response::rejected(
                             RejectCode::UnknownMailbox,
@@ -883,9 +961,8 @@ impl Engine {
                 let _ = reply.send(response);
             }
             NetEvent::Gossip { data, .. } => {
-                if let Some(relay) = self.relay.as_mut() {
-                    let followup = relay.on_gossip(&data);
-                    self.follow_up(followup);
+                if let Some(relay) = &self.relay {
+                    relay.submit(Work::Gossip(data));
                 }
             }
             NetEvent::PeerConnected(peer) => {
@@ -908,19 +985,13 @@ impl Engine {
                         self.schedule(id, now);
                     }
                 }
-                if let Some(relay) = self
-                    .cfg
-                    .home_relays
-                    .iter()
-                    .find(|r| r.peer == peer)
-                    .cloned()
-                {
+                if let Some(relay) = self.home.get(&peer).cloned() {
                     self.start_sync(relay);
                 }
                 let _ = self.events.send(views::peer_event(&peer, true));
             }
             NetEvent::PeerDisconnected(peer) => {
-                if let Some(relay) = self.relay.as_mut() {
+                if let Some(relay) = &self.relay {
                     relay.peer_disconnected(&peer);
                 }
                 let _ = self.events.send(views::peer_event(&peer, false));
@@ -929,20 +1000,6 @@ impl Engine {
                 self.listen_addrs = addrs;
                 self.card = None;
             }
-        }
-    }
-
-    fn follow_up(&self, followup: Followup) {
-        if let Some((topic, data)) = followup.publish {
-            self.net.publish(topic, data);
-        }
-        if let Some((owner, envelope)) = followup.push {
-            let net = self.net.clone();
-            tokio::spawn(async move {
-                let _ = net
-                    .request(owner, Vec::new(), wire::Request::deliver(envelope))
-                    .await;
-            });
         }
     }
 
@@ -958,10 +1015,16 @@ impl Engine {
         tokio::spawn(async move {
             let peer = relay.peer;
             let handle = EngineHandle { tx: tx.clone() };
-            if let Err(e) = mailbox_client::sync_mailbox(net, handle, me, relay).await {
-                warn!(relay = %peer, "mailbox sync failed: {e}");
+            let result = mailbox_client::sync_mailbox(net, handle, me, relay).await;
+            if let Err(e) = &result {
+                warn!(relay = %peer, "mailbox sync failed (will retry): {e}");
             }
-            let _ = tx.send(Msg::SyncDone { relay: peer }).await;
+            let _ = tx
+                .send(Msg::SyncDone {
+                    relay: peer,
+                    result,
+                })
+                .await;
         });
     }
 
@@ -974,6 +1037,45 @@ impl Engine {
     }
 
     fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8], via_relay: bool) -> wire::Response {
+        let mut responses =
+            self.on_deliver_batch(from_peer, std::slice::from_ref(&bytes), via_relay);
+        responses
+            .pop()
+            .unwrap_or_else(|| wire::Response::rejected(RejectCode::Internal, "no answer"))
+    }
+
+    /// Opens and stores a batch of envelopes in one transaction, answering each.
+    fn on_deliver_batch(
+        &mut self,
+        from_peer: PeerId,
+        envelopes: &[impl AsRef<[u8]>],
+        via_relay: bool,
+    ) -> Vec<wire::Response> {
+        let store = self.store.clone();
+        let mut inbound = Inbound::new(store.txn());
+        let mut responses: Vec<_> = envelopes
+            .iter()
+            .map(|b| self.open_one(from_peer, b.as_ref(), via_relay, &mut inbound))
+            .collect();
+        if let Err(e) = self.commit_inbound(inbound) {
+            warn!("storing inbound messages failed: {e}");
+            // Nothing of the batch was written: none of it may be confirmed.
+            for r in &mut responses {
+                if matches!(r.kind, Some(wire::pb::response::Kind::Accepted(_))) {
+                    *r = wire::Response::rejected(RejectCode::Internal, "storage error");
+                }
+            }
+        }
+        responses
+    }
+
+    fn open_one(
+        &mut self,
+        from_peer: PeerId,
+        bytes: &[u8],
+        via_relay: bool,
+        inbound: &mut Inbound<'_>,
+    ) -> wire::Response {
         self.metrics.envelopes_in.inc();
         let envelope = match Envelope::decode_checked(bytes) {
             Ok(e) => e,
@@ -1003,25 +1105,28 @@ impl Engine {
                 return wire::Response::rejected(RejectCode::Undecryptable, e.to_string());
             }
         };
-        match self.accept(opened, via_relay) {
+        match self.accept(opened, via_relay, inbound) {
             Ok(duplicate) => wire::Response::accepted(duplicate),
             Err(e) => {
-                warn!("storing inbound message failed: {e}");
-                wire::Response::rejected(RejectCode::Internal, "storage error")
+                warn!("inbound message refused: {e}");
+                wire::Response::rejected(RejectCode::Malformed, e.to_string())
             }
         }
     }
 
-    /// Persists what an opened frame carries; returns whether it was a duplicate.
-    fn accept(&mut self, opened: Opened, via_relay: bool) -> Result<bool, ServiceError> {
+    /// Adds what an opened frame carries to `inbound`; returns whether it was a duplicate.
+    fn accept(
+        &mut self,
+        opened: Opened,
+        via_relay: bool,
+        inbound: &mut Inbound<'_>,
+    ) -> Result<bool, ServiceError> {
         let Opened { from, inner, reply } = opened;
         let peer = from.identity_key;
+        inbound.peers.insert(peer);
         let mut txn = self.store.txn();
-        let mut events = Vec::new();
         let mut duplicate = false;
         let mut sender_card = None;
-        // A message that came through a relay gets an end-to-end delivery receipt.
-        let mut receipt_for = None;
         if let Some(inner) = inner {
             if !inner.sender_card.is_empty() {
                 sender_card = self.learn_card(&from, &inner.sender_card);
@@ -1031,7 +1136,9 @@ impl Engine {
                     let id: [u8; 16] = inner.id.as_slice().try_into().map_err(|_| {
                         ServiceError::BadRequest("message id must be 16 bytes".into())
                     })?;
-                    if self.store.is_seen(&peer, &id).map_err(store_error)? {
+                    if inbound.seen.contains(&(peer, id))
+                        || self.store.is_seen(&peer, &id).map_err(store_error)?
+                    {
                         duplicate = true;
                     } else {
                         let now = now_ms();
@@ -1055,10 +1162,13 @@ impl Engine {
                             &id,
                             now_secs() + SEEN_TTL_SECS,
                         );
+                        inbound.seen.insert((peer, id));
                         self.metrics.messages_received.inc();
-                        events.push(views::message_event(&record));
+                        inbound.events.push(views::message_event(&record));
+                        // A message that came through a relay gets an end-to-end delivery
+                        // receipt.
                         if via_relay {
-                            receipt_for = Some(id);
+                            inbound.receipts.entry(peer).or_default().push(id);
                         }
                     }
                 }
@@ -1081,7 +1191,7 @@ impl Engine {
                             m.state = state;
                             m.updated_at_ms = now_ms();
                             txn = txn.put_message(&m);
-                            events.push(views::state_event(&m));
+                            inbound.events.push(views::state_event(&m));
                         }
                     }
                 }
@@ -1095,7 +1205,6 @@ impl Engine {
             txn = txn.put_session(&peer, &state);
         }
         // The handshake response must reach the sender for its session to complete.
-        let mut reply_outbox = None;
         if let Some(frame) = reply {
             match self.reply_route(&peer) {
                 Some(mailbox) => {
@@ -1108,22 +1217,53 @@ impl Engine {
                     let id: [u8; 16] = rand::random();
                     let entry = self.outbox_record(id, peer, None, &envelope);
                     txn = txn.put_outbox(&entry);
-                    reply_outbox = Some(id);
+                    inbound.replies.push(id);
                 }
                 None => debug!("no route back to sender for the handshake response"),
             }
         }
-        txn.commit().map_err(store_error)?;
-        if let Some(id) = reply_outbox {
-            self.schedule(id, Instant::now());
+        inbound.txn.append(txn);
+        Ok(duplicate)
+    }
+
+    /// Writes a batch of inbound frames' effects; only then are they announced and receipted.
+    /// If the write fails, the sessions go back to their stored state, so that the frames
+    /// open again when the sender (or relay) retries.
+    fn commit_inbound(&mut self, inbound: Inbound<'_>) -> Result<(), StoreError> {
+        let Inbound {
+            txn,
+            peers,
+            events,
+            replies,
+            receipts,
+            ..
+        } = inbound;
+        if let Err(e) = txn.commit() {
+            for peer in &peers {
+                match self.store.get_session(peer) {
+                    Ok(Some(bytes)) => {
+                        if self.sessions.restore_peer(&bytes).is_err() {
+                            self.sessions.forget_peer(peer);
+                        }
+                    }
+                    _ => self.sessions.forget_peer(peer),
+                }
+            }
+            return Err(e);
+        }
+        let now = Instant::now();
+        for id in replies {
+            self.schedule(id, now);
         }
         for ev in events {
             let _ = self.events.send(ev);
         }
-        if let Some(id) = receipt_for {
-            self.send_receipt(peer, InnerKind::DeliveryReceipt, id);
+        for (peer, ids) in receipts {
+            for chunk in ids.chunks(tokenim_crypto::MAX_REF_IDS) {
+                self.send_receipt(peer, InnerKind::DeliveryReceipt, chunk);
+            }
         }
-        Ok(duplicate)
+        Ok(())
     }
 
     fn reply_route(&self, peer: &[u8; 32]) -> Option<MailboxId> {
@@ -1161,6 +1301,33 @@ impl Engine {
     }
 }
 
+/// The effects of a batch of inbound frames, written in one transaction.
+struct Inbound<'s> {
+    txn: Txn<'s>,
+    /// Text messages of this batch, which the store does not know as seen yet.
+    seen: HashSet<([u8; 32], [u8; 16])>,
+    /// Peers whose session state the batch advanced.
+    peers: HashSet<[u8; 32]>,
+    events: Vec<tokenim_api::types::Event>,
+    /// Outbox entries (handshake responses) to schedule once written.
+    replies: Vec<[u8; 16]>,
+    /// Delivery receipts owed, by peer.
+    receipts: HashMap<[u8; 32], Vec<[u8; 16]>>,
+}
+
+impl<'s> Inbound<'s> {
+    fn new(txn: Txn<'s>) -> Self {
+        Self {
+            txn,
+            seen: HashSet::new(),
+            peers: HashSet::new(),
+            events: Vec::new(),
+            replies: Vec::new(),
+            receipts: HashMap::new(),
+        }
+    }
+}
+
 /// Whether a mailbox envelope may be acked (deleted at the relay) after this answer: yes when
 /// it was stored, a duplicate, or can never be opened; no when storing failed for now.
 fn ackable(response: &wire::Response) -> bool {
@@ -1190,6 +1357,7 @@ pub fn parse_stored_card(uri: &str) -> Result<ContactCard, tokenim_crypto::Crypt
 /// Direct delivery first; if the recipient's node cannot be reached, its home relays.
 async fn deliver(
     net: &NetworkHandle,
+    batches: &StoreBatches,
     direct: Option<(PeerId, Vec<Multiaddr>)>,
     relays: &[RelayRoute],
     envelope: Vec<u8>,
@@ -1202,7 +1370,7 @@ async fn deliver(
             return Outcome::Direct(result);
         }
     }
-    Outcome::Relayed(mailbox_client::store_at_relays(net, relays, &envelope).await)
+    Outcome::Relayed(mailbox_client::store_at_relays(net, batches, relays, &envelope).await)
 }
 
 fn route_of(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {

@@ -2,14 +2,19 @@
 //! relays when it cannot be reached directly, and draining this node's own mailbox from its
 //! home relays (register by challenge, page through, hand each envelope to the engine, ack).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
 use libp2p::{Multiaddr, PeerId};
-use tokenim_crypto::{CustodyReceipt, Envelope, Identity, MAX_ACK_IDS};
+use tokenim_crypto::{CustodyReceipt, Envelope, Identity, MAX_BATCH_IDS, MailboxId, MessageId};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::engine::{EngineHandle, now_secs};
 use crate::network::{DeliverError, NetworkHandle};
-use crate::relay::{MAX_PAGE, relay_key_of};
-use crate::wire::{self, pb};
+use crate::relay::{MAX_PAGE, MAX_STORE_BATCH, relay_key_of};
+use crate::wire::{self, MAX_BATCH_BYTES, pb};
 
 /// A relay that keeps mailboxes for someone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +39,159 @@ impl RelayRoute {
     }
 }
 
+/// How long a relay's store batcher waits for more envelopes before it stops.
+const BATCHER_IDLE: Duration = Duration::from_secs(30);
+
+struct Pending {
+    envelope: Vec<u8>,
+    id: MessageId,
+    reply: oneshot::Sender<Option<CustodyReceipt>>,
+}
+
+/// Coalesces envelopes bound for the same relay and mailbox into `store` batches (one stream,
+/// one write and one signature per batch). Nothing waits to fill a batch: the first envelope
+/// goes at once, and whatever queues while a batch is in flight makes the next one.
+#[derive(Default)]
+pub struct StoreBatches {
+    senders: Mutex<HashMap<(PeerId, MailboxId), mpsc::Sender<Pending>>>,
+}
+
+impl std::fmt::Debug for StoreBatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBatches").finish_non_exhaustive()
+    }
+}
+
+impl StoreBatches {
+    /// Stores `envelope` at `relay` in the next batch; the receipt if it verified.
+    async fn store(
+        &self,
+        net: &NetworkHandle,
+        relay: &RelayRoute,
+        mailbox: MailboxId,
+        id: MessageId,
+        envelope: Vec<u8>,
+    ) -> Option<CustodyReceipt> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            envelope,
+            id,
+            reply,
+        };
+        // A batcher that just stopped for idleness refuses; start a fresh one.
+        for _ in 0..2 {
+            let tx = {
+                let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+                match senders.get(&(relay.peer, mailbox)) {
+                    Some(tx) if !tx.is_closed() => tx.clone(),
+                    _ => {
+                        senders.retain(|_, tx| !tx.is_closed());
+                        let (tx, rx) = mpsc::channel(MAX_STORE_BATCH);
+                        tokio::spawn(run_batcher(net.clone(), relay.clone(), mailbox, rx));
+                        senders.insert((relay.peer, mailbox), tx.clone());
+                        tx
+                    }
+                }
+            };
+            match tx.send(pending).await {
+                Ok(()) => return answer.await.ok().flatten(),
+                Err(mpsc::error::SendError(p)) => pending = p,
+            }
+        }
+        None
+    }
+}
+
+async fn run_batcher(
+    net: NetworkHandle,
+    relay: RelayRoute,
+    mailbox: MailboxId,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let Some(key) = relay_key_of(&relay.peer) else {
+        return;
+    };
+    let mut carry = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match tokio::time::timeout(BATCHER_IDLE, rx.recv()).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(_) => {
+                    // Refuse new work, then finish what was queued meanwhile.
+                    rx.close();
+                    match rx.try_recv() {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    }
+                }
+            },
+        };
+        let mut bytes = first.envelope.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_STORE_BATCH {
+            let Ok(p) = rx.try_recv() else { break };
+            if bytes + p.envelope.len() > MAX_BATCH_BYTES {
+                carry = Some(p);
+                break;
+            }
+            bytes += p.envelope.len();
+            batch.push(p);
+        }
+        let receipt = store_batch(&net, &relay, &key, &mailbox, &mut batch).await;
+        for p in batch {
+            let _ = p.reply.send(receipt.clone());
+        }
+    }
+}
+
+/// One `store` request; the receipt when it covers the whole batch and verifies.
+async fn store_batch(
+    net: &NetworkHandle,
+    relay: &RelayRoute,
+    key: &[u8; 32],
+    mailbox: &MailboxId,
+    batch: &mut [Pending],
+) -> Option<CustodyReceipt> {
+    let ids: Vec<MessageId> = batch.iter().map(|p| p.id).collect();
+    let request = wire::Request {
+        kind: Some(pb::request::Kind::Store(pb::StoreEnvelope {
+            envelopes: batch
+                .iter_mut()
+                .map(|p| std::mem::take(&mut p.envelope))
+                .collect(),
+        })),
+    };
+    match net.request(relay.peer, relay.addrs.clone(), request).await {
+        Ok(wire::Response {
+            kind: Some(pb::response::Kind::Stored(s)),
+        }) => {
+            let receipt = CustodyReceipt::from_bytes(&s.receipt).ok()?;
+            // A receipt that does not verify is worth nothing: the relay did not sign for it.
+            match receipt.verify(key, mailbox, &ids) {
+                Ok(()) => Some(receipt),
+                Err(e) => {
+                    warn!(relay = %relay.peer, "relay sent an invalid custody receipt: {e}");
+                    None
+                }
+            }
+        }
+        Ok(other) => {
+            debug!(relay = %relay.peer, ?other, "relay did not store");
+            None
+        }
+        Err(e) => {
+            debug!(relay = %relay.peer, ?e, "relay unreachable");
+            None
+        }
+    }
+}
+
 /// Hands `envelope` to every relay; returns the receipts that verified.
 pub async fn store_at_relays(
     net: &NetworkHandle,
+    batches: &StoreBatches,
     relays: &[RelayRoute],
     envelope: &[u8],
 ) -> Vec<CustodyReceipt> {
@@ -46,38 +201,9 @@ pub async fn store_at_relays(
     let (Ok(mailbox), id) = (parsed.mailbox(), parsed.id()) else {
         return Vec::new();
     };
-    let requests = relays.iter().map(|r| async move {
-        let request = wire::Request {
-            kind: Some(pb::request::Kind::Store(pb::StoreEnvelope {
-                envelope: envelope.to_vec(),
-            })),
-        };
-        let response = net.request(r.peer, r.addrs.clone(), request).await;
-        let key = relay_key_of(&r.peer)?;
-        match response {
-            Ok(wire::Response {
-                kind: Some(pb::response::Kind::Stored(s)),
-            }) => {
-                let receipt = CustodyReceipt::from_bytes(&s.receipt).ok()?;
-                // A receipt that does not verify is worth nothing: the relay did not sign for it.
-                match receipt.verify(&key, &id, &mailbox) {
-                    Ok(()) => Some(receipt),
-                    Err(e) => {
-                        warn!(relay = %r.peer, "relay sent an invalid custody receipt: {e}");
-                        None
-                    }
-                }
-            }
-            Ok(other) => {
-                debug!(relay = %r.peer, ?other, "relay did not store");
-                None
-            }
-            Err(e) => {
-                debug!(relay = %r.peer, ?e, "relay unreachable");
-                None
-            }
-        }
-    });
+    let requests = relays
+        .iter()
+        .map(|r| batches.store(net, r, mailbox, id, envelope.to_vec()));
     let receipts: Vec<_> = futures::future::join_all(requests)
         .await
         .into_iter()
@@ -138,37 +264,60 @@ pub async fn sync_mailbox(
         } => {}
         other => return Err(format!("registration refused: {other:?}")),
     }
-    let mut after_seq = 0;
-    let mut drained = 0;
-    loop {
-        let fetch = pb::FetchMailbox {
+    let fetch = |after_seq| {
+        let request = ask(pb::request::Kind::Fetch(pb::FetchMailbox {
             registration: proof.clone(),
             after_seq,
             limit: MAX_PAGE as u32,
-        };
-        let page = match net
-            .request(relay.peer, Vec::new(), ask(pb::request::Kind::Fetch(fetch)))
-            .await
-            .map_err(describe)?
-        {
-            wire::Response {
-                kind: Some(pb::response::Kind::Page(p)),
-            } => p,
-            other => return Err(format!("fetch refused: {other:?}")),
-        };
-        let mut done = Vec::new();
-        for e in &page.envelopes {
-            after_seq = after_seq.max(e.seq);
-            if engine.ingest(relay.peer, e.envelope.clone()).await
-                && let Ok(env) = Envelope::decode_checked(&e.envelope)
+        }));
+        let net = net.clone();
+        async move {
+            match net
+                .request(relay.peer, Vec::new(), request)
+                .await
+                .map_err(describe)?
             {
-                done.push(env.id());
+                wire::Response {
+                    kind: Some(pb::response::Kind::Page(p)),
+                } => Ok(p),
+                other => Err(format!("fetch refused: {other:?}")),
             }
         }
-        drained += done.len();
-        ack(&net, &identity, &relay, &relay_key, &done).await;
-        if !page.more {
-            break;
+    };
+    let mut drained = 0;
+    let mut page = fetch(0).await?;
+    loop {
+        // The next page is fetched while this one is opened, stored and acked.
+        let next = page
+            .more
+            .then(|| page.envelopes.last().map(|e| e.seq))
+            .flatten();
+        let envelopes: Vec<Vec<u8>> = page.envelopes.into_iter().map(|e| e.envelope).collect();
+        let ids: Vec<Option<MessageId>> = envelopes
+            .iter()
+            .map(|e| Envelope::decode_checked(e).ok().map(|env| env.id()))
+            .collect();
+        let process = async {
+            let verdicts = engine.ingest(relay.peer, envelopes).await;
+            let done: Vec<MessageId> = ids
+                .into_iter()
+                .zip(verdicts)
+                .filter_map(|(id, ack)| id.filter(|_| ack))
+                .collect();
+            ack(&net, &identity, &relay, &relay_key, &done).await;
+            done.len()
+        };
+        let prefetch = async {
+            match next {
+                Some(after) => Some(fetch(after).await),
+                None => None,
+            }
+        };
+        let (done, fetched) = tokio::join!(process, prefetch);
+        drained += done;
+        match fetched {
+            Some(p) => page = p?,
+            None => break,
         }
     }
     info!(relay = %relay.peer, drained, "mailbox synced");
@@ -184,7 +333,7 @@ pub async fn ack(
     ids: &[[u8; 32]],
 ) {
     let key = identity.mailbox_key(0);
-    for chunk in ids.chunks(MAX_ACK_IDS) {
+    for chunk in ids.chunks(MAX_BATCH_IDS) {
         let ack = key.sign_ack(relay_key, chunk, now_secs());
         let request = wire::Request {
             kind: Some(pb::request::Kind::Ack(pb::AckMailbox {

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub envelopes_in: Counter,
     pub envelopes_rejected: Counter,
     pub outbox_depth: Gauge,
+    pub relay_queue: Gauge,
     pub relay_stored: Counter,
     pub relay_acked: Counter,
     pub acks_rejected: Counter,
@@ -82,6 +83,11 @@ impl Metrics {
             "outbox_depth",
             "Outbox entries not yet confirmed",
             m.outbox_depth.clone(),
+        );
+        r.register(
+            "relay_queue",
+            "Relay requests and gossip waiting for a relay thread",
+            m.relay_queue.clone(),
         );
         m
     }

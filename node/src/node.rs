@@ -22,6 +22,7 @@ use crate::mailbox_client::RelayRoute;
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkHandle};
 use crate::relay::Relay;
+use crate::relay_workers::RelayHandle;
 use crate::service::Service;
 
 /// Depth of the event broadcast; a subscriber further behind is told it lagged.
@@ -254,10 +255,16 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         },
     );
     let engine = if cfg.relay.enabled {
-        engine.with_relay(Relay::new(
+        let relay = Relay::new(
             store.clone(),
             relay_key,
             cfg.relay.retention_secs,
+            metrics_for_relay.clone(),
+        );
+        engine.with_relay(RelayHandle::spawn(
+            relay,
+            Some(net.clone()),
+            cfg.relay.worker_threads(),
             metrics_for_relay,
         ))
     } else {

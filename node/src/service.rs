@@ -7,8 +7,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, IdentityView, MailboxUsageView, MessagePage,
-    MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
+    ContactView, ConversationView, Event, HomeRelayView, IdentityView, MailboxUsageView,
+    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
 };
 use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{Address, ContactCard, Identity};
@@ -457,6 +457,26 @@ impl NodeService for Service {
             })
         }
         .boxed()
+    }
+
+    fn home_relays(&self) -> BoxFuture<'_, ServiceResult<Vec<HomeRelayView>>> {
+        self.engine.home_relays().boxed()
+    }
+
+    fn add_home_relay(&self, addr: String) -> BoxFuture<'_, ServiceResult<(HomeRelayView, bool)>> {
+        async move {
+            if self.is_relay {
+                return Err(ServiceError::Conflict(
+                    "a relay keeps its own users' mailboxes; it has no home relays".into(),
+                ));
+            }
+            self.engine.add_home_relay(addr).await
+        }
+        .boxed()
+    }
+
+    fn remove_home_relay(&self, peer_id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        self.engine.remove_home_relay(peer_id).boxed()
     }
 
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {

@@ -17,8 +17,13 @@ pub use pb::{Accepted, Deliver, RejectCode, Rejected, Request, Response};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/tokenim/msg/1.0.0");
 
-/// Largest frame accepted on the wire: the largest envelope plus protobuf framing.
-pub const MAX_FRAME_BYTES: usize = tokenim_crypto::MAX_ENVELOPE_BYTES + 1024;
+/// Most envelope bytes in one `store` request or one mailbox page.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Largest frame accepted on the wire: a full batch or page plus protobuf framing (a few
+/// bytes of tag, length and sequence number per envelope, and a receipt).
+pub const MAX_FRAME_BYTES: usize = MAX_BATCH_BYTES + 16 * 1024;
+const _: () = assert!(MAX_BATCH_BYTES >= tokenim_crypto::MAX_ENVELOPE_BYTES);
 
 impl Response {
     pub fn accepted(duplicate: bool) -> Self {

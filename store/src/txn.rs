@@ -217,6 +217,11 @@ impl<'a> Txn<'a> {
         self.op(Op::DeleteToken(id.to_owned()))
     }
 
+    /// Moves `other`'s operations to the end of this transaction.
+    pub fn append(&mut self, other: Txn<'_>) {
+        self.ops.extend(other.ops);
+    }
+
     /// Number of queued operations.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -2,7 +2,7 @@
 //! acknowledgement, and a relay crash.
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{NodeProc, init, wait_event};
 
@@ -331,6 +331,82 @@ async fn a_relay_process_refuses_forged_acks() -> Result<()> {
     );
     net.shutdown().await;
     for p in [alice, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// A home relay added through the API is registered at once (announced by a
+/// `mailbox_synced` event), listed in the contact card, kept across restarts, and removable.
+#[tokio::test]
+async fn a_home_relay_added_through_the_api_keeps_the_mailbox() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let r1_addr = r1.p2p_addr().await?;
+    let r1_peer = r1.client.identity().await?["peer_id"]
+        .as_str()
+        .context("peer id")?
+        .to_string();
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
+    assert_eq!(bob.client.get("/home-relays").await?["relays"], json!([]));
+
+    let mut events = bob.client.events().await?;
+    let added = bob
+        .client
+        .post("/home-relays", json!({ "addr": r1_addr }))
+        .await?;
+    assert_eq!(added["peer_id"], r1_peer.as_str());
+    assert_eq!(added["source"], "api");
+    wait_event(&mut events, "mailbox_synced", |e| {
+        e["relay_peer_id"] == r1_peer.as_str()
+    })
+    .await?;
+    let listed = bob.client.get("/home-relays").await?;
+    assert_eq!(listed["relays"][0]["registered"], true, "{listed}");
+    assert_eq!(stats(&r1).await?["mailboxes"], 1);
+    // Adding it again changes nothing; a bad address is refused.
+    bob.client
+        .post("/home-relays", json!({ "addr": r1_addr }))
+        .await?;
+    assert_eq!(
+        bob.client.get("/home-relays").await?["relays"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let err = bob
+        .client
+        .post("/home-relays", json!({ "addr": "/ip4/127.0.0.1/tcp/1" }))
+        .await
+        .expect_err("no /p2p/ part");
+    assert!(err.to_string().contains("bad_request"), "{err}");
+
+    // Bob's card now names the relay: Alice's messages wait there while he is offline.
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    let bob_dir = bob.dir.clone();
+    bob.stop().await?;
+    let ids = send_all(&alice, 3).await?;
+    wait_states(&alice, &ids, "stored", 1).await?;
+
+    // Restarted without flags, Bob still drains the relay he added.
+    let bob = NodeProc::start(&bob_dir, LOOPBACK).await?;
+    bob_gets_each_once(&bob, &alice, 3).await?;
+    wait_states(&alice, &ids, "delivered", 0).await?;
+    wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
+
+    bob.client
+        .delete(&format!("/home-relays/{r1_peer}"))
+        .await?;
+    assert_eq!(bob.client.get("/home-relays").await?["relays"], json!([]));
+    let err = bob
+        .client
+        .delete(&format!("/home-relays/{r1_peer}"))
+        .await
+        .expect_err("already removed");
+    assert!(err.to_string().contains("not_found"), "{err}");
+    for p in [alice, bob, r1] {
         p.stop().await?;
     }
     Ok(())

@@ -10,6 +10,7 @@ use crate::events;
 use crate::state::AppState;
 
 pub(crate) mod contacts;
+pub(crate) mod home_relays;
 pub(crate) mod messages;
 pub(crate) mod node;
 pub(crate) mod relay;
@@ -25,6 +26,14 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/v1/identity", get(node::identity))
         .route("/v1/peers", get(node::peers))
         .route("/v1/relay/stats", get(relay::stats))
+        .route(
+            "/v1/home-relays",
+            get(home_relays::list).post(home_relays::add),
+        )
+        .route(
+            "/v1/home-relays/{peer_id}",
+            axum::routing::delete(home_relays::remove),
+        )
         .route(
             "/v1/contacts",
             get(contacts::list_contacts).post(contacts::add_contact),

@@ -35,6 +35,7 @@ struct Inner {
     /// Oldest first.
     messages: Vec<MessageView>,
     tokens: BTreeMap<String, TokenRecord>,
+    home_relays: Vec<HomeRelayView>,
 }
 
 pub struct FakeNode {
@@ -381,6 +382,47 @@ impl NodeService for FakeNode {
                 .map(|_| ())
                 .ok_or(ServiceError::NotFound(format!("token {id}"))),
         )
+    }
+
+    fn home_relays(&self) -> BoxFuture<'_, ServiceResult<Vec<HomeRelayView>>> {
+        ready(Ok(self.inner.lock().unwrap().home_relays.clone()))
+    }
+
+    fn add_home_relay(&self, addr: String) -> BoxFuture<'_, ServiceResult<(HomeRelayView, bool)>> {
+        let result = (|| {
+            let (_, peer_id) = addr
+                .rsplit_once("/p2p/")
+                .ok_or_else(|| ServiceError::BadRequest("needs /p2p/<peer id>".into()))?;
+            let mut inner = self.inner.lock().unwrap();
+            if let Some(v) = inner.home_relays.iter().find(|r| r.peer_id == peer_id) {
+                return Ok((v.clone(), false));
+            }
+            let view = HomeRelayView {
+                addr: addr.clone(),
+                peer_id: peer_id.to_owned(),
+                source: "api".to_owned(),
+                registered: false,
+                last_sync_at: None,
+                last_error: None,
+            };
+            inner.home_relays.push(view.clone());
+            Ok((view, true))
+        })();
+        ready(result)
+    }
+
+    fn remove_home_relay(&self, peer_id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let mut inner = self.inner.lock().unwrap();
+        let before = inner.home_relays.len();
+        inner.home_relays.retain(|r| r.peer_id != peer_id);
+        let removed = inner.home_relays.len() < before;
+        ready(if removed {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "{peer_id} is not a home relay"
+            )))
+        })
     }
 
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {
