@@ -137,7 +137,7 @@ fn duplicates_are_rejected() {
 }
 
 #[test]
-fn nonces_older_than_the_window_are_rejected() {
+fn frames_older_than_the_window_open_marked_late() {
     let p = SessionPolicy {
         replay_window: 64,
         ..SessionPolicy::default()
@@ -145,12 +145,18 @@ fn nonces_older_than_the_window_are_rejected() {
     let (mut a, mut b) = (Party::new(1, &p), Party::new(2, &p));
     establish(&mut a, &mut b, 0, 1);
     let frames: Vec<_> = (1..=100).map(|n| a.seal(&b, &text(n), 1)).collect();
-    b.open(&frames[99], 1).unwrap();
-    assert!(matches!(
-        b.open(&frames[0], 1),
-        Err(CryptoError::NonceTooOld)
-    ));
-    b.open(&frames[99 - 63], 1).unwrap();
+    assert!(!b.open(&frames[99], 1).unwrap().late);
+    // Behind the window: authentic, but the caller must dedup it.
+    let old = b.open(&frames[0], 1).unwrap();
+    assert!(old.late);
+    assert_eq!(old.inner.unwrap(), text(1));
+    assert!(!b.open(&frames[99 - 63], 1).unwrap().late);
+    assert!(matches!(b.open(&frames[99], 1), Err(CryptoError::Replay)));
+    // A late frame is still authenticated.
+    let mut forged = frames[1].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(b.open(&forged, 1).is_err());
 }
 
 #[test]
@@ -246,9 +252,14 @@ fn rehandshake_after_message_count_and_age() {
     assert_eq!(a.seal(&b, &text(7), 1009)[0], TRANSPORT);
     let f = a.seal(&b, &text(8), 1010);
     assert_eq!(f[0], INIT);
-    // Until the response arrives, every message is a self-contained init.
-    assert_eq!(a.seal(&b, &text(9), 1011)[0], INIT);
+    // Until the response arrives, the old session carries on...
+    let g = a.seal(&b, &text(9), 1011);
+    assert_eq!(g[0], TRANSPORT);
     assert_eq!(b.open(&f, 1011).unwrap().inner.unwrap(), text(8));
+    assert_eq!(b.open(&g, 1011).unwrap().inner.unwrap(), text(9));
+    // ...but not past twice the age limit: then every message is a self-contained init.
+    assert_eq!(a.seal(&b, &text(10), 2010)[0], INIT);
+    assert_eq!(a.seal(&b, &text(11), 2010)[0], INIT);
 }
 
 #[test]

@@ -33,6 +33,8 @@ use crate::wire::{self, RejectCode};
 
 /// How long a message id stays in the dedup set after it was first seen.
 const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Late frames (behind the replay window) must be this much younger than the seen-id memory.
+const SEEN_MARGIN_SECS: u64 = 24 * 3600;
 /// Lifetime of the contact card this node hands out.
 pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -1121,7 +1123,12 @@ impl Engine {
         via_relay: bool,
         inbound: &mut Inbound<'_>,
     ) -> Result<bool, ServiceError> {
-        let Opened { from, inner, reply } = opened;
+        let Opened {
+            from,
+            inner,
+            reply,
+            late,
+        } = opened;
         let peer = from.identity_key;
         inbound.peers.insert(peer);
         let mut txn = self.store.txn();
@@ -1136,7 +1143,12 @@ impl Engine {
                     let id: [u8; 16] = inner.id.as_slice().try_into().map_err(|_| {
                         ServiceError::BadRequest("message id must be 16 bytes".into())
                     })?;
-                    if inbound.seen.contains(&(peer, id))
+                    // A late frame escaped the replay window: its inner id is the only dedup,
+                    // so it must be younger than the seen-id memory.
+                    let too_old = late
+                        && inner.sent_at_ms / 1000 + SEEN_TTL_SECS < now_secs() + SEEN_MARGIN_SECS;
+                    if too_old
+                        || inbound.seen.contains(&(peer, id))
                         || self.store.is_seen(&peer, &id).map_err(store_error)?
                     {
                         duplicate = true;
@@ -1204,23 +1216,11 @@ impl Engine {
         if let Some(state) = self.sessions.peer_state(&peer) {
             txn = txn.put_session(&peer, &state);
         }
-        // The handshake response must reach the sender for its session to complete.
+        // The handshake response must reach the sender for its session to complete. Of a
+        // batch's inits from one peer (a re-handshake drained from a mailbox), only the last
+        // is answered: the sender needs one session, and the others are dropped first.
         if let Some(frame) = reply {
-            match self.reply_route(&peer) {
-                Some(mailbox) => {
-                    let envelope = Envelope::new(
-                        mailbox,
-                        frame,
-                        now_secs(),
-                        self.cfg.limits.message_ttl_secs as u32,
-                    );
-                    let id: [u8; 16] = rand::random();
-                    let entry = self.outbox_record(id, peer, None, &envelope);
-                    txn = txn.put_outbox(&entry);
-                    inbound.replies.push(id);
-                }
-                None => debug!("no route back to sender for the handshake response"),
-            }
+            inbound.replies.insert(peer, frame);
         }
         inbound.txn.append(txn);
         Ok(duplicate)
@@ -1231,13 +1231,25 @@ impl Engine {
     /// open again when the sender (or relay) retries.
     fn commit_inbound(&mut self, inbound: Inbound<'_>) -> Result<(), StoreError> {
         let Inbound {
-            txn,
+            mut txn,
             peers,
             events,
             replies,
             receipts,
             ..
         } = inbound;
+        let mut outbox = Vec::new();
+        for (peer, frame) in replies {
+            let Some(mailbox) = self.reply_route(&peer) else {
+                debug!("no route back to sender for the handshake response");
+                continue;
+            };
+            let ttl = self.cfg.limits.message_ttl_secs as u32;
+            let envelope = Envelope::new(mailbox, frame, now_secs(), ttl);
+            let id: [u8; 16] = rand::random();
+            txn = txn.put_outbox(&self.outbox_record(id, peer, None, &envelope));
+            outbox.push(id);
+        }
         if let Err(e) = txn.commit() {
             for peer in &peers {
                 match self.store.get_session(peer) {
@@ -1252,7 +1264,7 @@ impl Engine {
             return Err(e);
         }
         let now = Instant::now();
-        for id in replies {
+        for id in outbox {
             self.schedule(id, now);
         }
         for ev in events {
@@ -1309,8 +1321,8 @@ struct Inbound<'s> {
     /// Peers whose session state the batch advanced.
     peers: HashSet<[u8; 32]>,
     events: Vec<tokenim_api::types::Event>,
-    /// Outbox entries (handshake responses) to schedule once written.
-    replies: Vec<[u8; 16]>,
+    /// Handshake responses owed, by peer (the last init of the batch wins).
+    replies: HashMap<[u8; 32], Vec<u8>>,
     /// Delivery receipts owed, by peer.
     receipts: HashMap<[u8; 32], Vec<[u8; 16]>>,
 }
@@ -1322,7 +1334,7 @@ impl<'s> Inbound<'s> {
             seen: HashSet::new(),
             peers: HashSet::new(),
             events: Vec::new(),
-            replies: Vec::new(),
+            replies: HashMap::new(),
             receipts: HashMap::new(),
         }
     }

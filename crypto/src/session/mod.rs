@@ -21,19 +21,28 @@
 //!   never a message). A response for an unknown init is an error ([`CryptoError::UnknownSession`]),
 //!   never a panic; a response older than the current send session is ignored.
 //! * B keeps at most `max_inbound` receive sessions per peer, ordered by the initiator's
-//!   `(created_at, sequence)`; the oldest is dropped (forward secrecy). An init older than all of
+//!   `(created_at, sequence)`; beyond that, the oldest that has carried no transport frame is
+//!   dropped, else the oldest (forward secrecy). A burst of inits therefore never pushes out
+//!   the session in use, whose frames may still be queued behind them in a mailbox. An init older than all of
 //!   a full set is delivered but gets no session and no response, so a replayed old init can
 //!   never displace live sessions; a replay of an init whose session is held is rejected
 //!   ([`CryptoError::Replay`]).
 //! * **Transport**: raw Noise split `k1` (initiator → responder), ChaCha20-Poly1305 with the Noise
 //!   nonce encoding (4 zero bytes + u64 LE counter) and empty AD, explicit 8-byte nonce on the
 //!   wire, a sliding replay window (`replay_window` nonces) on the receiver: out-of-order and
-//!   lost frames are fine, duplicates and too-old nonces are rejected. The transport session id
+//!   lost frames are fine, duplicates within the window are rejected. A frame older than the
+//!   window (it waited in a mailbox behind many newer ones) is still opened, marked
+//!   [`Opened::late`]: the caller dedups it by its inner id. The transport session id
 //!   is derived from the handshake hash, so nobody can create a session that collides with
 //!   another's, and it does not link transport frames to their init.
 //! * **Re-handshake ratchet** (post-compromise security): once the send session has carried
-//!   `rekey_after_messages` messages or is `rekey_after_secs` old, it is dropped and the next
-//!   `seal` starts a new IK handshake (fresh ephemeral on both sides).
+//!   `rekey_after_messages` messages or is `rekey_after_secs` old, the next `seal` is a new IK
+//!   init (fresh ephemeral on both sides). Until its response arrives the old session carries
+//!   the following messages (another init goes every `rekey_after_messages` in case one is
+//!   lost), so a peer that is offline for long gets transport frames, not a handshake per
+//!   message (as a Signal sending chain goes on until the peer answers). The response
+//!   replaces the old send key. Past twice the age limit the old key is dropped unanswered and
+//!   every message is an init until the peer answers.
 //! * **Frames** are `kind (1=init, 2=response, 3=transport) || id (16) || [nonce u64 BE] ||
 //!   noise message`; the plaintext is `u32 BE length || payload || zero padding` so that the
 //!   frame is exactly one size bucket long (512, 2048, 8192, 32768, 65536).
@@ -112,6 +121,10 @@ pub struct Opened {
     pub inner: Option<InnerMessage>,
     /// A handshake-response frame that the node must send back to `from`.
     pub reply: Option<Vec<u8>>,
+    /// A transport frame older than the replay window (it waited behind many newer ones, e.g.
+    /// in a mailbox): authentic, but not checked against replays. The caller must dedup it by
+    /// its inner id, and refuse it when it is older than what its dedup memory covers.
+    pub late: bool,
 }
 
 impl fmt::Debug for Opened {
@@ -121,6 +134,7 @@ impl fmt::Debug for Opened {
             .field("from", &self.from.address())
             .field("inner_id", &self.inner.as_ref().map(|m| hex::encode(&m.id)))
             .field("reply", &self.reply.as_ref().map(Vec::len))
+            .field("late", &self.late)
             .finish()
     }
 }
@@ -195,15 +209,25 @@ impl Sessions {
             .get_mut(&to.identity_key)
             .ok_or(CryptoError::UnknownSession)?;
         peer.last_active = now_secs;
+        let (every, max_age) = (policy.rekey_after_messages.max(1), policy.rekey_after_secs);
         if let Some(s) = peer.send.as_mut() {
-            let fresh = s.sent < policy.rekey_after_messages
-                && now_secs.saturating_sub(s.created_at) < policy.rekey_after_secs;
-            if fresh {
-                return seal_transport(s, inner);
+            let age = now_secs.saturating_sub(s.created_at);
+            let worn_out = age >= max_age.saturating_mul(2);
+            if !worn_out {
+                let due = s.sent >= every || age >= max_age;
+                // A rekey init is out: carry on until its response arrives, sending another
+                // init every `rekey_after_messages` in case that one is lost.
+                let waiting = !peer.pending.is_empty() && s.sent % every != 0;
+                if !due || waiting {
+                    return seal_transport(s, inner);
+                }
+                // This message goes as the rekey init; the old session stays until answered.
+                s.sent += 1;
+            } else {
+                // Forget the old key now; every message is an init until the peer answers.
+                peer.send = None;
             }
         }
-        // Expired (or none): forget the old key now, then ratchet with a new handshake.
-        peer.send = None;
         let init_id: [u8; ID_LEN] = random(&mut self.rng);
         let hs_seed: [u8; 32] = random(&mut self.rng);
         peer.init_seq += 1;
@@ -426,6 +450,7 @@ impl Sessions {
                 from: sender,
                 inner: Some(inner),
                 reply: None,
+                late: false,
             });
         }
         let mut out = vec![0u8; RESPONSE_LEN];
@@ -449,13 +474,22 @@ impl Sessions {
         });
         self.recv_index.insert(id, sender.identity_key);
         while peer.inbound.len() > max_inbound {
-            let old = peer.inbound.remove(0);
+            // A session that never carried a transport frame goes first: a burst of inits
+            // (a re-handshake while this node was offline, drained from a mailbox) must not
+            // push out the session whose frames are still queued behind them. This one stays.
+            let victim = peer
+                .inbound
+                .iter()
+                .position(|s| s.window.highest_plus_one == 0 && s.id != id)
+                .unwrap_or(0);
+            let old = peer.inbound.remove(victim);
             self.recv_index.remove(&old.id);
         }
         Ok(Opened {
             from: sender,
             inner: Some(inner),
             reply: Some(out),
+            late: false,
         })
     }
 
@@ -512,6 +546,7 @@ impl Sessions {
             from: peer.identity.clone(),
             inner: None,
             reply: None,
+            late: false,
         })
     }
 
@@ -532,12 +567,18 @@ impl Sessions {
         let mut nonce = [0u8; 8];
         nonce.copy_from_slice(&frame[HANDSHAKE_HEADER..TRANSPORT_HEADER]);
         let nonce = u64::from_be_bytes(nonce);
-        s.window.check(nonce)?;
+        let late = match s.window.check(nonce) {
+            Ok(()) => false,
+            Err(CryptoError::NonceTooOld) => true,
+            Err(e) => return Err(e),
+        };
         // Not wiped afterwards: the plaintext goes to the caller anyway, and byte-wise volatile
         // wiping would cost a fifth of the time of an `open`.
         let mut buf = frame[TRANSPORT_HEADER..].to_vec();
         let plaintext = transport::open_in_place(&s.key, nonce, &mut buf)?;
-        s.window.accept(nonce);
+        if !late {
+            s.window.accept(nonce);
+        }
         peer.last_active = now;
         let payload = frame::unpad(plaintext)?;
         let inner = InnerMessage::decode(payload)
@@ -547,6 +588,7 @@ impl Sessions {
             from: peer.identity.clone(),
             inner: Some(inner),
             reply: None,
+            late,
         })
     }
 }

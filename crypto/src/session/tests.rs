@@ -171,6 +171,91 @@ fn rehandshake_gives_forward_and_post_compromise_security() {
     assert_eq!(sb2.open(&b, &f, 100).unwrap().inner.unwrap(), text(n));
 }
 
+/// Once a send session is worn out while B is offline, every message is an init; B reads them
+/// from its mailbox, in any order relative to the transport frames sent before, and still
+/// opens those.
+#[test]
+fn a_burst_of_inits_does_not_push_out_the_session_in_use() {
+    let (a, b) = ids();
+    let policy = SessionPolicy {
+        rekey_after_secs: 10,
+        max_inbound: 2,
+        ..SessionPolicy::default()
+    };
+    let mut sa = Sessions::with_seed(policy.clone(), [20; 32]);
+    let mut sb = Sessions::with_seed(policy, [21; 32]);
+    let first = sa.seal(&a, &b.public(), &text(1), 100).unwrap();
+    let reply = sb.open(&b, &first, 100).unwrap().reply.unwrap();
+    sa.open(&a, &reply, 100).unwrap();
+    let used = sa.seal(&a, &b.public(), &text(2), 100).unwrap();
+    assert_eq!(used[0], KIND_TRANSPORT);
+    sb.open(&b, &used, 100).unwrap();
+    // Two more transport frames are queued somewhere; a day later the session is worn out.
+    let late: Vec<_> = (3..5)
+        .map(|n| sa.seal(&a, &b.public(), &text(n), 100).unwrap())
+        .collect();
+    let inits: Vec<_> = (5..15)
+        .map(|n| sa.seal(&a, &b.public(), &text(n), 200).unwrap())
+        .collect();
+    assert!(inits.iter().all(|f| f[0] == KIND_INIT));
+    for f in &inits {
+        sb.open(&b, f, 200).unwrap();
+    }
+    assert_eq!(sb.inbound_sessions(&a.public().identity_key), 2);
+    for (f, n) in late.iter().zip(3..) {
+        assert_eq!(sb.open(&b, f, 200).unwrap().inner.unwrap(), text(n));
+    }
+}
+
+/// A rekey while B is offline costs one init per `rekey_after_messages`: the old session
+/// carries the rest until B answers, and B's answer moves A to the new session.
+#[test]
+fn a_rekey_keeps_the_old_session_until_answered() {
+    let (a, b) = ids();
+    let policy = SessionPolicy {
+        rekey_after_messages: 4,
+        ..SessionPolicy::default()
+    };
+    let mut sa = Sessions::with_seed(policy.clone(), [22; 32]);
+    let mut sb = Sessions::with_seed(policy, [23; 32]);
+    let first = sa.seal(&a, &b.public(), &text(1), 100).unwrap();
+    let reply = sb.open(&b, &first, 100).unwrap().reply.unwrap();
+    sa.open(&a, &reply, 100).unwrap();
+    // B is offline from here: 20 messages queue.
+    let queued: Vec<_> = (2..22)
+        .map(|n| sa.seal(&a, &b.public(), &text(n), 100).unwrap())
+        .collect();
+    let kinds: String = queued
+        .iter()
+        .map(|f| if f[0] == KIND_INIT { 'i' } else { 't' })
+        .collect();
+    assert_eq!(kinds, "tttitttitttitttittti");
+    let mut replies = Vec::new();
+    for (f, n) in queued.iter().zip(2..) {
+        let o = sb.open(&b, f, 100).unwrap();
+        assert_eq!(o.inner.unwrap(), text(n));
+        replies.extend(o.reply);
+    }
+    // B answers the last init; A switches and drops the old key.
+    let old_key = *sa.peers[&b.public().identity_key]
+        .send
+        .as_ref()
+        .unwrap()
+        .key;
+    sa.open(&a, replies.last().unwrap(), 100).unwrap();
+    let next = sa.seal(&a, &b.public(), &text(30), 100).unwrap();
+    assert_eq!(next[0], KIND_TRANSPORT);
+    assert_ne!(
+        *sa.peers[&b.public().identity_key]
+            .send
+            .as_ref()
+            .unwrap()
+            .key,
+        old_key
+    );
+    assert_eq!(sb.open(&b, &next, 100).unwrap().inner.unwrap(), text(30));
+}
+
 /// An init whose payload names another identity than the Noise static key is refused.
 #[test]
 fn sender_must_match_noise_static_key() {

@@ -5,6 +5,7 @@
 //! Usage: tokenim-loadgen [--rates 100,1000] [--seconds 10] [--body-bytes 1024]
 //!        tokenim-loadgen --relay-ingest 50000 [--batch 64]   (store requests to a relay
 //!        process over libp2p)
+//!        tokenim-loadgen --relay-drain 100000   (a recipient process drains its mailbox)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,11 @@ struct Args {
     /// for one mailbox, up to 256).
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Instead of the API benchmark: three processes (relay, alice, bob). Bob goes offline,
+    /// Alice sends this many messages (they wait on the relay), then Bob starts and drains
+    /// them: reports the time until all are in his inbox and acknowledged at the relay.
+    #[arg(long)]
+    relay_drain: Option<usize>,
     /// `store` requests in flight in --relay-ingest.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
@@ -59,6 +65,11 @@ async fn start(bin: &Path, dir: &Path, name: &str) -> Result<Proc> {
 }
 
 async fn start_with(bin: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<Proc> {
+    init(bin, dir, name)?;
+    run(bin, dir, extra).await
+}
+
+fn init(bin: &Path, dir: &Path, name: &str) -> Result<()> {
     let out = std::process::Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
@@ -67,6 +78,10 @@ async fn start_with(bin: &Path, dir: &Path, name: &str, extra: &[&str]) -> Resul
     if !out.status.success() {
         bail!("init: {}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(())
+}
+
+async fn run(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Proc> {
     let mut child = Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
@@ -78,7 +93,10 @@ async fn start_with(bin: &Path, dir: &Path, name: &str, extra: &[&str]) -> Resul
             "/ip4/127.0.0.1/tcp/0",
         ])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -129,6 +147,11 @@ async fn main() -> Result<()> {
         None => std::env::current_exe()?.with_file_name("tokenim"),
     };
     let root = std::env::temp_dir().join(format!("tokenim-loadgen-{}", std::process::id()));
+    if let Some(n) = args.relay_drain {
+        let result = relay_drain(&bin, &root, n).await;
+        let _ = std::fs::remove_dir_all(&root);
+        return result;
+    }
     if let Some(n) = args.relay_ingest {
         let result = relay_ingest(&bin, &root, n, args.batch, args.in_flight).await;
         let _ = std::fs::remove_dir_all(&root);
@@ -236,6 +259,120 @@ async fn main() -> Result<()> {
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// Polls `path` on `proc` (a load tool may poll) until `done` holds.
+async fn poll_until(proc: &Proc, path: &str, done: impl Fn(&str) -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let text = proc.client.get_text(path).await?;
+        if done(&text) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "gave up waiting on {path}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn relay_drain(bin: &Path, root: &Path, n: usize) -> Result<()> {
+    let big = format!(
+        "[limits]\ninbound_per_peer_per_sec = 1000000\nmax_outbox = {}\n[relay]\nmailbox_max_messages = 10000000\nmailbox_max_bytes = 100000000000\n",
+        n + 1000
+    );
+    for name in ["relay", "alice", "bob"] {
+        init(bin, &root.join(name), name)?;
+        std::fs::write(root.join(name).join("config.toml"), &big)?;
+    }
+    let relay = run(bin, &root.join("relay"), &["--relay"]).await?;
+    let id = relay.client.identity().await?;
+    let relay_addr = format!(
+        "{}/p2p/{}",
+        id["listen_addrs"][0].as_str().context("addr")?,
+        id["peer_id"].as_str().context("peer id")?
+    );
+    let bob_flags = ["--home-relay", relay_addr.as_str()];
+    let alice = run(bin, &root.join("alice"), &[]).await?;
+    let bob = run(bin, &root.join("bob"), &bob_flags).await?;
+    let stored = |want: usize| move |t: &str| t.contains(&format!("\"stored_messages\":{want},"));
+    poll_until(&relay, "/relay/stats", |t| t.contains("\"mailboxes\":1,")).await?;
+    for (x, y, name) in [(&alice, &bob, "bob"), (&bob, &alice, "alice")] {
+        let card = y.client.identity().await?["contact_card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        x.client
+            .post("/contacts", json!({ "card": card, "name": name }))
+            .await?;
+    }
+    // A conversation in both directions first, so that the queue is session frames.
+    for (from, to) in [(&alice, "bob"), (&bob, "alice"), (&alice, "bob")] {
+        let m = from
+            .client
+            .post("/messages", json!({ "to": to, "body": "hello" }))
+            .await?;
+        let path = format!("/messages/{}", m["id"].as_str().context("id")?);
+        poll_until(from, &path, |t| t.contains("\"delivered\"")).await?;
+    }
+
+    drop(bob);
+
+    let t_fill = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let body = "x".repeat(1000);
+    let mut sends = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let (client, body) = (alice.client.clone(), body.clone());
+        sends.push(tokio::spawn(async move {
+            let _permit = permit;
+            client
+                .post("/messages", json!({ "to": "bob", "body": body }))
+                .await
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    poll_until(&relay, "/relay/stats", stored(n)).await?;
+    println!(
+        "filled: {n} messages sent by alice and stored at the relay in {:.1} s",
+        t_fill.elapsed().as_secs_f64()
+    );
+
+    // Alice goes offline too, so that Bob's drain has the machine (Bob's delivery receipts
+    // wait in his outbox).
+    drop(alice);
+    let t0 = Instant::now();
+    let bob = run(bin, &root.join("bob"), &bob_flags).await?;
+    let ready = t0.elapsed();
+    poll_until(&relay, "/relay/stats", stored(0)).await?;
+    let drained = t0.elapsed();
+    // New messages stored by this process of Bob's: what waited on the relay.
+    let received = bob
+        .client
+        .get_text("/metrics")
+        .await?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tokenim_messages_received_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0) as u64;
+    println!(
+        "| drain over libp2p: bob starts, fetches, opens, stores and acks {n} messages | {received}/{n} in the inbox | {:.2} s from start ({:.2} s after ready, {:.0} msg/s) |",
+        drained.as_secs_f64(),
+        (drained - ready).as_secs_f64(),
+        n as f64 / (drained - ready).as_secs_f64()
+    );
+    if std::env::var("TOKENIM_LOADGEN_DEBUG").is_ok() {
+        eprintln!("{}", relay.client.get_text("/relay/stats").await?);
+        eprintln!("{}", bob.client.get_text("/metrics").await?);
+    }
+    drop(bob);
+    drop(relay);
+    anyhow::ensure!(received == n as u64, "{received} of {n} messages arrived");
     Ok(())
 }
 
