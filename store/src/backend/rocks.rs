@@ -159,6 +159,9 @@ impl Backend for RocksBackend {
             return Ok(Vec::new());
         }
         let mut ro = ReadOptions::default();
+        // Mailbox envelopes are read once (then acked and deleted): caching their blocks would
+        // only evict hot index and filter blocks, and costs cache-lock traffic per page.
+        ro.fill_cache(cf != Cf::Mailboxes);
         ro.set_iterate_lower_bound(lower.to_vec());
         if let Some(upper) = upper {
             ro.set_iterate_upper_bound(upper.to_vec());
