@@ -365,13 +365,6 @@ fn concurrent_pages(stored: usize, clients: usize) {
         (lat, t0.elapsed().as_secs_f64())
     });
     let mut lat = lat;
-    if std::env::var("TOKENIM_BENCH_DEBUG").is_ok() {
-        for q in 0..50 {
-            let mut col: Vec<Duration> = lat.iter().skip(q).step_by(50).copied().collect();
-            col.sort();
-            eprintln!("q{q}: p50 {:.2} max {:.2}", pct(&col, 0.5), pct(&col, 1.0));
-        }
-    }
     lat.sort();
     println!(
         "| page of 100 after a cursor, {clients} concurrent clients, {stored} stored, {threads} relay threads | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({:.0} pages/s) |",

@@ -82,7 +82,7 @@ enum Msg {
     /// Time to retry a failed sync.
     Resync { relay: PeerId },
     HomeRelays {
-        reply: oneshot::Sender<Vec<HomeRelayView>>,
+        reply: oneshot::Sender<Result<Vec<HomeRelayView>, ServiceError>>,
     },
     AddHomeRelay {
         addr: String,
@@ -136,12 +136,7 @@ impl EngineHandle {
     }
 
     pub async fn home_relays(&self) -> Result<Vec<HomeRelayView>, ServiceError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::HomeRelays { reply })
-            .await
-            .map_err(|_| unavailable())?;
-        rx.await.map_err(|_| unavailable())
+        self.call(|reply| Msg::HomeRelays { reply }).await
     }
 
     pub async fn add_home_relay(
@@ -222,7 +217,7 @@ pub struct Engine {
     /// This node's home relays (configured and added through the API).
     home: HomeRelays,
     /// Home relays currently being synced (one sync per relay at a time).
-    syncing: std::collections::HashSet<PeerId>,
+    syncing: HashSet<PeerId>,
     /// To hand sync tasks a handle without keeping the engine alive forever.
     self_tx: Option<mpsc::WeakSender<Msg>>,
 }
@@ -272,7 +267,7 @@ impl Engine {
             store_batches: Arc::default(),
             cards: Default::default(),
             home: HomeRelays::default(),
-            syncing: std::collections::HashSet::new(),
+            syncing: HashSet::new(),
             self_tx: None,
         }
     }
@@ -367,11 +362,14 @@ impl Engine {
                     });
                 }
                 if let Some(delay) = self.home.sync_done(&relay, result, now_ms())
-                    && let Some(tx) = self.self_tx.as_ref().and_then(|w| w.upgrade())
+                    && let Some(weak) = self.self_tx.clone()
                 {
+                    // Weak while it sleeps: a pending retry must not keep the engine alive.
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = tx.send(Msg::Resync { relay }).await;
+                        if let Some(tx) = weak.upgrade() {
+                            let _ = tx.send(Msg::Resync { relay }).await;
+                        }
                     });
                 }
             }
@@ -381,7 +379,7 @@ impl Engine {
                 }
             }
             Msg::HomeRelays { reply } => {
-                let _ = reply.send(self.home.views());
+                let _ = reply.send(Ok(self.home.views()));
             }
             Msg::AddHomeRelay { addr, reply } => {
                 let result = self.home.add(&addr, &self.store);
@@ -1109,9 +1107,15 @@ impl Engine {
         };
         match self.accept(opened, via_relay, inbound) {
             Ok(duplicate) => wire::Response::accepted(duplicate),
+            Err(ServiceError::BadRequest(e)) => {
+                self.metrics.envelopes_rejected.inc();
+                wire::Response::rejected(RejectCode::Malformed, e)
+            }
             Err(e) => {
-                warn!("inbound message refused: {e}");
-                wire::Response::rejected(RejectCode::Malformed, e.to_string())
+                // The frame advanced its session in memory: the whole batch is written or none.
+                warn!("storing inbound message failed: {e}");
+                inbound.failed = true;
+                wire::Response::rejected(RejectCode::Internal, "storage error")
             }
         }
     }
@@ -1236,8 +1240,15 @@ impl Engine {
             events,
             replies,
             receipts,
+            failed,
             ..
         } = inbound;
+        if failed {
+            self.reload_sessions(&peers);
+            return Err(StoreError::InvalidInput(
+                "a frame of the batch failed".into(),
+            ));
+        }
         let mut outbox = Vec::new();
         for (peer, frame) in replies {
             let Some(mailbox) = self.reply_route(&peer) else {
@@ -1251,16 +1262,7 @@ impl Engine {
             outbox.push(id);
         }
         if let Err(e) = txn.commit() {
-            for peer in &peers {
-                match self.store.get_session(peer) {
-                    Ok(Some(bytes)) => {
-                        if self.sessions.restore_peer(&bytes).is_err() {
-                            self.sessions.forget_peer(peer);
-                        }
-                    }
-                    _ => self.sessions.forget_peer(peer),
-                }
-            }
+            self.reload_sessions(&peers);
             return Err(e);
         }
         let now = Instant::now();
@@ -1276,6 +1278,17 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Puts these peers' sessions back to their stored state (after a write that failed), so
+    /// that frames opened in memory but never stored open again on the next attempt.
+    fn reload_sessions(&mut self, peers: &HashSet<[u8; 32]>) {
+        for peer in peers {
+            match self.store.get_session(peer) {
+                Ok(Some(bytes)) if self.sessions.restore_peer(&bytes).is_ok() => {}
+                _ => self.sessions.forget_peer(peer),
+            }
+        }
     }
 
     fn reply_route(&self, peer: &[u8; 32]) -> Option<MailboxId> {
@@ -1325,6 +1338,8 @@ struct Inbound<'s> {
     replies: HashMap<[u8; 32], Vec<u8>>,
     /// Delivery receipts owed, by peer.
     receipts: HashMap<[u8; 32], Vec<[u8; 16]>>,
+    /// A frame could not be stored: nothing of the batch may be written.
+    failed: bool,
 }
 
 impl<'s> Inbound<'s> {
@@ -1336,6 +1351,7 @@ impl<'s> Inbound<'s> {
             events: Vec::new(),
             replies: HashMap::new(),
             receipts: HashMap::new(),
+            failed: false,
         }
     }
 }

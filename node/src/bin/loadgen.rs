@@ -366,10 +366,6 @@ async fn relay_drain(bin: &Path, root: &Path, n: usize) -> Result<()> {
         (drained - ready).as_secs_f64(),
         n as f64 / (drained - ready).as_secs_f64()
     );
-    if std::env::var("TOKENIM_LOADGEN_DEBUG").is_ok() {
-        eprintln!("{}", relay.client.get_text("/relay/stats").await?);
-        eprintln!("{}", bob.client.get_text("/metrics").await?);
-    }
     drop(bob);
     drop(relay);
     anyhow::ensure!(received == n as u64, "{received} of {n} messages arrived");
