@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Home relay (repeatable) that keeps this node's mailbox: MULTIADDR/p2p/PEERID.
     #[arg(long, env = "TOKENIM_HOME_RELAY", value_delimiter = ',')]
     pub home_relay: Vec<String>,
+    /// Public address of this node (repeatable); a relay offers it to NAT-ed nodes.
+    #[arg(long, env = "TOKENIM_EXTERNAL_ADDR", value_delimiter = ',')]
+    pub external_addr: Vec<String>,
     /// Run as a relay: keep mailboxes for registered users and answer the DHT.
     #[arg(long, env = "TOKENIM_RELAY")]
     pub relay: bool,

@@ -82,10 +82,14 @@ pub struct NetworkConfig {
     /// Relays that keep this node's mailbox while it is offline, as multiaddrs ending in
     /// `/p2p/<peer id>`. They are listed in the contact card.
     pub home_relays: Vec<String>,
+    /// Public addresses of this node, e.g. a relay's `/ip4/203.0.113.7/tcp/4001`. A relay
+    /// hands them to NAT-ed nodes in circuit reservations; left empty, a relay offers its
+    /// concrete listen addresses.
+    pub external_addrs: Vec<String>,
     /// Discover peers on the LAN with mDNS. Off by default: it announces the node.
     pub mdns: bool,
     /// Put this node's listen addresses into its contact card so contacts can dial it directly.
-    /// Turn off to reveal only home relays.
+    /// Turn off to reveal only addresses through home relays (`…/p2p-circuit`).
     pub publish_direct_addrs: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
@@ -135,6 +139,7 @@ impl Default for NetworkConfig {
             ],
             bootstrap: Vec::new(),
             home_relays: Vec::new(),
+            external_addrs: Vec::new(),
             mdns: false,
             publish_direct_addrs: true,
             max_connections: 512,

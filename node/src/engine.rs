@@ -25,7 +25,7 @@ use crate::config::Limits;
 use crate::home_relays::HomeRelays;
 use crate::mailbox_client::{self, RelayRoute, StoreBatches};
 use crate::metrics::Metrics;
-use crate::network::{DeliverError, NetEvent, NetworkHandle};
+use crate::network::{DeliverError, NetEvent, NetworkHandle, is_circuit, is_dialable};
 use crate::relay::relay_key_of;
 use crate::relay_workers::{RelayHandle, Work};
 use crate::views;
@@ -40,6 +40,8 @@ pub const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Parsed contact cards kept in memory.
 const CARD_CACHE: usize = 10_000;
+/// How often this node drains its mailboxes at its home relays besides being pushed to.
+const RESYNC_EVERY: Duration = Duration::from_secs(300);
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -306,8 +308,17 @@ impl Engine {
         mut commands: mpsc::Receiver<Msg>,
         mut net_events: mpsc::Receiver<NetEvent>,
     ) {
+        let routes: Vec<_> = self.home.routes().cloned().collect();
+        for route in &routes {
+            Self::listen_via(&self.net, route).await;
+        }
         let mut purge = tokio::time::interval(Duration::from_secs(60));
         purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Relays push new envelopes, but a push can be skipped or fail: a periodic drain
+        // fetches whatever is left. The first tick is at once; start-up already synced.
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
         loop {
             self.start_due_deliveries();
             let next_due = self.next_startable_due();
@@ -315,6 +326,12 @@ impl Engine {
                 _ = purge.tick(), if self.relay.is_some() => {
                     if let Some(relay) = &self.relay {
                         relay.submit(Work::Purge);
+                    }
+                }
+                _ = resync.tick() => {
+                    let routes: Vec<_> = self.home.routes().cloned().collect();
+                    for route in routes {
+                        self.start_sync(route);
                     }
                 }
                 cmd = commands.recv() => match cmd {
@@ -330,6 +347,13 @@ impl Engine {
             }
         }
         debug!("engine stopped");
+    }
+
+    /// Reachable through the relay's circuit too, for peers that cannot dial this node.
+    async fn listen_via(net: &NetworkHandle, relay: &RelayRoute) {
+        if let Some(addr) = relay.addrs.first() {
+            net.listen_via(relay.peer, addr.clone()).await;
+        }
     }
 
     // ---- commands from the API ------------------------------------------------------------
@@ -382,22 +406,26 @@ impl Engine {
                 let _ = reply.send(Ok(self.home.views()));
             }
             Msg::AddHomeRelay { addr, reply } => {
-                let result = self.home.add(&addr, &self.store);
-                let result = result.map(|(route, view, added)| {
-                    if added {
-                        self.card = None; // the card lists home relays
-                        self.start_sync(route);
+                let result = match self.home.add(&addr, &self.store) {
+                    Ok((route, view, added)) => {
+                        if added {
+                            self.card = None; // the card lists home relays
+                            Self::listen_via(&self.net, &route).await;
+                            self.start_sync(route);
+                        }
+                        Ok((view, added))
                     }
-                    (view, added)
-                });
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(result);
             }
             Msg::RemoveHomeRelay { peer_id, reply } => {
                 let result = self.home.remove(&peer_id, &self.store);
-                if result.is_ok() {
+                if let Ok(peer) = &result {
                     self.card = None;
+                    self.net.stop_listen_via(*peer).await;
                 }
-                let _ = reply.send(result);
+                let _ = reply.send(result.map(drop));
             }
         }
     }
@@ -415,15 +443,7 @@ impl Engine {
     }
 
     fn rebuild_card(&mut self, now: u64) -> Result<String, ServiceError> {
-        let direct_addrs = if self.cfg.publish_direct_addrs {
-            self.listen_addrs
-                .iter()
-                .filter(|a| is_dialable(a))
-                .map(|a| a.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let direct_addrs = card_addrs(&self.listen_addrs, self.cfg.publish_direct_addrs);
         let card = ContactCard {
             identity: self.me.public(),
             display_name: self.cfg.display_name.clone(),
@@ -431,6 +451,7 @@ impl Engine {
             home_relays: self
                 .home
                 .routes()
+                .take(tokenim_crypto::card::MAX_CARD_LIST)
                 .map(|r| tokenim_crypto::RelayInfo {
                     peer_id: r.peer.to_bytes(),
                     addrs: r.addrs.iter().map(ToString::to_string).collect(),
@@ -1198,8 +1219,13 @@ impl Engine {
                         let Ok(rid) = <[u8; 16]>::try_from(rid.as_slice()) else {
                             continue;
                         };
+                        // A receipt earlier in this batch may have moved it already.
+                        let current = match inbound.outgoing.get(&rid) {
+                            Some(m) => Some(m.clone()),
+                            None => self.store.get_message(&rid).ok().flatten(),
+                        };
                         // Only the recipient of a message may report on it.
-                        if let Ok(Some(mut m)) = self.store.get_message(&rid)
+                        if let Some(mut m) = current
                             && m.direction == Direction::Outgoing
                             && m.to == peer
                             && state_rank(m.state) < state_rank(state)
@@ -1208,6 +1234,7 @@ impl Engine {
                             m.updated_at_ms = now_ms();
                             txn = txn.put_message(&m);
                             inbound.events.push(views::state_event(&m));
+                            inbound.outgoing.insert(rid, m);
                         }
                     }
                 }
@@ -1333,6 +1360,8 @@ struct Inbound<'s> {
     seen: HashSet<([u8; 32], [u8; 16])>,
     /// Peers whose session state the batch advanced.
     peers: HashSet<[u8; 32]>,
+    /// Sent messages whose state receipts in this batch moved, as they now stand.
+    outgoing: HashMap<[u8; 16], MessageRecord>,
     events: Vec<tokenim_api::types::Event>,
     /// Handshake responses owed, by peer (the last init of the batch wins).
     replies: HashMap<[u8; 32], Vec<u8>>,
@@ -1348,6 +1377,7 @@ impl<'s> Inbound<'s> {
             txn,
             seen: HashSet::new(),
             peers: HashSet::new(),
+            outgoing: HashMap::new(),
             events: Vec::new(),
             replies: HashMap::new(),
             receipts: HashMap::new(),
@@ -1411,15 +1441,24 @@ fn route_of(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {
     Some((peer, addrs))
 }
 
-/// Unspecified listen addresses (0.0.0.0) cannot be dialed; the concrete ones are reported
-/// separately by the transport.
-fn is_dialable(addr: &Multiaddr) -> bool {
-    use libp2p::multiaddr::Protocol;
-    !addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
+/// The addresses a contact card lists, at most `MAX_CARD_LIST`: direct ones (when published)
+/// and those through home relays' circuits, which reveal the relay, not this node. Circuit
+/// addresses keep at least half of the places, as direct ones fail behind NAT.
+fn card_addrs(listen: &[Multiaddr], publish_direct: bool) -> Vec<String> {
+    use tokenim_crypto::card::MAX_CARD_LIST;
+    let (circuit, direct): (Vec<_>, Vec<_>) = listen
+        .iter()
+        .filter(|a| is_dialable(a))
+        .partition(|a| is_circuit(a));
+    let direct = if publish_direct { direct } else { Vec::new() };
+    let direct_room = MAX_CARD_LIST - circuit.len().min(MAX_CARD_LIST / 2);
+    direct
+        .into_iter()
+        .take(direct_room)
+        .chain(circuit)
+        .take(MAX_CARD_LIST)
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// States only move forward: a late "delivered" never overwrites "read", and a message that

@@ -6,6 +6,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use tokenim_api::ServiceError;
 use tokenim_api::types::HomeRelayView;
+use tokenim_crypto::card::MAX_CARD_LIST;
 use tokenim_store::Store;
 
 use crate::mailbox_client::RelayRoute;
@@ -118,6 +119,11 @@ impl HomeRelays {
         if let Some(existing) = self.relays.iter().find(|r| r.route.peer == route.peer) {
             return Ok((existing.route.clone(), existing.view(), false));
         }
+        if self.relays.len() >= MAX_CARD_LIST {
+            return Err(ServiceError::Conflict(format!(
+                "a contact card lists at most {MAX_CARD_LIST} home relays; remove one first"
+            )));
+        }
         let relay = HomeRelay::new(route.clone(), false);
         let view = relay.view();
         self.relays.push(relay);
@@ -128,8 +134,8 @@ impl HomeRelays {
         Ok((route, view, true))
     }
 
-    /// Removes (and forgets) a relay added through the API.
-    pub fn remove(&mut self, peer_id: &str, store: &Store) -> Result<(), ServiceError> {
+    /// Removes (and forgets) a relay added through the API; its peer id.
+    pub fn remove(&mut self, peer_id: &str, store: &Store) -> Result<PeerId, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("{peer_id} is not a home relay"));
         let peer: PeerId = peer_id.parse().map_err(|_| not_found())?;
         let i = self
@@ -147,7 +153,7 @@ impl HomeRelays {
             self.relays.insert(i, removed);
             return Err(e);
         }
-        Ok(())
+        Ok(peer)
     }
 
     fn save(&self, store: &Store) -> Result<(), ServiceError> {

@@ -1,6 +1,7 @@
 //! The TokenIM node: the libp2p swarm task and its handle, the delivery engine, the local API
 //! service implementation, configuration and the CLI of the `tokenim` binary.
 
+pub mod circuit;
 pub mod cli;
 pub mod client;
 pub mod config;

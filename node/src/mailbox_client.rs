@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::engine::{EngineHandle, now_secs};
 use crate::network::{DeliverError, NetworkHandle};
 use crate::relay::{MAX_PAGE, MAX_STORE_BATCH, relay_key_of};
-use crate::wire::{self, MAX_BATCH_BYTES, pb};
+use crate::wire::{self, MAX_BATCH_BYTES, RejectCode, pb};
 
 /// A relay that keeps mailboxes for someone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,51 +139,93 @@ async fn run_batcher(
             bytes += p.envelope.len();
             batch.push(p);
         }
-        let receipt = store_batch(&net, &relay, &key, &mailbox, &mut batch).await;
-        for p in batch {
-            let _ = p.reply.send(receipt.clone());
+        match store_batch(&net, &relay, &key, &mailbox, &batch).await {
+            // A batch is stored whole or not at all, so one envelope the relay refuses, or a
+            // quota the batch overruns as a whole, would fail the others too: try each alone.
+            Stored::Refused if batch.len() > 1 => {
+                for p in batch {
+                    let alone = std::slice::from_ref(&p);
+                    let receipt = store_batch(&net, &relay, &key, &mailbox, alone).await;
+                    let _ = p.reply.send(receipt.receipt());
+                }
+            }
+            stored => {
+                let receipt = stored.receipt();
+                for p in batch {
+                    let _ = p.reply.send(receipt.clone());
+                }
+            }
         }
     }
 }
 
-/// One `store` request; the receipt when it covers the whole batch and verifies.
+enum Stored {
+    Receipt(CustodyReceipt),
+    /// Refused for what the batch holds (an envelope, its size, a quota).
+    Refused,
+    /// Unreachable, busy, or no valid receipt: the sender retries later.
+    Failed,
+}
+
+impl Stored {
+    fn receipt(self) -> Option<CustodyReceipt> {
+        match self {
+            Self::Receipt(r) => Some(r),
+            Self::Refused | Self::Failed => None,
+        }
+    }
+}
+
+/// One `store` request; a receipt when it covers the whole batch and verifies.
 async fn store_batch(
     net: &NetworkHandle,
     relay: &RelayRoute,
     key: &[u8; 32],
     mailbox: &MailboxId,
-    batch: &mut [Pending],
-) -> Option<CustodyReceipt> {
+    batch: &[Pending],
+) -> Stored {
     let ids: Vec<MessageId> = batch.iter().map(|p| p.id).collect();
     let request = wire::Request {
         kind: Some(pb::request::Kind::Store(pb::StoreEnvelope {
-            envelopes: batch
-                .iter_mut()
-                .map(|p| std::mem::take(&mut p.envelope))
-                .collect(),
+            envelopes: batch.iter().map(|p| p.envelope.clone()).collect(),
         })),
     };
     match net.request(relay.peer, relay.addrs.clone(), request).await {
         Ok(wire::Response {
             kind: Some(pb::response::Kind::Stored(s)),
         }) => {
-            let receipt = CustodyReceipt::from_bytes(&s.receipt).ok()?;
             // A receipt that does not verify is worth nothing: the relay did not sign for it.
-            match receipt.verify(key, mailbox, &ids) {
-                Ok(()) => Some(receipt),
+            match CustodyReceipt::from_bytes(&s.receipt)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    r.verify(key, mailbox, &ids)
+                        .map(|()| r)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(receipt) => Stored::Receipt(receipt),
                 Err(e) => {
                     warn!(relay = %relay.peer, "relay sent an invalid custody receipt: {e}");
-                    None
+                    Stored::Failed
                 }
             }
         }
         Ok(other) => {
             debug!(relay = %relay.peer, ?other, "relay did not store");
-            None
+            match other.kind {
+                Some(pb::response::Kind::Rejected(r))
+                    if matches!(
+                        RejectCode::try_from(r.code),
+                        Ok(RejectCode::Quota | RejectCode::Malformed | RejectCode::TooLarge)
+                    ) =>
+                {
+                    Stored::Refused
+                }
+                _ => Stored::Failed,
+            }
         }
         Err(e) => {
             debug!(relay = %relay.peer, ?e, "relay unreachable");
-            None
+            Stored::Failed
         }
     }
 }

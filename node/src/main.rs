@@ -88,6 +88,9 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     if !args.home_relay.is_empty() {
         cfg.network.home_relays = args.home_relay;
     }
+    if !args.external_addr.is_empty() {
+        cfg.network.external_addrs = args.external_addr;
+    }
     cfg.network.mdns |= args.mdns;
     cfg.relay.enabled |= args.relay;
     if let Some(f) = args.log_format {

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub relay_queue: Gauge,
     pub relay_stored: Counter,
     pub relay_acked: Counter,
+    pub relay_expired: Counter,
+    pub relay_pushes_skipped: Counter,
     pub acks_rejected: Counter,
 }
 
@@ -69,6 +71,17 @@ impl Metrics {
                 "relay_acked",
                 "Mailbox envelopes deleted on the owner's ack",
                 &m.relay_acked,
+            ),
+            (
+                "relay_expired",
+                "Mailbox envelopes deleted at their expiry",
+                &m.relay_expired,
+            ),
+            (
+                "relay_pushes_skipped",
+                "New envelopes not pushed to their connected owner (too many pushes at once); \
+                 the owner's next sync fetches them",
+                &m.relay_pushes_skipped,
             ),
             (
                 "acks_rejected",

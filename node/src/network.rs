@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::circuit::CircuitListeners;
 use crate::error::NodeError;
 use crate::wire::{self, RejectCode};
 
@@ -40,6 +41,9 @@ pub struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
     /// Circuit relay v2 server, on relay nodes, for NAT-ed personal nodes.
     circuit: Toggle<libp2p::relay::Behaviour>,
+    /// Circuit relay v2 client: listen through home relays, dial `/p2p-circuit` addresses.
+    /// Only with the TCP/QUIC transport.
+    relay_client: Toggle<libp2p::relay::client::Behaviour>,
 }
 
 /// What the network needs to start.
@@ -54,6 +58,9 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// Relay role: answer Kademlia queries and serve circuit relay v2; personal nodes only ask.
     pub relay_role: bool,
+    /// Addresses others reach this node at (a relay hands them out in circuit reservations).
+    /// Empty on a relay: its concrete listen addresses are taken as reachable.
+    pub external: Vec<Multiaddr>,
     /// Gossipsub topics to join.
     pub topics: Vec<String>,
 }
@@ -71,6 +78,7 @@ impl NetworkConfig {
             inbound_per_peer_per_sec: 1_000,
             request_timeout: Duration::from_secs(30),
             relay_role: false,
+            external: Vec::new(),
             topics: Vec::new(),
         }
     }
@@ -105,6 +113,13 @@ enum Command {
     Publish {
         topic: String,
         data: Vec<u8>,
+    },
+    ListenVia {
+        relay: PeerId,
+        addr: Multiaddr,
+    },
+    StopListenVia {
+        relay: PeerId,
     },
     Shutdown,
 }
@@ -176,6 +191,17 @@ impl NetworkHandle {
         }
     }
 
+    /// Keeps a reservation at the circuit relay `relay` (reached at `addr`), so that peers
+    /// that cannot dial this node directly reach it through the relay; retried with backoff
+    /// until [`NetworkHandle::stop_listen_via`]. Idempotent.
+    pub async fn listen_via(&self, relay: PeerId, addr: Multiaddr) {
+        let _ = self.tx.send(Command::ListenVia { relay, addr }).await;
+    }
+
+    pub async fn stop_listen_via(&self, relay: PeerId) {
+        let _ = self.tx.send(Command::StopListenVia { relay }).await;
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
@@ -204,6 +230,17 @@ pub async fn spawn(
         listeners.insert(id);
     }
     let listen_addrs = wait_for_listeners(&mut swarm, listeners).await?;
+    // A circuit relay server only serves, and only hands out in reservations, confirmed
+    // external addresses.
+    let confirm_listen_addrs = cfg.relay_role && cfg.external.is_empty();
+    for addr in &cfg.external {
+        swarm.add_external_address(addr.clone());
+    }
+    if confirm_listen_addrs {
+        for addr in listen_addrs.iter().filter(|a| is_reachable(a)) {
+            swarm.add_external_address(addr.clone());
+        }
+    }
     for topic in &cfg.topics {
         swarm
             .behaviour_mut()
@@ -228,6 +265,12 @@ pub async fn spawn(
         warn!("kademlia bootstrap: {e}");
     }
     let metrics = libp2p::metrics::Metrics::new(registry);
+    let peers = prometheus_client::metrics::gauge::Gauge::default();
+    registry.sub_registry_with_prefix("tokenim").register(
+        "peers",
+        "Peers with at least one connection",
+        peers.clone(),
+    );
     let peer_id = *swarm.local_peer_id();
     let (tx, cmd_rx) = mpsc::channel(CHANNEL_DEPTH);
     let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -238,7 +281,10 @@ pub async fn spawn(
         pending_out: HashMap::new(),
         pending_in: FuturesUnordered::new(),
         listen_addrs,
+        confirm_listen_addrs,
+        circuits: CircuitListeners::default(),
         connected: HashMap::new(),
+        peers,
         rate: RateLimiter::new(cfg.inbound_per_peer_per_sec),
     };
     let join = tokio::spawn(task.run(cmd_rx));
@@ -322,7 +368,7 @@ fn build_swarm(
         Transport::Custom(factory) => builder
             .with_other_transport(factory)
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, cfg))
+            .with_behaviour(|key| behaviour(key, cfg, None))
             .map_err(|e| net(&e))?
             .with_swarm_config(idle)
             .build(),
@@ -334,8 +380,10 @@ fn build_swarm(
             )
             .map_err(|e| net(&e))?
             .with_quic()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
             .with_bandwidth_metrics(registry)
-            .with_behaviour(|key| behaviour(key, cfg))
+            .with_behaviour(|key, client| behaviour(key, cfg, Some(client)))
             .map_err(|e| net(&e))?
             .with_swarm_config(idle)
             .build(),
@@ -343,7 +391,11 @@ fn build_swarm(
     Ok(swarm)
 }
 
-fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, BuildError> {
+fn behaviour(
+    key: &identity::Keypair,
+    cfg: &NetworkConfig,
+    relay_client: Option<libp2p::relay::client::Behaviour>,
+) -> Result<Behaviour, BuildError> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
@@ -391,9 +443,24 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
         mdns: Toggle::from(mdns),
         circuit: Toggle::from(
             cfg.relay_role
-                .then(|| libp2p::relay::Behaviour::new(peer_id, Default::default())),
+                .then(|| libp2p::relay::Behaviour::new(peer_id, circuit_limits())),
         ),
+        relay_client: Toggle::from(relay_client),
     })
+}
+
+/// Circuits carry messages, not bulk data, yet libp2p's defaults (2 minutes, 128 KiB) would
+/// close a chatty conversation's circuit every few dozen messages; and a community relay
+/// serves more than the default 128 NAT-ed nodes.
+fn circuit_limits() -> libp2p::relay::Config {
+    libp2p::relay::Config {
+        max_reservations: 4096,
+        max_circuits: 1024,
+        max_circuits_per_peer: 16,
+        max_circuit_duration: Duration::from_secs(30 * 60),
+        max_circuit_bytes: 16 << 20,
+        ..Default::default()
+    }
 }
 
 /// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending
@@ -404,7 +471,8 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
         })
-        .max_transmit_size(wire::MAX_FRAME_BYTES)
+        // One envelope or tombstone per message.
+        .max_transmit_size(tokenim_crypto::MAX_ENVELOPE_BYTES + 1024)
         .build()?;
     let mut behaviour = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?;
     // Peer scoring throttles and eventually prunes peers that flood or send invalid messages.
@@ -413,6 +481,28 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
         gossipsub::PeerScoreThresholds::default(),
     )?;
     Ok(behaviour)
+}
+
+/// Whether `addr` goes through a circuit relay (`…/p2p-circuit…`).
+pub(crate) fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// Unspecified listen addresses (0.0.0.0) cannot be dialed; the concrete ones are reported
+/// separately by the transport.
+pub(crate) fn is_dialable(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// A direct address others can dial: what a relay confirms as external.
+fn is_reachable(addr: &Multiaddr) -> bool {
+    is_dialable(addr) && !is_circuit(addr)
 }
 
 /// The peer id a multiaddr ends in (`…/p2p/<peer id>`).
@@ -441,7 +531,11 @@ struct SwarmTask {
     >,
     pending_in: FuturesUnordered<PendingResponse>,
     listen_addrs: Vec<Multiaddr>,
+    /// Relay without configured external addresses: its listen addresses count as reachable.
+    confirm_listen_addrs: bool,
+    circuits: CircuitListeners,
     connected: HashMap<PeerId, HashSet<Multiaddr>>,
+    peers: prometheus_client::metrics::gauge::Gauge,
     rate: RateLimiter,
 }
 
@@ -454,6 +548,7 @@ impl SwarmTask {
                     Some(cmd) => self.on_command(cmd),
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                (relay, addr) = self.circuits.next_retry() => self.listen_via(relay, addr),
                 Some((channel, response)) = self.pending_in.next(), if !self.pending_in.is_empty() => {
                     // Fails only if the peer went away meanwhile; it will retry.
                     let _ = self.swarm.behaviour_mut().msg.send_response(channel, response);
@@ -495,25 +590,61 @@ impl SwarmTask {
                     debug!("gossip publish: {e}");
                 }
             }
+            Command::ListenVia { relay, addr } => {
+                if let Some(circuit) = self.circuits.want(relay, addr) {
+                    self.listen_via(relay, circuit);
+                }
+            }
+            Command::StopListenVia { relay } => {
+                if let Some(id) = self.circuits.unwant(&relay) {
+                    self.swarm.remove_listener(id);
+                }
+            }
             Command::Shutdown => {}
         }
+    }
+
+    fn listen_via(&mut self, relay: PeerId, circuit: Multiaddr) {
+        let id = match self.swarm.listen_on(circuit) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                debug!(%relay, "cannot listen through relay: {e}");
+                None
+            }
+        };
+        self.circuits.started(relay, id);
+    }
+
+    /// Tells the engine (its contact card lists these addresses).
+    fn listen_addrs_changed(&self) {
+        let _ = self
+            .events
+            .try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.metrics.record(&event);
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                // A circuit reservation reports its address again at every renewal.
+                self.circuits.reserved(listener_id);
+                if self.listen_addrs.contains(&address) {
+                    return;
+                }
                 info!(%address, "listening");
+                if self.confirm_listen_addrs && is_reachable(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.listen_addrs.push(address);
-                let _ = self
-                    .events
-                    .try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+                self.listen_addrs_changed();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
                 self.listen_addrs.retain(|a| a != &address);
-                let _ = self
-                    .events
-                    .try_send(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+                self.listen_addrs_changed();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -526,6 +657,7 @@ impl SwarmTask {
                     .or_default()
                     .insert(endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
+                    self.peers.set(self.connected.len() as i64);
                     let _ = self.events.try_send(NetEvent::PeerConnected(peer_id));
                 }
             }
@@ -540,9 +672,22 @@ impl SwarmTask {
                 }
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.peers.set(self.connected.len() as i64);
                     self.rate.forget(&peer_id);
                     let _ = self.events.try_send(NetEvent::PeerDisconnected(peer_id));
                 }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                // A circuit listener ends with the relay connection or a refused reservation.
+                if let Some((relay, retry)) = self.circuits.closed(listener_id) {
+                    debug!(%relay, ?reason, ?retry, "circuit listener closed");
+                }
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                self.listen_addrs_changed();
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -581,6 +726,7 @@ impl SwarmTask {
                 }
             }
             BehaviourEvent::Circuit(event) => self.metrics.record(&event),
+            BehaviourEvent::RelayClient(event) => debug!(?event, "circuit relay client"),
             BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
         }
     }

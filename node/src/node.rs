@@ -218,6 +218,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         max_connections_per_peer: cfg.network.max_connections_per_peer,
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
         relay_role: cfg.relay.enabled,
+        external: parse_addrs(&cfg.network.external_addrs)?,
         topics: if cfg.relay.enabled {
             crate::relay::all_topics()
         } else {

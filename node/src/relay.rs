@@ -33,6 +33,9 @@ const _: () = assert!(
     MAX_STORE_BATCH <= MAX_BATCH_IDS,
     "one receipt signs a whole batch"
 );
+/// Outstanding challenges: swept of expired ones from this many on, refused beyond the max.
+const SWEEP_CHALLENGES_AT: usize = 4096;
+const MAX_CHALLENGES: usize = 65_536;
 /// Verified fetch proofs remembered per connection, so paging costs no signature check.
 const PROVEN_PER_PEER: usize = 4;
 
@@ -297,7 +300,16 @@ impl Relay {
 
     fn challenge(&self, peer: PeerId) -> Response {
         let value: [u8; 32] = rand::random();
-        lock(&self.challenges).insert(
+        let mut challenges = lock(&self.challenges);
+        // Entries normally go with the connection, but a request still queued when its peer
+        // disconnected leaves one behind: expired ones are swept before the map grows.
+        if challenges.len() >= SWEEP_CHALLENGES_AT {
+            challenges.retain(|_, c| c.issued.elapsed() <= CHALLENGE_TTL);
+            if challenges.len() >= MAX_CHALLENGES {
+                return Response::rejected(RejectCode::RateLimited, "too many open challenges");
+            }
+        }
+        challenges.insert(
             peer,
             Challenge {
                 value,
@@ -305,6 +317,7 @@ impl Relay {
                 proven: Vec::new(),
             },
         );
+        drop(challenges);
         Response {
             kind: Some(pb::response::Kind::Challenge(pb::Challenge {
                 challenge: value.to_vec(),
@@ -446,7 +459,10 @@ impl Relay {
     /// Deletes expired envelopes (and frees their disk).
     pub fn purge(&self) {
         match self.store.purge_expired(now_secs()) {
-            Ok(report) => debug!(?report, "purged expired mailbox entries"),
+            Ok(report) => {
+                self.metrics.relay_expired.inc_by(report.mailbox_messages);
+                debug!(?report, "purged expired mailbox entries");
+            }
             Err(e) => warn!("purging expired mailbox entries: {e}"),
         }
     }

@@ -46,10 +46,16 @@ impl RelayHandle {
     ) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let relay = Arc::new(relay);
-        let runtime = tokio::runtime::Handle::current();
+        let push = net.map(|net| {
+            Arc::new(PushContext {
+                net,
+                runtime: tokio::runtime::Handle::current(),
+                pushes: Arc::new(tokio::sync::Semaphore::new(PUSHES_IN_FLIGHT)),
+                metrics: metrics.clone(),
+            })
+        });
         for i in 0..threads.max(1) {
-            let (rx, relay, net, runtime) =
-                (rx.clone(), relay.clone(), net.clone(), runtime.clone());
+            let (rx, relay, push) = (rx.clone(), relay.clone(), push.clone());
             let metrics = metrics.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
@@ -68,8 +74,8 @@ impl RelayHandle {
                                 Followup::default()
                             }
                         };
-                        if let Some(net) = &net {
-                            follow_up(net, &runtime, followup);
+                        if let Some(push) = &push {
+                            follow_up(push, followup);
                         }
                     }
                 });
@@ -104,16 +110,42 @@ impl RelayHandle {
     }
 }
 
-fn follow_up(net: &NetworkHandle, runtime: &tokio::runtime::Handle, followup: Followup) {
+/// Does what a request left to do: gossip, and pushes to the connected owner, one request at a
+/// time per batch and at most [`PUSHES_IN_FLIGHT`] batches at once. A push that fails or is
+/// skipped is not lost: the envelope stays in the mailbox until the owner's next sync.
+fn follow_up(ctx: &PushContext, followup: Followup) {
     for (topic, data) in followup.publish {
-        net.publish(topic, data);
+        ctx.net.publish(topic, data);
     }
-    for (owner, envelope) in followup.push {
-        let net = net.clone();
-        runtime.spawn(async move {
-            let _ = net
+    if followup.push.is_empty() {
+        return;
+    }
+    let Ok(permit) = ctx.pushes.clone().try_acquire_owned() else {
+        ctx.metrics
+            .relay_pushes_skipped
+            .inc_by(followup.push.len() as u64);
+        return;
+    };
+    let net = ctx.net.clone();
+    ctx.runtime.spawn(async move {
+        for (owner, envelope) in followup.push {
+            let pushed = net
                 .request(owner, Vec::new(), wire::Request::deliver(envelope))
                 .await;
-        });
-    }
+            if pushed.is_err() {
+                break; // the owner went away; it drains on reconnect
+            }
+        }
+        drop(permit);
+    });
+}
+
+/// Owner pushes running at once (each carries one request's new envelopes).
+const PUSHES_IN_FLIGHT: usize = 64;
+
+struct PushContext {
+    net: NetworkHandle,
+    runtime: tokio::runtime::Handle,
+    pushes: Arc<tokio::sync::Semaphore>,
+    metrics: Metrics,
 }

@@ -411,3 +411,47 @@ async fn a_home_relay_added_through_the_api_keeps_the_mailbox() -> Result<()> {
     }
     Ok(())
 }
+
+/// A node that publishes no direct address listens through its home relay's circuit relay:
+/// Alice reaches it through the relay and delivers directly, nothing is left in a mailbox.
+#[tokio::test]
+async fn a_node_without_public_addresses_is_reached_through_its_relay_circuit() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let bob_dir = init(root.path(), "bob")?;
+    let mut cfg = tokenim_node::config::Config::load(&bob_dir)?;
+    cfg.network.publish_direct_addrs = false;
+    std::fs::write(
+        bob_dir.join(tokenim_node::config::CONFIG_FILE),
+        toml::to_string(&cfg)?,
+    )?;
+    let flags = ["--home-relay".to_string(), r1.p2p_addr().await?];
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    // The reservation at the relay shows as a listen address (no event says so: bounded poll).
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while !bob.client.identity().await?["listen_addrs"]
+        .to_string()
+        .contains("p2p-circuit")
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no circuit address");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    let ids = send_all(&alice, 3).await?;
+    wait_states(&alice, &ids, "delivered", 0).await?;
+    bob_gets_each_once(&bob, &alice, 3).await?;
+    for id in &ids {
+        let m = alice.client.get(&format!("/messages/{id}")).await?;
+        assert_eq!(
+            m["stored_by"], 0,
+            "delivered directly, not through a mailbox: {m}"
+        );
+    }
+    assert_eq!(stats(&r1).await?["stored_messages"], 0);
+    for p in [alice, bob, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}

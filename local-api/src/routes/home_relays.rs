@@ -40,6 +40,7 @@ pub(crate) async fn list(
         (status = 400, description = "`bad_request` (not a `…/p2p/<peer id>` multiaddr), `invalid_json`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `admin`)", body = ErrorBody),
+        (status = 409, description = "`conflict`: already 8 home relays (what a contact card holds)", body = ErrorBody),
     )
 )]
 pub(crate) async fn add(
