@@ -1054,7 +1054,7 @@ impl Engine {
             return;
         };
         let (net, me) = (self.net.clone(), self.me.clone());
-        tokio::spawn(async move { mailbox_client::ack(&net, &me, &relay, &key, &[id]).await });
+        tokio::spawn(async move { mailbox_client::ack(&net, &me, &relay, &key, vec![id]).await });
     }
 
     fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8], via_relay: bool) -> wire::Response {
@@ -1201,7 +1201,10 @@ impl Engine {
                         );
                         inbound.seen.insert((peer, id));
                         self.metrics.messages_received.inc();
-                        inbound.events.push(views::message_event(&record));
+                        // Events are for apps listening; a drain with none builds no views.
+                        if self.events.receiver_count() > 0 {
+                            inbound.events.push(views::message_event(&record));
+                        }
                         // A message that came through a relay gets an end-to-end delivery
                         // receipt.
                         if via_relay {

@@ -326,10 +326,12 @@ pub async fn sync_mailbox(
             }
         }
     };
+    // Three stages overlap: the next page is fetched while this one is opened and stored,
+    // and the previous page's ack is answered meanwhile.
     let mut drained = 0;
+    let mut acking = None;
     let mut page = fetch(0).await?;
     loop {
-        // The next page is fetched while this one is opened, stored and acked.
         let next = page
             .more
             .then(|| page.envelopes.last().map(|e| e.seq))
@@ -341,13 +343,10 @@ pub async fn sync_mailbox(
             .collect();
         let process = async {
             let verdicts = engine.ingest(relay.peer, envelopes).await;
-            let done: Vec<MessageId> = ids
-                .into_iter()
+            ids.into_iter()
                 .zip(verdicts)
                 .filter_map(|(id, ack)| id.filter(|_| ack))
-                .collect();
-            ack(&net, &identity, &relay, &relay_key, &done).await;
-            done.len()
+                .collect::<Vec<MessageId>>()
         };
         let prefetch = async {
             match next {
@@ -355,12 +354,21 @@ pub async fn sync_mailbox(
                 None => None,
             }
         };
-        let (done, fetched) = tokio::join!(process, prefetch);
-        drained += done;
+        let previous_ack = async {
+            if let Some(a) = acking.take() {
+                a.await;
+            }
+        };
+        let (done, fetched, ()) = tokio::join!(process, prefetch, previous_ack);
+        drained += done.len();
+        acking = Some(ack(&net, &identity, &relay, &relay_key, done));
         match fetched {
             Some(p) => page = p?,
             None => break,
         }
+    }
+    if let Some(a) = acking {
+        a.await;
     }
     info!(relay = %relay.peer, drained, "mailbox synced");
     Ok(drained)
@@ -372,7 +380,7 @@ pub async fn ack(
     identity: &Identity,
     relay: &RelayRoute,
     relay_key: &[u8; 32],
-    ids: &[[u8; 32]],
+    ids: Vec<[u8; 32]>,
 ) {
     let key = identity.mailbox_key(0);
     for chunk in ids.chunks(MAX_BATCH_IDS) {

@@ -27,12 +27,29 @@ pub enum Work {
     Purge,
 }
 
-/// Cloneable; the threads stop when the last handle is dropped.
+/// Cloneable; the threads stop when the last handle is dropped, and that drop waits for them.
 #[derive(Debug, Clone)]
 pub struct RelayHandle {
+    // Dropped before `_threads`: the last sender gone ends the workers' loops, then they are
+    // joined.
     tx: Sender<Work>,
     relay: Arc<Relay>,
     metrics: Metrics,
+    _threads: Arc<Threads>,
+}
+
+/// The worker threads, joined when the last handle goes: they hold the store, and RocksDB
+/// must be closed before the process exits (a database still open in another thread while
+/// exit runs C++ static destructors corrupts the heap).
+#[derive(Debug)]
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl RelayHandle {
@@ -54,6 +71,7 @@ impl RelayHandle {
                 metrics: metrics.clone(),
             })
         });
+        let mut joins = Vec::new();
         for i in 0..threads.max(1) {
             let (rx, relay, push) = (rx.clone(), relay.clone(), push.clone());
             let metrics = metrics.clone();
@@ -79,11 +97,17 @@ impl RelayHandle {
                         }
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::error!("starting relay thread {i}: {e}");
+            match spawned {
+                Ok(join) => joins.push(join),
+                Err(e) => tracing::error!("starting relay thread {i}: {e}"),
             }
         }
-        Self { tx, relay, metrics }
+        Self {
+            tx,
+            relay,
+            metrics,
+            _threads: Arc::new(Threads(joins)),
+        }
     }
 
     /// Queues work; a full queue answers requests `rate_limited` and drops gossip (which other
