@@ -12,6 +12,20 @@ async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
     NodeProc::start_with(&init(root, name)?, LOOPBACK, &["--relay".into()]).await
 }
 
+/// Rewrites a node's `config.toml` before it starts.
+fn edit_config(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut tokenim_node::config::Config),
+) -> Result<()> {
+    let mut cfg = tokenim_node::config::Config::load(dir)?;
+    edit(&mut cfg);
+    std::fs::write(
+        dir.join(tokenim_node::config::CONFIG_FILE),
+        toml::to_string(&cfg)?,
+    )?;
+    Ok(())
+}
+
 async fn stats(relay: &NodeProc) -> Result<Value> {
     relay.client.get("/relay/stats").await
 }
@@ -420,12 +434,7 @@ async fn a_node_without_public_addresses_is_reached_through_its_relay_circuit() 
     let r1 = relay(root.path(), "relay1").await?;
     let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
     let bob_dir = init(root.path(), "bob")?;
-    let mut cfg = tokenim_node::config::Config::load(&bob_dir)?;
-    cfg.network.publish_direct_addrs = false;
-    std::fs::write(
-        bob_dir.join(tokenim_node::config::CONFIG_FILE),
-        toml::to_string(&cfg)?,
-    )?;
+    edit_config(&bob_dir, |cfg| cfg.network.publish_direct_addrs = false)?;
     let flags = ["--home-relay".to_string(), r1.p2p_addr().await?];
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
     // The reservation at the relay shows as a listen address (no event says so: bounded poll).
@@ -450,6 +459,57 @@ async fn a_node_without_public_addresses_is_reached_through_its_relay_circuit() 
         );
     }
     assert_eq!(stats(&r1).await?["stored_messages"], 0);
+    for p in [alice, bob, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// A full mailbox refuses with `quota` and signs nothing: what did not fit stays queued at
+/// Alice (never "stored" without a receipt) and arrives once Bob is back; nothing is lost or
+/// doubled.
+#[tokio::test]
+async fn a_full_mailbox_refuses_and_the_rest_waits_at_the_sender() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let relay_dir = init(root.path(), "relay1")?;
+    edit_config(&relay_dir, |cfg| cfg.relay.mailbox_max_messages = 3)?;
+    let r1 = NodeProc::start_with(&relay_dir, LOOPBACK, &["--relay".into()]).await?;
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r1]).await?;
+    let ids = send_all(&alice, 6).await?;
+    wait_stat(&r1, "stored_messages", 3, "the mailbox never filled").await?;
+    // Refusals are counted at the relay; Alice keeps the rest, none of it marked stored.
+    let rejected = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("tokenim_envelopes_rejected_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while rejected(&r1.client.get_text("/metrics").await?) < 1.0 {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no quota refusal");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Alice takes in the three receipts (a state event each) and keeps the other three.
+    let mut events = alice.client.events().await?;
+    loop {
+        let mut states = Vec::new();
+        for id in &ids {
+            let m = alice.client.get(&format!("/messages/{id}")).await?;
+            states.push(m["state"].as_str().unwrap_or_default().to_string());
+        }
+        let count = |s: &str| states.iter().filter(|x| *x == s).count();
+        assert!(count("stored") <= 3, "stored without a receipt: {states:?}");
+        if count("stored") == 3 {
+            assert_eq!(count("queued"), 3, "{states:?}");
+            break;
+        }
+        wait_event(&mut events, "message_state", |_| true).await?;
+    }
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    bob_gets_each_once(&bob, &alice, 6).await?;
+    wait_states(&alice, &ids, "delivered", 0).await?;
+    wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
     for p in [alice, bob, r1] {
         p.stop().await?;
     }
