@@ -406,18 +406,13 @@ impl Engine {
                 let _ = reply.send(Ok(self.home.views()));
             }
             Msg::AddHomeRelay { addr, reply } => {
-                let result = match self.home.add(&addr, &self.store) {
-                    Ok((route, view, added)) => {
-                        if added {
-                            self.card = None; // the card lists home relays
-                            Self::listen_via(&self.net, &route).await;
-                            self.start_sync(route);
-                        }
-                        Ok((view, added))
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
+                let result = self.home.add(&addr, &self.store);
+                if let Ok((route, _, true)) = &result {
+                    self.card = None; // the card lists home relays
+                    Self::listen_via(&self.net, route).await;
+                    self.start_sync(route.clone());
+                }
+                let _ = reply.send(result.map(|(_, view, added)| (view, added)));
             }
             Msg::RemoveHomeRelay { peer_id, reply } => {
                 let result = self.home.remove(&peer_id, &self.store);

@@ -81,6 +81,20 @@ fn init(bin: &Path, dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Each of the two adds the other's contact card under the given name.
+async fn befriend((x, x_name): (&Proc, &str), (y, y_name): (&Proc, &str)) -> Result<()> {
+    for (from, to, name) in [(x, y, y_name), (y, x, x_name)] {
+        let card = to.client.identity().await?["contact_card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        from.client
+            .post("/contacts", json!({ "card": card, "name": name }))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn run(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Proc> {
     let mut child = Command::new(bin)
         .arg("--data-dir")
@@ -159,15 +173,7 @@ async fn main() -> Result<()> {
     }
     let a = start(&bin, &root.join("a"), "a").await?;
     let b = start(&bin, &root.join("b"), "b").await?;
-    for (x, y, name) in [(&a, &b, "b"), (&b, &a, "a")] {
-        let card = y.client.identity().await?["contact_card"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        x.client
-            .post("/contacts", json!({ "card": card, "name": name }))
-            .await?;
-    }
+    befriend((&a, "a"), (&b, "b")).await?;
     // Let both settle before the idle reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
@@ -296,15 +302,7 @@ async fn relay_drain(bin: &Path, root: &Path, n: usize) -> Result<()> {
     let bob = run(bin, &root.join("bob"), &bob_flags).await?;
     let stored = |want: usize| move |t: &str| t.contains(&format!("\"stored_messages\":{want},"));
     poll_until(&relay, "/relay/stats", |t| t.contains("\"mailboxes\":1,")).await?;
-    for (x, y, name) in [(&alice, &bob, "bob"), (&bob, &alice, "alice")] {
-        let card = y.client.identity().await?["contact_card"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        x.client
-            .post("/contacts", json!({ "card": card, "name": name }))
-            .await?;
-    }
+    befriend((&alice, "alice"), (&bob, "bob")).await?;
     // A conversation in both directions first, so that the queue is session frames.
     for (from, to) in [(&alice, "bob"), (&bob, "alice"), (&alice, "bob")] {
         let m = from
