@@ -295,10 +295,6 @@ impl Engine {
         let (tx, rx) = mpsc::channel(256);
         self.self_tx = Some(tx.downgrade());
         self.home = HomeRelays::load(&self.cfg.home_relays, &self.store);
-        let routes: Vec<_> = self.home.routes().cloned().collect();
-        for relay in routes {
-            self.start_sync(relay);
-        }
         let join = tokio::spawn(self.run(rx, net_events));
         Ok((EngineHandle { tx }, join))
     }
@@ -309,8 +305,9 @@ impl Engine {
         mut net_events: mpsc::Receiver<NetEvent>,
     ) {
         let routes: Vec<_> = self.home.routes().cloned().collect();
-        for route in &routes {
-            Self::listen_via(&self.net, route).await;
+        for route in routes {
+            Self::listen_via(&self.net, &route).await;
+            self.start_sync(route);
         }
         let mut purge = tokio::time::interval(Duration::from_secs(60));
         purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

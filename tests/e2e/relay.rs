@@ -30,15 +30,24 @@ async fn stats(relay: &NodeProc) -> Result<Value> {
     relay.client.get("/relay/stats").await
 }
 
-/// Polls a relay's stats until `field` equals `want`. Relays publish no event for mailbox
-/// changes, so this is the one bounded poll in these tests.
-async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
+/// Polls until `check` holds, failing with `what` at the harness's limit. For what no event
+/// announces: relay mailbox changes, counters, circuit reservations.
+async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
     let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while stats(relay).await?[field] != want {
+    while !check().await? {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Polls a relay's stats until `field` equals `want`.
+async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
+    poll_until(what, || async { Ok(stats(relay).await?[field] == want) }).await
 }
 
 /// Bob registers at his home relays, Alice adds his card, Bob goes offline.
@@ -437,15 +446,12 @@ async fn a_node_without_public_addresses_is_reached_through_its_relay_circuit() 
     edit_config(&bob_dir, |cfg| cfg.network.publish_direct_addrs = false)?;
     let flags = ["--home-relay".to_string(), r1.p2p_addr().await?];
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
-    // The reservation at the relay shows as a listen address (no event says so: bounded poll).
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while !bob.client.identity().await?["listen_addrs"]
-        .to_string()
-        .contains("p2p-circuit")
-    {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no circuit address");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The reservation at the relay shows as a listen address.
+    poll_until("no circuit address", || async {
+        let addrs = bob.client.identity().await?["listen_addrs"].to_string();
+        Ok(addrs.contains("p2p-circuit"))
+    })
+    .await?;
     alice.add_contact(&bob, "bob").await?;
     bob.add_contact(&alice, "alice").await?;
     let ids = send_all(&alice, 3).await?;
@@ -485,11 +491,10 @@ async fn a_full_mailbox_refuses_and_the_rest_waits_at_the_sender() -> Result<()>
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while rejected(&r1.client.get_text("/metrics").await?) < 1.0 {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no quota refusal");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until("no quota refusal", || async {
+        Ok(rejected(&r1.client.get_text("/metrics").await?) >= 1.0)
+    })
+    .await?;
     // Alice takes in the three receipts (a state event each) and keeps the other three.
     let mut events = alice.client.events().await?;
     loop {
