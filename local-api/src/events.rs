@@ -32,12 +32,12 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Server frames: `auth_ok` first, then `Event`s and `lagged`; `error` before a close.
 #[utoipa::path(
     get, path = "/v1/events", tag = "events",
-    security(("bearer" = []), ()),
+    security(("bearer" = ["read"]), ()),
     responses(
         (status = 101, description = "Switching to WebSocket; frames are `ControlFrame` and `Event` JSON"),
         (status = 400, description = "`bad_request`: not a WebSocket upgrade", body = ErrorBody),
         (status = 401, description = "`unauthorized`: bad header token, or no token and no upgrade", body = ErrorBody),
-        (status = 403, description = "`forbidden_scope`, `forbidden_origin`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope`, `forbidden_origin`, `forbidden_host`", body = ErrorBody),
         (status = 503, description = "`unavailable`: too many event streams", body = ErrorBody),
     )
 )]

@@ -2,7 +2,8 @@
 //! Checked in as `local-api/openapi.json`; `tests/docs.rs` fails when it is stale
 //! (`TOKENIM_UPDATE_OPENAPI=1 cargo test -p tokenim-api --test docs` rewrites it).
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
@@ -18,7 +19,9 @@ use crate::types::*;
             Authenticate with `Authorization: Bearer tim_<id>_<secret>`. \
             Errors are `{\"error\":{\"code\",\"message\",\"request_id\"}}`; codes are listed in \
             the `ErrorCode` schema and in ERRORS.md. Requests must carry a loopback `Host` \
-            (or one allowed by configuration) and no foreign `Origin`."
+            (or one allowed by configuration) and no foreign `Origin`. An operation's `bearer` \
+            security requirement names the scope it needs (none: any valid token); `admin` \
+            grants every scope and `read` also grants `metrics`."
     ),
     paths(
         system::health,
@@ -48,7 +51,7 @@ use crate::types::*;
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode, Scope, Event, ControlFrame, ClientFrame,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &LayerResponses),
     security(("bearer" = [])),
     tags(
         (name = "system", description = "Health, metrics, this document"),
@@ -74,6 +77,118 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// Errors the router's layers and the token check can answer on any route, whatever the
+/// handler does: added to every operation (or merged into the response it already documents
+/// for that status), so that no route can forget them. `tests/conformance.rs` sends the
+/// requests that provoke them.
+struct LayerResponses;
+
+struct LayerError {
+    codes: &'static [ErrorCode],
+    why: &'static str,
+    /// Only on operations that check a token (the lookup goes to the node, which can fail).
+    authenticated_only: bool,
+}
+
+const LAYER_ERRORS: &[LayerError] = &[
+    LayerError {
+        codes: &[ErrorCode::ForbiddenHost, ErrorCode::ForbiddenOrigin],
+        why: "a `Host` or `Origin` that is not loopback or allowed",
+        authenticated_only: false,
+    },
+    LayerError {
+        codes: &[ErrorCode::PayloadTooLarge],
+        why: "a body, or a declared `Content-Length`, over the API's limit",
+        authenticated_only: false,
+    },
+    LayerError {
+        codes: &[ErrorCode::Timeout],
+        why: "over the API's time limit",
+        authenticated_only: false,
+    },
+    LayerError {
+        codes: &[ErrorCode::Unavailable],
+        why: "the node cannot serve this now",
+        authenticated_only: true,
+    },
+    LayerError {
+        codes: &[ErrorCode::Internal],
+        why: "unexpected failure, logged with the request id",
+        authenticated_only: true,
+    },
+];
+
+impl Modify for LayerResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let default_security = openapi.security.clone();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let security = operation.security.as_ref().or(default_security.as_ref());
+                let authenticated = security.is_some_and(|requirements| {
+                    requirements
+                        .iter()
+                        .any(|r| *r != SecurityRequirement::default())
+                });
+                for layer in LAYER_ERRORS {
+                    if layer.authenticated_only && !authenticated {
+                        continue;
+                    }
+                    add_error_response(&mut operation.responses.responses, layer);
+                }
+            }
+        }
+    }
+}
+
+fn add_error_response(
+    responses: &mut std::collections::BTreeMap<String, utoipa::openapi::RefOr<Response>>,
+    layer: &LayerError,
+) {
+    let Some(first) = layer.codes.first() else {
+        return;
+    };
+    let status = first.status().as_u16().to_string();
+    let entry = responses.entry(status).or_insert_with(|| {
+        Response::builder()
+            .description("")
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build()
+            .into()
+    });
+    // Every response here is inline (the annotations never use references).
+    let utoipa::openapi::RefOr::T(response) = entry else {
+        return;
+    };
+    let missing: Vec<String> = layer
+        .codes
+        .iter()
+        .map(|c| format!("`{}`", c.as_str()))
+        .filter(|code| !response.description.contains(code.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let added = format!("{}: {}", missing.join(", "), layer.why);
+    response.description = if response.description.is_empty() {
+        added
+    } else {
+        format!("{}; {added}", response.description)
+    };
 }
 
 impl ApiDoc {

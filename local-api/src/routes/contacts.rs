@@ -18,14 +18,16 @@ pub const MAX_CONTACT_NAME_CHARS: usize = 64;
 #[utoipa::path(
     post, path = "/v1/contacts", tag = "contacts",
     request_body = AddContactRequest,
+    security(("bearer" = ["send"])),
     responses(
         (status = 201, description = "Contact added (or updated)", body = ContactView,
             headers(("location" = String, description = "/v1/contacts/{address}"))),
-        (status = 400, description = "`invalid_card`, `invalid_json`, `bad_request`", body = ErrorBody),
+        (status = 400, description = "`invalid_card`, `invalid_json`, `bad_request` (wrong shape, empty `card`, bad `name`, this node's own card)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 409, description = "`conflict`: the name belongs to another contact", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
 )]
 pub(crate) async fn add_contact(
@@ -61,6 +63,7 @@ fn validate_name(name: String) -> ApiResult<String> {
 
 #[utoipa::path(
     get, path = "/v1/contacts", tag = "contacts",
+    security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "All contacts", body = ContactList),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -78,6 +81,7 @@ pub(crate) async fn list_contacts(
 
 #[utoipa::path(
     get, path = "/v1/contacts/{address}", tag = "contacts",
+    security(("bearer" = ["read"])),
     params(("address" = String, Path, description = "The contact's address")),
     responses(
         (status = 200, description = "The contact", body = ContactView),
@@ -98,6 +102,7 @@ pub(crate) async fn get_contact(
 /// Remove a contact (its message history stays).
 #[utoipa::path(
     delete, path = "/v1/contacts/{address}", tag = "contacts",
+    security(("bearer" = ["send"])),
     params(("address" = String, Path, description = "The contact's address")),
     responses(
         (status = 204, description = "Removed"),

@@ -14,6 +14,7 @@ use crate::types::{AddHomeRelayRequest, HomeRelayList, HomeRelayView};
 /// This node's home relays and the state of its mailbox at each.
 #[utoipa::path(
     get, path = "/v1/home-relays", tag = "home-relays",
+    security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "Home relays", body = HomeRelayList),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -34,13 +35,16 @@ pub(crate) async fn list(
 #[utoipa::path(
     post, path = "/v1/home-relays", tag = "home-relays",
     request_body = AddHomeRelayRequest,
+    security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Added", body = HomeRelayView),
         (status = 200, description = "Already a home relay", body = HomeRelayView),
-        (status = 400, description = "`bad_request` (not a `…/p2p/<peer id>` multiaddr), `invalid_json`", body = ErrorBody),
+        (status = 400, description = "`bad_request` (wrong shape, not a `…/p2p/<peer id>` multiaddr), `invalid_json`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `admin`)", body = ErrorBody),
-        (status = 409, description = "`conflict`: already 8 home relays (what a contact card holds)", body = ErrorBody),
+        (status = 409, description = "`conflict`: already 8 home relays (what a contact card holds), or this node is a relay", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
 )]
 pub(crate) async fn add(
@@ -61,6 +65,7 @@ pub(crate) async fn add(
 /// contact card stops listing it; envelopes still waiting there are not fetched any more.
 #[utoipa::path(
     delete, path = "/v1/home-relays/{peer_id}", tag = "home-relays",
+    security(("bearer" = ["admin"])),
     params(("peer_id" = String, Path, description = "The relay's libp2p peer id")),
     responses(
         (status = 204, description = "Removed"),

@@ -18,13 +18,15 @@ use crate::types::{
 #[utoipa::path(
     post, path = "/v1/messages", tag = "messages",
     request_body = SendMessageRequest,
+    security(("bearer" = ["send"])),
     responses(
         (status = 202, description = "Queued", body = MessageView),
-        (status = 400, description = "`invalid_address`, `invalid_json`, `bad_request`", body = ErrorBody),
+        (status = 400, description = "`invalid_address`, `invalid_card` (the contact's card lists no mailbox), `invalid_json`, `bad_request` (wrong shape, empty `to` or `body`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`unknown_contact`", body = ErrorBody),
-        (status = 413, description = "`message_too_large`, `payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`message_too_large` (over what the node sends in one message), `payload_too_large` (body over the API's limit)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: outbox full; see Retry-After", body = ErrorBody),
     )
 )]
@@ -47,6 +49,7 @@ pub(crate) async fn send_message(
 /// Messages, newest first, optionally of one conversation.
 #[utoipa::path(
     get, path = "/v1/messages", tag = "messages",
+    security(("bearer" = ["read"])),
     params(ListMessagesParams),
     responses(
         (status = 200, description = "One page", body = MessagePage),
@@ -77,6 +80,7 @@ pub(crate) async fn list_messages(
 
 #[utoipa::path(
     get, path = "/v1/messages/{id}", tag = "messages",
+    security(("bearer" = ["read"])),
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, description = "The message and its delivery state", body = MessageView),
@@ -96,6 +100,7 @@ pub(crate) async fn get_message(
 /// Mark an incoming message read; the sender gets a read receipt. Idempotent.
 #[utoipa::path(
     post, path = "/v1/messages/{id}/read", tag = "messages",
+    security(("bearer" = ["send"])),
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, description = "The message, now `read`", body = MessageView),
@@ -116,6 +121,7 @@ pub(crate) async fn mark_read(
 /// Conversations, most recent activity first, with unread counts.
 #[utoipa::path(
     get, path = "/v1/conversations", tag = "messages",
+    security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "Conversations", body = ConversationList),
         (status = 401, description = "`unauthorized`", body = ErrorBody),

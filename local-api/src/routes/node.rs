@@ -11,6 +11,7 @@ use crate::types::{IdentityView, PeerList};
 /// This node's user identity and contact card.
 #[utoipa::path(
     get, path = "/v1/identity", tag = "node",
+    security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "Identity", body = IdentityView),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -27,6 +28,7 @@ pub(crate) async fn identity(
 /// Peers this node is connected to now.
 #[utoipa::path(
     get, path = "/v1/peers", tag = "node",
+    security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "Connected peers", body = PeerList),
         (status = 401, description = "`unauthorized`", body = ErrorBody),

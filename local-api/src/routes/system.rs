@@ -32,6 +32,7 @@ pub(crate) async fn health() -> Json<HealthView> {
 /// This document.
 #[utoipa::path(
     get, path = "/v1/openapi.json", tag = "system",
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The OpenAPI document", content_type = "application/json"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -48,6 +49,7 @@ pub(crate) async fn openapi(_auth: Authed<AnyScope>) -> ApiResult<Response> {
 /// Prometheus/OpenMetrics text. Needs the `metrics` scope (also granted by `read` and `admin`).
 #[utoipa::path(
     get, path = "/v1/metrics", tag = "system",
+    security(("bearer" = ["metrics"])),
     responses(
         (status = 200, description = "OpenMetrics text", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -71,6 +73,7 @@ pub(crate) async fn metrics(
 /// Same as `/v1/metrics`, at the path Prometheus scrapes by default.
 #[utoipa::path(
     get, path = "/metrics", tag = "system",
+    security(("bearer" = ["metrics"])),
     responses(
         (status = 200, description = "OpenMetrics text", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),

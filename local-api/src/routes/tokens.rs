@@ -18,11 +18,15 @@ pub const MAX_TOKEN_NAME_CHARS: usize = 64;
 #[utoipa::path(
     post, path = "/v1/tokens", tag = "tokens",
     request_body = CreateTokenRequest,
+    security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Created; `token` is shown only now", body = CreatedToken),
-        (status = 400, description = "`bad_request`, `invalid_json`", body = ErrorBody),
+        (status = 400, description = "`bad_request` (wrong shape, bad `name`, no or unknown scope), `invalid_json`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `admin`)", body = ErrorBody),
+        (status = 409, description = "`conflict`: the generated token id is taken (retry)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_token(
@@ -59,6 +63,7 @@ pub(crate) async fn create_token(
 /// All tokens, without secrets.
 #[utoipa::path(
     get, path = "/v1/tokens", tag = "tokens",
+    security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Tokens", body = TokenList),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -78,6 +83,7 @@ pub(crate) async fn list_tokens(
 /// Revoke a token; requests with it fail from now on.
 #[utoipa::path(
     delete, path = "/v1/tokens/{id}", tag = "tokens",
+    security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "Token id (the public part)")),
     responses(
         (status = 204, description = "Revoked"),

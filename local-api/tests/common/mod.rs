@@ -537,3 +537,135 @@ impl FakeNode {
             .insert(ALICE.to_owned(), contact);
     }
 }
+
+/// Who may call an operation, as its security requirements in the OpenAPI document say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocAuth {
+    /// No requirement but the empty one: no token needed.
+    Public,
+    /// `bearer` without a role: any valid token.
+    AnyToken,
+    /// `bearer` with this role: a token granting this scope.
+    Scope(Scope),
+}
+
+/// One operation of the generated OpenAPI document.
+#[derive(Debug, Clone)]
+pub struct DocOp {
+    /// Upper case, as sent.
+    pub method: String,
+    /// As documented, e.g. `/v1/contacts/{address}`.
+    pub template: String,
+    /// `template` with every path parameter set to `x`.
+    pub path: String,
+    pub auth: DocAuth,
+    pub has_body: bool,
+    /// Status (`"404"`) to response object.
+    pub responses: serde_json::Map<String, Value>,
+}
+
+impl DocOp {
+    /// `GET /v1/contacts/{address}`.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+}
+
+/// The OpenAPI document the API serves and checks in.
+pub fn openapi_doc() -> Value {
+    serde_json::from_str(&tokenim_api::ApiDoc::openapi_json().unwrap()).unwrap()
+}
+
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every operation of the document, in its order.
+pub fn documented_operations() -> Vec<DocOp> {
+    let doc = openapi_doc();
+    let mut ops = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !HTTP_METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let name = format!("{} {template}", method.to_uppercase());
+            let security = op.get("security").unwrap_or(&doc["security"]);
+            ops.push(DocOp {
+                method: method.to_uppercase(),
+                template: template.clone(),
+                path: concrete_path(template),
+                auth: doc_auth(security, &name),
+                has_body: op.get("requestBody").is_some(),
+                responses: op["responses"].as_object().unwrap().clone(),
+            });
+        }
+    }
+    assert!(!ops.is_empty(), "no operations in the document");
+    ops
+}
+
+fn concrete_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                "x"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn doc_auth(security: &Value, name: &str) -> DocAuth {
+    let requirements = security
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: no security requirements"));
+    let mut bearer = Vec::new();
+    for requirement in requirements {
+        let requirement = requirement.as_object().unwrap();
+        for (scheme, roles) in requirement {
+            assert_eq!(scheme, "bearer", "{name}: unknown security scheme");
+            bearer.push(roles.as_array().unwrap().clone());
+        }
+    }
+    match bearer.as_slice() {
+        [] => DocAuth::Public,
+        [roles] => match roles.as_slice() {
+            [] => DocAuth::AnyToken,
+            [role] => DocAuth::Scope(
+                serde_json::from_value(role.clone())
+                    .unwrap_or_else(|e| panic!("{name}: role {role} is not a scope: {e}")),
+            ),
+            _ => panic!("{name}: more than one scope in one requirement"),
+        },
+        _ => panic!("{name}: more than one bearer requirement"),
+    }
+}
+
+/// The reply's status is one the document lists for `op`, and for an error, its code is
+/// among those the description of that status names.
+pub fn assert_documented(op: &DocOp, reply: &Reply, what: &str) {
+    let status = reply.status.as_u16().to_string();
+    let Some(response) = op.responses.get(&status) else {
+        let listed: Vec<&String> = op.responses.keys().collect();
+        panic!(
+            "{}: {what} answered {status}, which the OpenAPI document does not list \
+             (it lists {listed:?}); body: {}",
+            op.name(),
+            reply.text
+        );
+    };
+    if reply.status.is_client_error() || reply.status.is_server_error() {
+        let code = error_code(reply);
+        let description = response["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains(&format!("`{code}`")),
+            "{}: {what} answered {status} `{code}`, which the description of {status} does not \
+             name: {description:?}",
+            op.name()
+        );
+    }
+}
