@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tokenim_crypto::ed25519_dalek::SigningKey;
 use tokenim_crypto::{Envelope, Identity, InnerMessage, SessionPolicy, Sessions};
-use tokenim_node::metrics::Metrics;
-use tokenim_node::relay::Relay;
-use tokenim_node::relay_workers::{RelayHandle, Work};
-use tokenim_node::wire::pb;
+use tokenim_node::bench::{Metrics, Relay, RelayHandle, Work};
+use tokenim_node::peer::wire::pb;
 use tokenim_store::{Cf, Direction, MessageRecord, MessageState, Store, StoreOptions};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -307,7 +305,8 @@ fn concurrent_pages(stored: usize, clients: usize) {
     );
     let (lat, wall) = runtime.block_on(async {
         let (relay, _) = relay(&store);
-        let relay = RelayHandle::spawn(relay, None, threads, Metrics::default());
+        let (relay, idle) = RelayHandle::new(relay, Metrics::default());
+        relay.start(idle, None, threads);
         let relay_key = SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
         let ask = move |peer, kind| {
             let (reply, rx) = tokio::sync::oneshot::channel();

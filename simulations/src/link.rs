@@ -35,7 +35,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, noise, yamux};
-use tokenim_node::network::TransportFactory;
+use tokenim_node::TransportFactory;
 use tokio::time::{Instant, Sleep};
 
 use crate::plan::{NodePlan, PORT_BASE, PartitionWindow};

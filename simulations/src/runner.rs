@@ -14,16 +14,22 @@ use libp2p::identity::Keypair;
 use tokenim_api::NodeService;
 use tokenim_api::types::{Direction, Event};
 use tokenim_crypto::Identity;
-use tokenim_node::config::Config;
-use tokenim_node::engine::EngineHandle;
-use tokenim_node::network::Transport;
-use tokenim_node::node::{NodeParts, RunningNode, launch};
+use tokenim_node::{
+    Config, DeliveryHandle, IdentityKey, NodeParts, RunningNode, Transport, launch,
+};
 use tokenim_store::Store;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::SimError;
+
+/// Wall-clock milliseconds, as the nodes stamp messages.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 use crate::link::{LinkParams, NetModel, Network, transport_factory};
 use crate::plan::{NodePlan, Plan};
 use crate::report::{self, NodeRow, Outcome, RawResults, RelayFigures, Slot};
@@ -93,7 +99,7 @@ struct SimNode {
     identity_key: [u8; 32],
     store: Store,
     running: tokio::sync::Mutex<Option<RunningNode>>,
-    engine: watch::Sender<Option<EngineHandle>>,
+    engine: watch::Sender<Option<DeliveryHandle>>,
     /// Delivery attempts counted by incarnations that have stopped.
     attempts: AtomicU64,
 }
@@ -254,7 +260,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
 
     // The timeline.
     let t0 = Instant::now();
-    let wall0 = tokenim_node::engine::now_ms();
+    let wall0 = now_ms();
     let _ = sim.collector.t0.set((t0, wall0));
     net.start_clock(t0);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -438,7 +444,7 @@ impl Sim {
             match launch(parts).await {
                 Ok(running) => {
                     tokio::spawn(self.clone().observe(running.service.subscribe_events()));
-                    node.engine.send_replace(Some(running.engine.clone()));
+                    node.engine.send_replace(Some(running.delivery.clone()));
                     *node.running.lock().await = Some(running);
                     return Ok(());
                 }
@@ -532,13 +538,13 @@ impl Sim {
     async fn handles(
         &self,
         index: usize,
-    ) -> Result<(EngineHandle, Arc<tokenim_node::service::Service>), SimError> {
+    ) -> Result<(DeliveryHandle, Arc<tokenim_node::Service>), SimError> {
         let guard = self.nodes[index].running.lock().await;
         let r = guard.as_ref().ok_or_else(|| SimError::Service {
             index,
             message: "not running".into(),
         })?;
-        Ok((r.engine.clone(), r.service.clone()))
+        Ok((r.delivery.clone(), r.service.clone()))
     }
 
     /// Records every incoming simulator message this incarnation's inbox reports.
@@ -589,7 +595,7 @@ impl Sim {
                         Err(_) => return,
                     };
                     let Some(engine) = engine else { return };
-                    match engine.send(to, body.clone()).await {
+                    match engine.send(IdentityKey(to), body.clone()).await {
                         Ok(_) => {
                             if let Some(s) = collector.slots().get_mut(m.seq as usize) {
                                 s.sent = true;

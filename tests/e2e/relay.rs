@@ -274,8 +274,8 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
 #[tokio::test]
 async fn a_relay_process_refuses_forged_acks() -> Result<()> {
     use tokenim_crypto::{Envelope, Identity};
-    use tokenim_node::network::{self, NetworkConfig, Transport};
-    use tokenim_node::wire::{self, pb};
+    use tokenim_node::peer::wire::{self, pb};
+    use tokenim_node::peer::{self, NetworkConfig};
 
     let root = tempfile::tempdir()?;
     let r1 = relay(root.path(), "relay1").await?;
@@ -291,20 +291,20 @@ async fn a_relay_process_refuses_forged_acks() -> Result<()> {
     let cfg = NetworkConfig::peer("/ip4/127.0.0.1/tcp/0".parse()?);
     let mut registry = prometheus_client::registry::Registry::default();
     let key = libp2p::identity::Keypair::generate_ed25519();
-    let (net, _events, _task) = network::spawn(key, cfg, Transport::TcpQuic, &mut registry).await?;
+    let (net, _events, _task) = peer::spawn(key, cfg, &mut registry).await?;
     let relay_peer: libp2p::PeerId = r1.client.identity().await?["peer_id"]
         .as_str()
         .context("peer")?
         .parse()?;
     let relay_addr: libp2p::Multiaddr = r1.listen_addr().await?.parse()?;
-    let relay_key = tokenim_node::relay::relay_key_of(&relay_peer).context("relay key")?;
+    let relay_key = tokenim_node::peer::relay_key_of(&relay_peer).context("relay key")?;
 
     // Envelope ids the attacker could have seen on gossip: everything in the mailbox.
     let page = r1.client.get("/relay/stats").await?;
     assert_eq!(page["stored_messages"], 2);
     let fake_ids = [Envelope::new(mailbox, vec![0; 512], 0, 0).id()];
     let attacker = Identity::from_seed([66; 32]).mailbox_key(0);
-    let now = tokenim_node::engine::now_secs();
+    let now = tokenim_node::peer::now_secs();
     let mut forged = attacker.sign_ack(&relay_key, &fake_ids, now);
     forged.mailbox = mailbox; // claims to be the owner, signed by someone else
     let other_mailbox = attacker.sign_ack(&relay_key, &fake_ids, now);

@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::cli::ClientArgs;
-use crate::config;
+use super::config;
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -19,9 +18,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Finds the API address and token from flags, environment or the data directory.
-    pub fn new(data_dir: &Path, args: &ClientArgs) -> Result<Self> {
-        let api = match args.api {
+    /// The node's API at `api` with `token`, or as the data directory says where they are
+    /// missing (`api.addr`, `api.token`).
+    pub fn new(data_dir: &Path, api: Option<SocketAddr>, token: Option<String>) -> Result<Self> {
+        let api = match api {
             Some(a) => a,
             None => {
                 let path = data_dir.join(config::API_ADDR_FILE);
@@ -32,8 +32,8 @@ impl Client {
                     .with_context(|| format!("parsing {}", path.display()))?
             }
         };
-        let token = match &args.token {
-            Some(t) => t.clone(),
+        let token = match token {
+            Some(t) => t,
             None => {
                 let path = data_dir.join(config::TOKEN_FILE);
                 std::fs::read_to_string(&path)

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::error::NodeError;
 
 /// Writes `bytes` to a new file readable only by its owner. Fails if the file exists.
-pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -28,7 +28,7 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
 }
 
 /// Reads a secret file, refusing one that group or others may read.
-pub fn read_secret(path: &Path) -> Result<Vec<u8>, NodeError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, NodeError> {
     let meta = fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             NodeError::NotInitialised(path.display().to_string())

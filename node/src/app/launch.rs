@@ -1,5 +1,5 @@
-//! Creating a node's data directory (`init`) and running a node (`start`): identity, store,
-//! network, engine and local API wired together.
+//! Creating a node's data directory (`init`) and running a node (`start`, `launch`): identity,
+//! store, network, mailbox roles, delivery core and local API wired together.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,19 +14,16 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{self, Config};
-use crate::engine::{Engine, EngineConfig, EngineHandle};
+use super::config::{self, Config};
+use super::service::Service;
+use super::{keyfile, views};
+use crate::delivery::{self, Delivery, DeliveryHandle};
 use crate::error::NodeError;
-use crate::keyfile;
-use crate::mailbox_client::RelayRoute;
+use crate::event::{EVENT_BUFFER, NodeEvent};
+use crate::mailbox::{self, Relay, RelayHandle, RelayRoute, SyncContext};
 use crate::metrics::Metrics;
-use crate::network::{self, NetworkHandle};
-use crate::relay::Relay;
-use crate::relay_workers::RelayHandle;
-use crate::service::Service;
-
-/// Depth of the event broadcast; a subscriber further behind is told it lagged.
-const EVENT_BUFFER: usize = 1024;
+use crate::net::{self, MailboxSink, NetworkHandle};
+use crate::time::Clock;
 
 #[derive(Debug)]
 pub struct InitReport {
@@ -62,7 +59,7 @@ pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, N
     }
     let store = Store::open(&data_dir.join(config::DB_DIR), StoreOptions::default())?;
     let (token, record) = tokenim_api::generate_token("cli", &[tokenim_api::Scope::Admin]);
-    store.put_token(&crate::service::token_to_store(&record))?;
+    store.put_token(&super::tokens::token_to_store(&record))?;
     let token_path = data_dir.join(config::TOKEN_FILE);
     keyfile::write_secret(&token_path, token.expose().as_bytes())?;
     Ok(InitReport {
@@ -87,14 +84,15 @@ pub struct RunningNode {
     pub api_addr: Option<SocketAddr>,
     pub peer_id: PeerId,
     pub address: Address,
-    pub engine: EngineHandle,
+    /// Sends and marks read in process, as the API does.
+    pub delivery: DeliveryHandle,
     /// The same service the HTTP API calls, for in-process use.
     pub service: Arc<Service>,
     pub store: Store,
     net: NetworkHandle,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     api_task: Option<JoinHandle<()>>,
-    /// The engine and the swarm tasks.
+    /// The delivery, home relays, event bridge and swarm tasks, in the order they end.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -104,7 +102,7 @@ impl RunningNode {
         let Self {
             shutdown_tx,
             net,
-            engine,
+            delivery,
             service,
             store,
             api_task,
@@ -112,19 +110,20 @@ impl RunningNode {
             ..
         } = self;
         let _ = shutdown_tx.send(true);
-        // The API task goes first (it holds the service, which holds the engine handle), then
-        // the engine ends once no handle is left, then the swarm. Open event streams do not
-        // hold a shutdown up for more than the grace period.
+        // The API task goes first (it holds the service, which holds the delivery and home
+        // relay handles), then the delivery core ends once no handle is left, the home relays
+        // with it, then the swarm. Open event streams do not hold a shutdown up for more than
+        // the grace period.
         if let Some(api) = api_task {
             finish(api).await;
         }
-        drop((service, engine));
+        drop((service, delivery));
         net.shutdown().await;
         for t in tasks {
             finish(t).await;
         }
         if let Err(e) = store.flush() {
-            warn!("flushing store: {e}");
+            warn!(error = %e, "flushing store");
         }
     }
 
@@ -141,7 +140,7 @@ pub struct NodeParts {
     pub node_key: Keypair,
     pub store: Store,
     pub config: Config,
-    pub transport: network::Transport,
+    pub transport: net::Transport,
     /// Serve the local HTTP API on `config.api.listen`.
     pub serve_api: bool,
 }
@@ -176,7 +175,7 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
         node_key,
         store,
         config: cfg,
-        transport: network::Transport::TcpQuic,
+        transport: net::Transport::TcpQuic,
         serve_api: true,
     })
     .await?;
@@ -189,7 +188,8 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
     Ok(node)
 }
 
-/// Starts a node from its parts.
+/// Starts a node from its parts: the network, then the relay role's threads (on relays), the
+/// delivery core and home relays (on personal nodes too), then the API.
 pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     let NodeParts {
         identity,
@@ -203,14 +203,13 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     let mut sessions = Sessions::new(session_policy());
     for (peer, bytes) in store.list_sessions()? {
         if let Err(e) = sessions.restore_peer(&bytes) {
-            warn!(peer = %hex::encode(peer), "dropping unreadable session state: {e}");
+            warn!(peer = %hex::encode(peer), error = %e, "dropping unreadable session state");
         }
     }
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let metrics_for_relay = metrics.clone();
-    let net_cfg = network::NetworkConfig {
+    let net_cfg = net::NetworkConfig {
         listen: parse_addrs(&cfg.network.listen)?,
         bootstrap: parse_addrs(&cfg.network.bootstrap)?,
         mdns: cfg.network.mdns,
@@ -220,71 +219,81 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         relay_role: cfg.relay.enabled,
         external: parse_addrs(&cfg.network.external_addrs)?,
         topics: if cfg.relay.enabled {
-            crate::relay::all_topics()
+            mailbox::all_topics()
         } else {
             Vec::new()
         },
         request_timeout: Duration::from_secs(20),
     };
-    let relay_key = relay_signing_key(&node_key)?;
-    let (net, net_events, net_task) =
-        network::spawn(node_key, net_cfg, transport, &mut registry).await?;
-    let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let engine = Engine::new(
-        identity.clone(),
-        sessions,
-        store.clone(),
-        net.clone(),
-        events.clone(),
-        metrics,
-        EngineConfig {
-            display_name: cfg.display_name.clone(),
-            limits: cfg.limits.clone(),
-            publish_direct_addrs: cfg.network.publish_direct_addrs,
-            home_relays: cfg
-                .network
-                .home_relays
-                .iter()
-                .map(|a| {
-                    RelayRoute::parse(a).ok_or_else(|| {
-                        NodeError::Config(format!(
-                            "home relay {a:?} must be a multiaddr ending in /p2p/<peer id>"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        },
-    );
-    let engine = if cfg.relay.enabled {
-        let relay = Relay::new(
+    let relay = if cfg.relay.enabled {
+        let server = Relay::new(
             store.clone(),
-            relay_key,
+            relay_signing_key(&node_key)?,
             cfg.relay.retention_secs,
-            metrics_for_relay.clone(),
+            metrics.clone(),
         );
-        engine.with_relay(RelayHandle::spawn(
-            relay,
-            Some(net.clone()),
-            cfg.relay.worker_threads(),
-            metrics_for_relay,
-        ))
+        Some(RelayHandle::new(server, metrics.clone()))
     } else {
-        engine
+        None
     };
-    let (engine, engine_task) = engine.spawn(net_events)?;
-    let tasks = vec![engine_task, net_task];
-    let mut api_task = None;
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let sink = relay
+        .as_ref()
+        .map(|(handle, _)| Arc::new(handle.clone()) as Arc<dyn MailboxSink>);
+    let (net, net_events, net_task) =
+        net::spawn(node_key, net_cfg, transport, &mut registry, sink).await?;
+    if let Some((handle, idle)) = relay {
+        handle.start(idle, Some(net.clone()), cfg.relay.worker_threads());
+    }
+
+    let (node_events, _) = broadcast::channel(EVENT_BUFFER);
+    let configured_relays = cfg
+        .network
+        .home_relays
+        .iter()
+        .map(|a| {
+            RelayRoute::parse(a).ok_or_else(|| {
+                NodeError::Config(format!(
+                    "home relay {a:?} must be a multiaddr ending in /p2p/<peer id>"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (home, home_task) = mailbox::home_relays(&configured_relays, &store);
+    let delivery = Delivery::new(delivery::Parts {
+        me: identity.clone(),
+        sessions,
+        store: store.clone(),
+        net: net.clone(),
+        home: home.clone(),
+        events: node_events.clone(),
+        metrics,
+        settings: delivery_settings(&cfg),
+        clock: Clock::System,
+    });
+    let (delivery, delivery_task) = delivery.spawn(net_events)?;
+    let home_task = home_task.spawn(SyncContext {
+        net: net.clone(),
+        identity: identity.clone(),
+        ingest: delivery.ingest_weak(),
+        events: node_events.clone(),
+    });
+    let (api_events, _) = broadcast::channel(EVENT_BUFFER);
+    let bridge_task = tokio::spawn(bridge_events(node_events.subscribe(), api_events.clone()));
+    drop(node_events);
+    let tasks = vec![delivery_task, home_task, bridge_task, net_task];
     let service = Arc::new(Service::new(
         identity.clone(),
         store.clone(),
-        engine.clone(),
+        delivery.clone(),
+        home,
         net.clone(),
-        events,
+        api_events,
         registry,
         cfg.relay.enabled,
     ));
 
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut api_task = None;
     let mut api_addr = None;
     if serve_api {
         let api_cfg = tokenim_api::ApiConfig {
@@ -303,7 +312,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
             };
             if let Err(e) = tokenim_api::serve(listener, router, stop).await {
-                warn!("API server stopped: {e}");
+                warn!(error = %e, "API server stopped");
             }
         }));
         api_addr = Some(addr);
@@ -314,7 +323,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         api_addr,
         peer_id,
         address: identity.address(),
-        engine,
+        delivery,
         service,
         store,
         net,
@@ -324,10 +333,42 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     })
 }
 
+/// Turns node events into the API's events, while an app listens. Ends with the last sender.
+async fn bridge_events(
+    mut node_events: broadcast::Receiver<NodeEvent>,
+    api_events: broadcast::Sender<tokenim_api::types::Event>,
+) {
+    loop {
+        match node_events.recv().await {
+            Ok(ev) => {
+                if api_events.receiver_count() > 0 {
+                    let _ = api_events.send(views::event(&ev));
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "event bridge fell behind; apps miss events");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+fn delivery_settings(cfg: &Config) -> delivery::Settings {
+    delivery::Settings {
+        display_name: cfg.display_name.clone(),
+        publish_direct_addrs: cfg.network.publish_direct_addrs,
+        message_ttl_secs: cfg.limits.message_ttl_secs,
+        max_retry_backoff: Duration::from_secs(cfg.limits.max_retry_backoff_secs),
+        max_inflight: cfg.limits.max_inflight_deliveries,
+        max_inflight_per_peer: cfg.limits.max_inflight_per_peer,
+        max_outbox: cfg.limits.max_outbox,
+    }
+}
+
 /// The receiver keeps as many sessions per peer as the sender may have handshakes pending, so
 /// the session a sender settles on after a burst of inits is always one the receiver still
 /// holds (otherwise frames on it would be undecryptable until resealed).
-pub fn session_policy() -> SessionPolicy {
+pub(crate) fn session_policy() -> SessionPolicy {
     let default = SessionPolicy::default();
     SessionPolicy {
         max_inbound: default.max_inbound.max(default.max_pending),
@@ -336,7 +377,7 @@ pub fn session_policy() -> SessionPolicy {
 }
 
 /// Storage limits come from the relay settings (personal nodes use the same defaults).
-pub fn store_options(cfg: &Config) -> StoreOptions {
+pub(crate) fn store_options(cfg: &Config) -> StoreOptions {
     StoreOptions {
         sync_writes: cfg.relay.sync_writes,
         mailbox_max_messages: cfg.relay.mailbox_max_messages,

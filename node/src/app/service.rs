@@ -1,5 +1,6 @@
 //! The node's implementation of the local API's [`NodeService`] trait. Reads go straight to the
-//! store; anything that seals, sends or changes delivery state goes through the engine.
+//! store; anything that seals, sends or changes delivery state goes through the delivery core,
+//! and home relays through their own task.
 
 use std::sync::Arc;
 
@@ -10,24 +11,28 @@ use tokenim_api::types::{
     ContactView, ConversationView, Event, HomeRelayView, IdentityView, MailboxUsageView,
     MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
 };
-use tokenim_api::{NodeService, Scope, ServiceError, ServiceResult, TokenRecord};
+use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{Address, ContactCard, Identity};
-use tokenim_store::{
-    ContactRecord, Cursor, Direction, MessageRecord, MessageState, Store, StoreError,
-};
+use tokenim_store::{ContactRecord, Cursor, Direction, MessageRecord, MessageState, Store};
 use tokio::sync::broadcast;
 
-use crate::engine::{EngineHandle, now_ms, now_secs, parse_stored_card};
-use crate::network::NetworkHandle;
-use crate::views;
+use super::errors::store_error as store_err;
+use super::tokens::{token_from_store, token_to_store};
+use super::views;
+use crate::delivery::{DeliveryHandle, IdentityKey, MessageId, parse_stored_card};
+use crate::mailbox::HomeRelaysHandle;
+use crate::net::NetworkHandle;
+use crate::time::{now_ms, now_secs};
 
 /// How far back `unread` counts look; older unread messages are not counted.
 const UNREAD_SCAN: usize = 500;
 
+/// What the local API calls; also usable in process (the simulator, embedders).
 pub struct Service {
     identity: Arc<Identity>,
     store: Store,
-    engine: EngineHandle,
+    delivery: DeliveryHandle,
+    home: HomeRelaysHandle,
     net: NetworkHandle,
     events: broadcast::Sender<Event>,
     registry: Arc<Registry>,
@@ -41,10 +46,12 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    pub fn new(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         identity: Arc<Identity>,
         store: Store,
-        engine: EngineHandle,
+        delivery: DeliveryHandle,
+        home: HomeRelaysHandle,
         net: NetworkHandle,
         events: broadcast::Sender<Event>,
         registry: Registry,
@@ -53,7 +60,8 @@ impl Service {
         Self {
             identity,
             store,
-            engine,
+            delivery,
+            home,
             net,
             events,
             registry: Arc::new(registry),
@@ -126,47 +134,16 @@ impl Service {
     }
 }
 
-fn store_err(e: StoreError) -> ServiceError {
-    ServiceError::Internal(e.to_string())
-}
-
 fn parse_address(text: &str) -> ServiceResult<Address> {
     text.trim()
         .parse::<Address>()
         .map_err(|e| ServiceError::InvalidAddress(e.to_string()))
 }
 
-pub fn token_to_store(t: &TokenRecord) -> tokenim_store::TokenRecord {
-    let mut secret_hash = [0u8; 32];
-    // Our own hex from `hash_secret`; a malformed one would simply never verify.
-    let _ = hex::decode_to_slice(&t.secret_hash, &mut secret_hash);
-    tokenim_store::TokenRecord {
-        id: t.id.clone(),
-        name: t.name.clone(),
-        scopes: t.scopes.iter().map(|s| s.as_str().to_string()).collect(),
-        secret_hash,
-        created_at: t.created_at,
-    }
-}
-
-fn token_from_store(t: tokenim_store::TokenRecord) -> TokenRecord {
-    TokenRecord {
-        id: t.id,
-        name: t.name,
-        scopes: t
-            .scopes
-            .iter()
-            .filter_map(|s| s.parse::<Scope>().ok())
-            .collect(),
-        secret_hash: hex::encode(t.secret_hash),
-        created_at: t.created_at,
-    }
-}
-
 impl NodeService for Service {
     fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>> {
         async move {
-            let card = self.engine.my_card().await?;
+            let card = self.delivery.my_card().await?;
             let info = self
                 .net
                 .info()
@@ -301,7 +278,10 @@ impl NodeService for Service {
     fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
             let contact = self.resolve(&to)?;
-            let record = self.engine.send(contact.identity_key, body).await?;
+            let record = self
+                .delivery
+                .send(IdentityKey(contact.identity_key), body)
+                .await?;
             Ok(views::message(&record))
         }
         .boxed()
@@ -351,7 +331,9 @@ impl NodeService for Service {
             if m.state == MessageState::Read {
                 return Ok(views::message(&m));
             }
-            Ok(views::message(&self.engine.mark_read(key).await?))
+            Ok(views::message(
+                &self.delivery.mark_read(MessageId(key)).await?,
+            ))
         }
         .boxed()
     }
@@ -460,7 +442,16 @@ impl NodeService for Service {
     }
 
     fn home_relays(&self) -> BoxFuture<'_, ServiceResult<Vec<HomeRelayView>>> {
-        self.engine.home_relays().boxed()
+        async move {
+            Ok(self
+                .home
+                .list()
+                .await
+                .iter()
+                .map(views::home_relay)
+                .collect())
+        }
+        .boxed()
     }
 
     fn add_home_relay(&self, addr: String) -> BoxFuture<'_, ServiceResult<(HomeRelayView, bool)>> {
@@ -470,13 +461,14 @@ impl NodeService for Service {
                     "a relay keeps its own users' mailboxes; it has no home relays".into(),
                 ));
             }
-            self.engine.add_home_relay(addr).await
+            let (status, added) = self.home.add(addr).await?;
+            Ok((views::home_relay(&status), added))
         }
         .boxed()
     }
 
     fn remove_home_relay(&self, peer_id: String) -> BoxFuture<'_, ServiceResult<()>> {
-        self.engine.remove_home_relay(peer_id).boxed()
+        async move { Ok(self.home.remove(peer_id).await?) }.boxed()
     }
 
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {

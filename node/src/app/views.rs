@@ -1,15 +1,16 @@
-//! Conversions from store records to the API's views and events.
+//! Conversions from records and node events to the local API's views and events.
 
-use libp2p::PeerId;
 use tokenim_api::types::{self as api, Event};
-use tokenim_crypto::Address;
 use tokenim_store::{Direction, MessageRecord, MessageState};
 
-pub fn address_of(identity_key: &[u8; 32]) -> String {
-    Address::from_identity_key(*identity_key).to_string()
+use crate::delivery::IdentityKey;
+use crate::event::NodeEvent;
+
+pub(crate) fn address_of(identity_key: &[u8; 32]) -> String {
+    IdentityKey(*identity_key).address()
 }
 
-pub fn state(s: MessageState) -> api::MessageState {
+pub(crate) fn state(s: MessageState) -> api::MessageState {
     match s {
         MessageState::Queued | MessageState::Sent => api::MessageState::Queued,
         MessageState::Stored => api::MessageState::Stored,
@@ -20,7 +21,7 @@ pub fn state(s: MessageState) -> api::MessageState {
     }
 }
 
-pub fn message(m: &MessageRecord) -> api::MessageView {
+pub(crate) fn message(m: &MessageRecord) -> api::MessageView {
     let incoming = m.direction == Direction::Incoming;
     api::MessageView {
         id: hex::encode(m.id),
@@ -40,26 +41,38 @@ pub fn message(m: &MessageRecord) -> api::MessageView {
     }
 }
 
-pub fn message_event(m: &MessageRecord) -> Event {
-    Event::Message {
-        message: message(m),
+/// The API's form of a node event.
+pub(crate) fn event(ev: &NodeEvent) -> Event {
+    match ev {
+        NodeEvent::Message(m) => Event::Message {
+            message: message(m),
+        },
+        NodeEvent::MessageState(m) => Event::MessageState {
+            id: hex::encode(m.id),
+            state: state(m.state),
+            stored_by: m.relays,
+            at: m.updated_at_ms,
+        },
+        NodeEvent::PeerConnected(peer) => Event::PeerConnected {
+            peer_id: peer.to_string(),
+        },
+        NodeEvent::PeerDisconnected(peer) => Event::PeerDisconnected {
+            peer_id: peer.to_string(),
+        },
+        NodeEvent::MailboxSynced { relay, drained } => Event::MailboxSynced {
+            relay_peer_id: relay.to_string(),
+            drained: *drained,
+        },
     }
 }
 
-pub fn state_event(m: &MessageRecord) -> Event {
-    Event::MessageState {
-        id: hex::encode(m.id),
-        state: state(m.state),
-        stored_by: m.relays,
-        at: m.updated_at_ms,
-    }
-}
-
-pub fn peer_event(peer: &PeerId, connected: bool) -> Event {
-    let peer_id = peer.to_string();
-    if connected {
-        Event::PeerConnected { peer_id }
-    } else {
-        Event::PeerDisconnected { peer_id }
+pub(crate) fn home_relay(s: &crate::mailbox::HomeRelayStatus) -> api::HomeRelayView {
+    api::HomeRelayView {
+        addr: s.addr.clone(),
+        peer_id: s.peer.to_string(),
+        source: if s.from_config { "config" } else { "api" }.to_owned(),
+        registered: s.registered,
+        last_sync_at: s.last_sync_ms,
+        last_error: s.last_error.clone(),
     }
 }

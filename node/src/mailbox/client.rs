@@ -1,42 +1,29 @@
 //! The personal node's side of relay mailboxes: storing envelopes at a recipient's home
 //! relays when it cannot be reached directly, and draining this node's own mailbox from its
-//! home relays (register by challenge, page through, hand each envelope to the engine, ack).
+//! home relays (register by challenge, page through, hand each page to [`Ingest`], ack).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId};
+use futures::future::BoxFuture;
+use libp2p::PeerId;
 use tokenim_crypto::{CustodyReceipt, Envelope, Identity, MAX_BATCH_IDS, MailboxId, MessageId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::engine::{EngineHandle, now_secs};
-use crate::network::{DeliverError, NetworkHandle};
-use crate::relay::{MAX_PAGE, MAX_STORE_BATCH, relay_key_of};
-use crate::wire::{self, MAX_BATCH_BYTES, RejectCode, pb};
+use super::protocol::{
+    MAX_PAGE, MAX_STORE_BATCH, RelayRoute, gossip_envelope, relay_key_of, shard_topic,
+};
+use crate::net::wire::{self, MAX_BATCH_BYTES, RejectCode, pb};
+use crate::net::{DeliverError, NetworkHandle};
+use crate::time::now_secs;
 
-/// A relay that keeps mailboxes for someone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayRoute {
-    pub peer: PeerId,
-    pub addrs: Vec<Multiaddr>,
-}
-
-impl RelayRoute {
-    /// Parses `…/p2p/<peer id>`.
-    pub fn parse(addr: &str) -> Option<Self> {
-        let full: Multiaddr = addr.parse().ok()?;
-        let peer = crate::network::peer_of(&full)?;
-        let dial: Multiaddr = full
-            .iter()
-            .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-            .collect();
-        Some(Self {
-            peer,
-            addrs: vec![dial],
-        })
-    }
+/// Where drained mailbox pages go: the delivery core, which this layer does not name.
+pub(crate) trait Ingest: Send + Sync + 'static {
+    /// Opens and stores `envelopes` fetched from `relay`; for each, whether the relay may
+    /// delete it (stored, duplicate, or never readable) or must keep it (failed for now).
+    fn ingest(&self, relay: PeerId, envelopes: Vec<Vec<u8>>) -> BoxFuture<'_, Vec<bool>>;
 }
 
 /// How long a relay's store batcher waits for more envelopes before it stops.
@@ -52,7 +39,7 @@ struct Pending {
 /// one write and one signature per batch). Nothing waits to fill a batch: the first envelope
 /// goes at once, and whatever queues while a batch is in flight makes the next one.
 #[derive(Default)]
-pub struct StoreBatches {
+pub(crate) struct StoreBatches {
     senders: Mutex<HashMap<(PeerId, MailboxId), mpsc::Sender<Pending>>>,
 }
 
@@ -231,7 +218,7 @@ async fn store_batch(
 }
 
 /// Hands `envelope` to every relay; returns the receipts that verified.
-pub async fn store_at_relays(
+pub(crate) async fn store_at_relays(
     net: &NetworkHandle,
     batches: &StoreBatches,
     relays: &[RelayRoute],
@@ -252,17 +239,14 @@ pub async fn store_at_relays(
         .flatten()
         .collect();
     // Also on the mailbox's shard topic, so relays of the mesh that host it keep a copy.
-    net.publish(
-        crate::relay::shard_topic(&mailbox),
-        crate::relay::gossip_envelope(envelope.to_vec()),
-    );
+    net.publish(shard_topic(&mailbox), gossip_envelope(envelope.to_vec()));
     receipts
 }
 
 /// Registers this node's mailbox at `relay` and drains it.
-pub async fn sync_mailbox(
+pub(crate) async fn sync_mailbox(
     net: NetworkHandle,
-    engine: EngineHandle,
+    ingest: &dyn Ingest,
     identity: std::sync::Arc<Identity>,
     relay: RelayRoute,
 ) -> Result<usize, String> {
@@ -342,7 +326,7 @@ pub async fn sync_mailbox(
             .map(|e| Envelope::decode_checked(e).ok().map(|env| env.id()))
             .collect();
         let process = async {
-            let verdicts = engine.ingest(relay.peer, envelopes).await;
+            let verdicts = ingest.ingest(relay.peer, envelopes).await;
             ids.into_iter()
                 .zip(verdicts)
                 .filter_map(|(id, ack)| id.filter(|_| ack))
@@ -375,7 +359,7 @@ pub async fn sync_mailbox(
 }
 
 /// Tells `relay` to delete `ids` (signed by the mailbox key), in batches.
-pub async fn ack(
+pub(crate) async fn ack(
     net: &NetworkHandle,
     identity: &Identity,
     relay: &RelayRoute,

@@ -1,196 +1,254 @@
-//! A personal node's home relays: those from the configuration and those added through the
-//! API (kept in the store), with the state of this node's mailbox at each.
+//! This node's home relays as their own small task: the registry (configured ones and those
+//! added through the API, kept in the store), one drain at a time per relay, retries with
+//! backoff, a periodic resync, and the circuit reservation at each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
-use tokenim_api::ServiceError;
-use tokenim_api::types::HomeRelayView;
+use tokenim_crypto::Identity;
 use tokenim_crypto::card::MAX_CARD_LIST;
 use tokenim_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::warn;
 
-use crate::mailbox_client::RelayRoute;
+use super::client::{Ingest, sync_mailbox};
+use super::protocol::RelayRoute;
+use super::registry::{HomeRelayStatus, Registry};
+use crate::event::NodeEvent;
+use crate::net::NetworkHandle;
+use crate::time::now_ms;
 
-/// Store meta key of the relays added through the API (a JSON list of multiaddrs).
-const META_KEY: &str = "node.home_relays";
-/// First retry after a failed registration or drain; doubles up to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(5);
-const MAX_RETRY: Duration = Duration::from_secs(300);
+/// How often this node drains its mailboxes at its home relays besides being pushed to.
+const RESYNC_EVERY: Duration = Duration::from_secs(300);
 
+/// Why a change to the home relays was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HomeRelayError {
+    #[error("{0:?} is not a multiaddr ending in /p2p/<peer id>")]
+    BadAddress(String),
+    #[error("{0} is not a home relay")]
+    NotFound(String),
+    #[error("a contact card lists at most {MAX_CARD_LIST} home relays; remove one first")]
+    Full,
+    #[error("{0} is set in the configuration; remove it there")]
+    Configured(String),
+    #[error("saving home relays: {0}")]
+    Store(#[from] tokenim_store::StoreError),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, HomeRelayError>>;
+
+#[derive(Debug)]
+enum Cmd {
+    List(oneshot::Sender<Vec<HomeRelayStatus>>),
+    Add(String, Reply<(HomeRelayStatus, bool)>),
+    Remove(String, Reply<()>),
+    PeerConnected(PeerId),
+}
+
+/// Cloneable handle to the home-relays task; it also shows the current routes without asking.
 #[derive(Debug, Clone)]
-pub struct HomeRelay {
-    pub route: RelayRoute,
-    addr: String,
-    from_config: bool,
-    registered: bool,
-    last_sync_ms: Option<u64>,
-    last_error: Option<String>,
-    failures: u32,
+pub(crate) struct HomeRelaysHandle {
+    tx: mpsc::Sender<Cmd>,
+    routes: watch::Receiver<Vec<RelayRoute>>,
 }
 
-impl HomeRelay {
-    fn new(route: RelayRoute, from_config: bool) -> Self {
-        let addr = route
-            .addrs
-            .first()
-            .map(|a| format!("{a}/p2p/{}", route.peer))
-            .unwrap_or_else(|| format!("/p2p/{}", route.peer));
-        Self {
-            route,
-            addr,
-            from_config,
-            registered: false,
-            last_sync_ms: None,
-            last_error: None,
-            failures: 0,
-        }
+impl HomeRelaysHandle {
+    pub(crate) fn route(&self, peer: &PeerId) -> Option<RelayRoute> {
+        self.routes
+            .borrow()
+            .iter()
+            .find(|r| r.peer == *peer)
+            .cloned()
     }
 
-    fn view(&self) -> HomeRelayView {
-        HomeRelayView {
-            addr: self.addr.clone(),
-            peer_id: self.route.peer.to_string(),
-            source: if self.from_config { "config" } else { "api" }.to_owned(),
-            registered: self.registered,
-            last_sync_at: self.last_sync_ms,
-            last_error: self.last_error.clone(),
+    pub(crate) fn routes(&self) -> Vec<RelayRoute> {
+        self.routes.borrow().clone()
+    }
+
+    /// Whether the routes changed since this handle last looked (the card lists them).
+    pub(crate) fn changed(&mut self) -> bool {
+        let changed = self.routes.has_changed().unwrap_or(false);
+        self.routes.mark_unchanged();
+        changed
+    }
+
+    /// A peer connected: if it is a home relay, drain the mailbox there now.
+    pub(crate) fn peer_connected(&self, peer: PeerId) {
+        let _ = self.tx.try_send(Cmd::PeerConnected(peer));
+    }
+
+    pub(crate) async fn list(&self) -> Vec<HomeRelayStatus> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::List(reply)).await.is_err() {
+            return Vec::new();
         }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Adds (and keeps) a relay; its status and whether it is new.
+    pub(crate) async fn add(
+        &self,
+        addr: String,
+    ) -> Result<(HomeRelayStatus, bool), HomeRelayError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Add(addr, reply))
+            .await
+            .map_err(|_| HomeRelayError::ShuttingDown)?;
+        rx.await.map_err(|_| HomeRelayError::ShuttingDown)?
+    }
+
+    pub(crate) async fn remove(&self, peer_id: String) -> Result<(), HomeRelayError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Remove(peer_id, reply))
+            .await
+            .map_err(|_| HomeRelayError::ShuttingDown)?;
+        rx.await.map_err(|_| HomeRelayError::ShuttingDown)?
     }
 }
 
-#[derive(Debug, Default)]
-pub struct HomeRelays {
-    relays: Vec<HomeRelay>,
+/// The task before it runs: the handle exists first, because the delivery core it drains into
+/// needs the handle too.
+#[derive(Debug)]
+pub(crate) struct HomeTask {
+    rx: mpsc::Receiver<Cmd>,
+    routes: watch::Sender<Vec<RelayRoute>>,
+    registry: Registry,
+    store: Store,
 }
 
-impl HomeRelays {
-    /// The configured relays, then those added through the API in earlier runs.
-    pub fn load(configured: &[RelayRoute], store: &Store) -> Self {
-        let mut home = Self::default();
-        for route in configured {
-            home.insert(HomeRelay::new(route.clone(), true));
-        }
-        let saved: Vec<String> = store
-            .get_meta(META_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default();
-        for route in saved.iter().filter_map(|a| RelayRoute::parse(a)) {
-            home.insert(HomeRelay::new(route, false));
-        }
-        home
+/// Loads the home relays (configured, then added earlier through the API).
+pub(crate) fn home_relays(
+    configured: &[RelayRoute],
+    store: &Store,
+) -> (HomeRelaysHandle, HomeTask) {
+    let registry = Registry::load(configured, store);
+    let (routes_tx, routes) = watch::channel(registry.routes());
+    let (tx, rx) = mpsc::channel(64);
+    let task = HomeTask {
+        rx,
+        routes: routes_tx,
+        registry,
+        store: store.clone(),
+    };
+    (HomeRelaysHandle { tx, routes }, task)
+}
+
+type Retry = std::pin::Pin<Box<dyn Future<Output = PeerId> + Send>>;
+
+/// What a running sync needs; `ingest` must not keep the delivery core alive.
+pub(crate) struct SyncContext {
+    pub(crate) net: NetworkHandle,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) ingest: Arc<dyn Ingest>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+}
+
+impl HomeTask {
+    /// Runs until every handle is gone.
+    pub(crate) fn spawn(self, ctx: SyncContext) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(ctx))
     }
 
-    fn insert(&mut self, relay: HomeRelay) -> bool {
-        if self.get(&relay.route.peer).is_some() {
-            return false;
-        }
-        self.relays.push(relay);
-        true
-    }
-
-    pub fn get(&self, peer: &PeerId) -> Option<&RelayRoute> {
-        self.relays
-            .iter()
-            .find(|r| r.route.peer == *peer)
-            .map(|r| &r.route)
-    }
-
-    pub fn routes(&self) -> impl Iterator<Item = &RelayRoute> {
-        self.relays.iter().map(|r| &r.route)
-    }
-
-    pub fn views(&self) -> Vec<HomeRelayView> {
-        self.relays.iter().map(HomeRelay::view).collect()
-    }
-
-    /// Adds (and persists) a relay; the route and whether it is new.
-    pub fn add(
-        &mut self,
-        addr: &str,
-        store: &Store,
-    ) -> Result<(RelayRoute, HomeRelayView, bool), ServiceError> {
-        let route = RelayRoute::parse(addr).ok_or_else(|| {
-            ServiceError::BadRequest(format!(
-                "{addr:?} is not a multiaddr ending in /p2p/<peer id>"
-            ))
-        })?;
-        if let Some(existing) = self.relays.iter().find(|r| r.route.peer == route.peer) {
-            return Ok((existing.route.clone(), existing.view(), false));
-        }
-        if self.relays.len() >= MAX_CARD_LIST {
-            return Err(ServiceError::Conflict(format!(
-                "a contact card lists at most {MAX_CARD_LIST} home relays; remove one first"
-            )));
-        }
-        let relay = HomeRelay::new(route.clone(), false);
-        let view = relay.view();
-        self.relays.push(relay);
-        if let Err(e) = self.save(store) {
-            self.relays.pop();
-            return Err(e);
-        }
-        Ok((route, view, true))
-    }
-
-    /// Removes (and forgets) a relay added through the API; its peer id.
-    pub fn remove(&mut self, peer_id: &str, store: &Store) -> Result<PeerId, ServiceError> {
-        let not_found = || ServiceError::NotFound(format!("{peer_id} is not a home relay"));
-        let peer: PeerId = peer_id.parse().map_err(|_| not_found())?;
-        let i = self
-            .relays
-            .iter()
-            .position(|r| r.route.peer == peer)
-            .ok_or_else(not_found)?;
-        if self.relays[i].from_config {
-            return Err(ServiceError::Conflict(format!(
-                "{peer_id} is set in the configuration; remove it there"
-            )));
-        }
-        let removed = self.relays.remove(i);
-        if let Err(e) = self.save(store) {
-            self.relays.insert(i, removed);
-            return Err(e);
-        }
-        Ok(peer)
-    }
-
-    fn save(&self, store: &Store) -> Result<(), ServiceError> {
-        let added: Vec<&str> = self
-            .relays
-            .iter()
-            .filter(|r| !r.from_config)
-            .map(|r| r.addr.as_str())
-            .collect();
-        let json = serde_json::to_vec(&added).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        store
-            .put_meta(META_KEY, &json)
-            .map_err(|e| ServiceError::Unavailable(format!("saving home relays: {e}")))
-    }
-
-    /// Records a sync's outcome; after a failure, how long to wait before the next attempt.
-    pub fn sync_done(
-        &mut self,
-        peer: &PeerId,
-        result: Result<usize, String>,
-        now_ms: u64,
-    ) -> Option<Duration> {
-        let relay = self.relays.iter_mut().find(|r| r.route.peer == *peer)?;
-        match result {
-            Ok(_) => {
-                relay.registered = true;
-                relay.last_sync_ms = Some(now_ms);
-                relay.last_error = None;
-                relay.failures = 0;
-                None
+    async fn run(mut self, ctx: SyncContext) {
+        let (done_tx, mut done_rx) = mpsc::channel(MAX_CARD_LIST);
+        let mut syncing = std::collections::HashSet::new();
+        let mut retries: FuturesUnordered<Retry> = FuturesUnordered::new();
+        let start = |route: RelayRoute, syncing: &mut std::collections::HashSet<PeerId>| {
+            if !syncing.insert(route.peer) {
+                return;
             }
-            Err(e) => {
-                relay.last_error = Some(e);
-                relay.failures = relay.failures.saturating_add(1);
-                let doublings = relay.failures.saturating_sub(1).min(8);
-                Some((FIRST_RETRY * 2u32.pow(doublings)).min(MAX_RETRY))
+            let (net, identity, ingest) =
+                (ctx.net.clone(), ctx.identity.clone(), ctx.ingest.clone());
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let peer = route.peer;
+                let result = sync_mailbox(net, ingest.as_ref(), identity, route).await;
+                if let Err(e) = &result {
+                    warn!(relay = %peer, error = %e, "mailbox sync failed; will retry");
+                }
+                let _ = done.send((peer, result)).await;
+            });
+        };
+        for route in self.registry.routes() {
+            listen_via(&ctx.net, &route).await;
+            start(route, &mut syncing);
+        }
+        // Relays push new envelopes, but a push can be skipped or fail: a periodic drain
+        // fetches whatever is left. The first tick is at once; start-up already synced.
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
+        loop {
+            tokio::select! {
+                _ = resync.tick() => {
+                    for route in self.registry.routes() {
+                        start(route, &mut syncing);
+                    }
+                }
+                cmd = self.rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::List(reply)) => {
+                        let _ = reply.send(self.registry.statuses());
+                    }
+                    Some(Cmd::Add(addr, reply)) => {
+                        let result = self.registry.add(&addr, &self.store);
+                        if let Ok((route, _, true)) = &result {
+                            self.routes.send_replace(self.registry.routes());
+                            listen_via(&ctx.net, route).await;
+                            start(route.clone(), &mut syncing);
+                        }
+                        let _ = reply.send(result.map(|(_, status, added)| (status, added)));
+                    }
+                    Some(Cmd::Remove(peer_id, reply)) => {
+                        let result = self.registry.remove(&peer_id, &self.store);
+                        if let Ok(peer) = &result {
+                            self.routes.send_replace(self.registry.routes());
+                            ctx.net.stop_listen_via(*peer).await;
+                        }
+                        let _ = reply.send(result.map(drop));
+                    }
+                    Some(Cmd::PeerConnected(peer)) => {
+                        if let Some(route) = self.registry.get(&peer).cloned() {
+                            start(route, &mut syncing);
+                        }
+                    }
+                },
+                Some((relay, result)) = done_rx.recv() => {
+                    syncing.remove(&relay);
+                    if let Ok(drained) = &result {
+                        let _ = ctx.events.send(NodeEvent::MailboxSynced {
+                            relay,
+                            drained: *drained as u64,
+                        });
+                    }
+                    if let Some(delay) = self.registry.sync_done(&relay, result, now_ms()) {
+                        retries.push(Box::pin(async move {
+                            tokio::time::sleep(delay).await;
+                            relay
+                        }));
+                    }
+                }
+                Some(relay) = retries.next(), if !retries.is_empty() => {
+                    if let Some(route) = self.registry.get(&relay).cloned() {
+                        start(route, &mut syncing);
+                    }
+                }
             }
         }
+    }
+}
+
+/// Reachable through the relay's circuit too, for peers that cannot dial this node.
+async fn listen_via(net: &NetworkHandle, relay: &RelayRoute) {
+    if let Some(addr) = relay.addrs.first() {
+        net.listen_via(relay.peer, addr.clone()).await;
     }
 }

@@ -1,20 +1,25 @@
-//! Runs a [`Relay`] on a few dedicated threads: its store writes, signatures and page reads
-//! block, so they stay off the async runtime, and requests from many peers are served in
-//! parallel instead of one at a time on the engine task.
+//! Runs the relay's [`Relay`] on a few dedicated threads: its store writes, signatures and page
+//! reads block, so they stay off the async runtime, and requests from many peers are served in
+//! parallel. The swarm task hands mailbox requests and shard gossip straight to this queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
+use super::server::{Followup, Relay};
 use crate::metrics::Metrics;
-use crate::network::NetworkHandle;
-use crate::relay::{Followup, Relay};
-use crate::wire::{self, RejectCode, pb};
+use crate::net::wire::{self, RejectCode, pb};
+use crate::net::{MailboxSink, NetworkHandle};
 
 /// Relay work waiting for a thread; beyond this, requests are answered `rate_limited`.
 const QUEUE: usize = 1024;
+/// How often expired envelopes are purged (by the first worker, between requests).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Owner pushes running at once (each carries one request's new envelopes).
+const PUSHES_IN_FLIGHT: usize = 64;
 
 #[derive(Debug)]
 pub enum Work {
@@ -24,89 +29,78 @@ pub enum Work {
         reply: oneshot::Sender<wire::Response>,
     },
     Gossip(Vec<u8>),
-    Purge,
 }
 
 /// Cloneable; the threads stop when the last handle is dropped, and that drop waits for them.
 #[derive(Debug, Clone)]
 pub struct RelayHandle {
-    // Dropped before `_threads`: the last sender gone ends the workers' loops, then they are
+    // Dropped before `threads`: the last sender gone ends the workers' loops, then they are
     // joined.
     tx: Sender<Work>,
     relay: Arc<Relay>,
     metrics: Metrics,
-    _threads: Arc<Threads>,
+    threads: Arc<Threads>,
 }
 
 /// The worker threads, joined when the last handle goes: they hold the store, and RocksDB
 /// must be closed before the process exits (a database still open in another thread while
 /// exit runs C++ static destructors corrupts the heap).
-#[derive(Debug)]
-struct Threads(Vec<std::thread::JoinHandle<()>>);
+#[derive(Debug, Default)]
+struct Threads(Mutex<Vec<std::thread::JoinHandle<()>>>);
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        for t in self.0.drain(..) {
+        let threads = std::mem::take(self.0.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
             let _ = t.join();
         }
     }
 }
 
+/// The queue's receiving end, until [`RelayHandle::start`] gives it threads.
+#[derive(Debug)]
+pub struct Idle(Receiver<Work>);
+
 impl RelayHandle {
+    /// The queue, before any thread serves it: the swarm task needs the handle to route to,
+    /// and the threads need the swarm's handle to push and gossip.
+    pub fn new(relay: Relay, metrics: Metrics) -> (Self, Idle) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let handle = Self {
+            tx,
+            relay: Arc::new(relay),
+            metrics,
+            threads: Arc::default(),
+        };
+        (handle, Idle(rx))
+    }
+
     /// Starts `threads` workers. Must be called inside the tokio runtime (pushes to owners are
     /// spawned on it). Without `net` (benchmarks), pushes and gossip are left undone.
-    pub fn spawn(
-        relay: Relay,
-        net: Option<NetworkHandle>,
-        threads: usize,
-        metrics: Metrics,
-    ) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let relay = Arc::new(relay);
+    pub fn start(&self, idle: Idle, net: Option<NetworkHandle>, threads: usize) {
         let push = net.map(|net| {
             Arc::new(PushContext {
                 net,
                 runtime: tokio::runtime::Handle::current(),
                 pushes: Arc::new(tokio::sync::Semaphore::new(PUSHES_IN_FLIGHT)),
-                metrics: metrics.clone(),
+                metrics: self.metrics.clone(),
             })
         });
-        let mut joins = Vec::new();
+        let mut joins = self
+            .threads
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for i in 0..threads.max(1) {
-            let (rx, relay, push) = (rx.clone(), relay.clone(), push.clone());
-            let metrics = metrics.clone();
+            let rx = idle.0.clone();
+            let (relay, push, metrics) = (self.relay.clone(), push.clone(), self.metrics.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
-                .spawn(move || {
-                    while let Ok(work) = rx.recv() {
-                        metrics.relay_queue.dec();
-                        let followup = match work {
-                            Work::Request { peer, kind, reply } => {
-                                let (response, followup) = relay.handle(peer, kind);
-                                let _ = reply.send(response);
-                                followup
-                            }
-                            Work::Gossip(data) => relay.on_gossip(&data),
-                            Work::Purge => {
-                                relay.purge();
-                                Followup::default()
-                            }
-                        };
-                        if let Some(push) = &push {
-                            follow_up(push, followup);
-                        }
-                    }
-                });
+                .spawn(move || serve(&rx, &relay, push.as_deref(), &metrics, i == 0));
             match spawned {
                 Ok(join) => joins.push(join),
                 Err(e) => tracing::error!("starting relay thread {i}: {e}"),
             }
-        }
-        Self {
-            tx,
-            relay,
-            metrics,
-            _threads: Arc::new(Threads(joins)),
         }
     }
 
@@ -128,9 +122,65 @@ impl RelayHandle {
             }
         }
     }
+}
 
-    pub fn peer_disconnected(&self, peer: &PeerId) {
+impl MailboxSink for RelayHandle {
+    fn request(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+        reply: oneshot::Sender<wire::Response>,
+    ) {
+        self.submit(Work::Request { peer, kind, reply });
+    }
+
+    fn gossip(&self, data: Vec<u8>) {
+        self.submit(Work::Gossip(data));
+    }
+
+    fn peer_disconnected(&self, peer: &PeerId) {
         self.relay.peer_disconnected(peer);
+    }
+}
+
+/// One worker's loop; the `purger` also deletes expired envelopes every [`PURGE_EVERY`].
+fn serve(
+    rx: &Receiver<Work>,
+    relay: &Relay,
+    push: Option<&PushContext>,
+    metrics: &Metrics,
+    purger: bool,
+) {
+    let mut next_purge = Instant::now();
+    loop {
+        let work = if purger {
+            match rx.recv_timeout(next_purge.saturating_duration_since(Instant::now())) {
+                Ok(work) => work,
+                Err(RecvTimeoutError::Timeout) => {
+                    relay.purge();
+                    next_purge = Instant::now() + PURGE_EVERY;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(work) => work,
+                Err(_) => return,
+            }
+        };
+        metrics.relay_queue.dec();
+        let followup = match work {
+            Work::Request { peer, kind, reply } => {
+                let (response, followup) = relay.handle(peer, kind);
+                let _ = reply.send(response);
+                followup
+            }
+            Work::Gossip(data) => relay.on_gossip(&data),
+        };
+        if let Some(push) = push {
+            follow_up(push, followup);
+        }
     }
 }
 
@@ -163,9 +213,6 @@ fn follow_up(ctx: &PushContext, followup: Followup) {
         drop(permit);
     });
 }
-
-/// Owner pushes running at once (each carries one request's new envelopes).
-const PUSHES_IN_FLIGHT: usize = 64;
 
 struct PushContext {
     net: NetworkHandle,

@@ -13,20 +13,22 @@ use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
-const FIRST_RETRY: Duration = Duration::from_secs(5);
-const MAX_RETRY: Duration = Duration::from_secs(300);
+use crate::time::Backoff;
+
+const RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
 
 type Retry = Pin<Box<dyn Future<Output = PeerId> + Send>>;
 
 struct Wanted {
     /// The relay's address, ending in `/p2p/<relay>`.
     addr: Multiaddr,
-    backoff: Duration,
+    /// Failures since the last reservation that held.
+    failures: u32,
     listener: Option<ListenerId>,
 }
 
 #[derive(Default)]
-pub struct CircuitListeners {
+pub(crate) struct CircuitListeners {
     wanted: HashMap<PeerId, Wanted>,
     retries: FuturesUnordered<Retry>,
 }
@@ -42,7 +44,7 @@ impl std::fmt::Debug for CircuitListeners {
 impl CircuitListeners {
     /// Starts wanting a reservation at `relay`; the address to listen on, unless a listener
     /// is already up or a retry is pending.
-    pub fn want(&mut self, relay: PeerId, addr: Multiaddr) -> Option<Multiaddr> {
+    pub(crate) fn want(&mut self, relay: PeerId, addr: Multiaddr) -> Option<Multiaddr> {
         let addr = match addr.iter().last() {
             Some(Protocol::P2p(p)) if p == relay => addr,
             _ => addr.with(Protocol::P2p(relay)),
@@ -55,7 +57,7 @@ impl CircuitListeners {
             relay,
             Wanted {
                 addr,
-                backoff: FIRST_RETRY,
+                failures: 0,
                 listener: None,
             },
         );
@@ -63,12 +65,12 @@ impl CircuitListeners {
     }
 
     /// Stops wanting `relay`; the listener to remove, if one is up.
-    pub fn unwant(&mut self, relay: &PeerId) -> Option<ListenerId> {
+    pub(crate) fn unwant(&mut self, relay: &PeerId) -> Option<ListenerId> {
         self.wanted.remove(relay)?.listener
     }
 
     /// `listen_on` for `relay` returned `id` (or failed: `None`, retried later).
-    pub fn started(&mut self, relay: PeerId, id: Option<ListenerId>) {
+    pub(crate) fn started(&mut self, relay: PeerId, id: Option<ListenerId>) {
         match (self.wanted.get_mut(&relay), id) {
             (Some(w), Some(id)) => w.listener = Some(id),
             (Some(_), None) => {
@@ -79,17 +81,17 @@ impl CircuitListeners {
     }
 
     /// A reservation was accepted on `id`: the next failure starts from the first delay again.
-    pub fn reserved(&mut self, id: ListenerId) {
+    pub(crate) fn reserved(&mut self, id: ListenerId) {
         if let Some(relay) = self.relay_of(id)
             && let Some(w) = self.wanted.get_mut(&relay)
         {
-            w.backoff = FIRST_RETRY;
+            w.failures = 0;
         }
     }
 
     /// The listener `id` closed; if its relay is still wanted, the relay and the delay after
     /// which it is tried again.
-    pub fn closed(&mut self, id: ListenerId) -> Option<(PeerId, Duration)> {
+    pub(crate) fn closed(&mut self, id: ListenerId) -> Option<(PeerId, Duration)> {
         let relay = self.relay_of(id)?;
         if let Some(w) = self.wanted.get_mut(&relay) {
             w.listener = None;
@@ -99,7 +101,7 @@ impl CircuitListeners {
 
     /// The next relay whose retry is due, with the address to listen on. Pending forever while
     /// no retry is scheduled.
-    pub async fn next_retry(&mut self) -> (PeerId, Multiaddr) {
+    pub(crate) async fn next_retry(&mut self) -> (PeerId, Multiaddr) {
         loop {
             if self.retries.is_empty() {
                 futures::future::pending::<()>().await;
@@ -124,8 +126,8 @@ impl CircuitListeners {
 
     fn retry_later(&mut self, relay: PeerId) -> Option<Duration> {
         let w = self.wanted.get_mut(&relay)?;
-        let delay = w.backoff;
-        w.backoff = (w.backoff * 2).min(MAX_RETRY);
+        w.failures = w.failures.saturating_add(1);
+        let delay = RETRY.delay(w.failures);
         self.retries.push(Box::pin(async move {
             tokio::time::sleep(delay).await;
             relay
@@ -179,7 +181,7 @@ mod tests {
         let id = ListenerId::next();
         c.started(relay, Some(id));
         c.reserved(id);
-        assert_eq!(c.closed(id), Some((relay, FIRST_RETRY)));
+        assert_eq!(c.closed(id), Some((relay, RETRY.first)));
         // While a retry is pending (no listener), wanting again does not listen twice.
         assert!(
             c.want(relay, "/ip4/127.0.0.1/tcp/1".parse().expect("addr"))

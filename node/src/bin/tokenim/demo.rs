@@ -10,9 +10,8 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::client::Client;
-use crate::config::{self, Config};
-use crate::node::{self, RunningNode};
+use tokenim_node::config::{self, Config};
+use tokenim_node::{self as node, Client, RunningNode};
 
 struct Peer {
     name: &'static str,
@@ -45,7 +44,7 @@ async fn run_peer(root: &std::path::Path, name: &'static str, cfg: Config) -> Re
     let address = node.address.to_string();
     println!(
         "  {name:5} address {}  api http://{}",
-        crate::client::short(&address),
+        tokenim_node::short(&address),
         api
     );
     Ok(Peer {

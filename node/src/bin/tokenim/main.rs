@@ -4,9 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tokenim_node::cli::{Cli, Command, ContactCmd, RunArgs, TokenCmd};
-use tokenim_node::client::Client;
+use tokenim_node::Client;
 use tokenim_node::config::{self, Config};
+
+use cli::{Cli, ClientArgs, Command, ContactCmd, RunArgs, TokenCmd};
+
+mod cli;
+mod demo;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,7 +31,7 @@ fn main() -> Result<()> {
 async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
     match command {
         Command::Init { name } => {
-            let report = tokenim_node::node::init(&data_dir, name.as_deref())?;
+            let report = tokenim_node::init(&data_dir, name.as_deref())?;
             println!("initialised {}", data_dir.display());
             println!("address: {}", report.address);
             println!("api token: {}", report.token_path.display());
@@ -36,40 +40,38 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Run(args) => run(&data_dir, args).await,
         Command::Demo { messages } => {
             tokenim_node::logging::init("warn", "text");
-            tokenim_node::demo::run(messages).await
+            demo::run(messages).await
         }
-        Command::Id(c) => Client::new(&data_dir, &c)?.print_identity().await,
+        Command::Id(c) => connect(&data_dir, &c)?.print_identity().await,
         Command::Contact(ContactCmd::Add { client, card, name }) => {
-            Client::new(&data_dir, &client)?
+            connect(&data_dir, &client)?
                 .add_contact(&card, name.as_deref())
                 .await
         }
-        Command::Contact(ContactCmd::List(c)) => Client::new(&data_dir, &c)?.list_contacts().await,
-        Command::Send { client, to, text } => {
-            Client::new(&data_dir, &client)?.send(&to, &text).await
-        }
+        Command::Contact(ContactCmd::List(c)) => connect(&data_dir, &c)?.list_contacts().await,
+        Command::Send { client, to, text } => connect(&data_dir, &client)?.send(&to, &text).await,
         Command::Inbox {
             client,
             peer,
             limit,
         } => {
-            Client::new(&data_dir, &client)?
+            connect(&data_dir, &client)?
                 .inbox(peer.as_deref(), limit)
                 .await
         }
-        Command::Watch(c) => Client::new(&data_dir, &c)?.watch().await,
+        Command::Watch(c) => connect(&data_dir, &c)?.watch().await,
         Command::Token(TokenCmd::Create {
             client,
             name,
             scopes,
         }) => {
-            Client::new(&data_dir, &client)?
+            connect(&data_dir, &client)?
                 .create_token(&name, &scopes)
                 .await
         }
-        Command::Token(TokenCmd::List(c)) => Client::new(&data_dir, &c)?.list_tokens().await,
+        Command::Token(TokenCmd::List(c)) => connect(&data_dir, &c)?.list_tokens().await,
         Command::Token(TokenCmd::Revoke { client, id }) => {
-            Client::new(&data_dir, &client)?.revoke_token(&id).await
+            connect(&data_dir, &client)?.revoke_token(&id).await
         }
     }
 }
@@ -97,7 +99,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
         cfg.log.format = f;
     }
     tokenim_node::logging::init(&cfg.log.level, &cfg.log.format);
-    let node = tokenim_node::node::start(data_dir, cfg)
+    let node = tokenim_node::start(data_dir, cfg)
         .await
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
     // Handlers first: a SIGTERM right after the ready line must still shut down cleanly.
@@ -114,6 +116,11 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// The client of the running node's API the flags or the data directory name.
+fn connect(data_dir: &Path, args: &ClientArgs) -> Result<Client> {
+    Client::new(data_dir, args.api, args.token.clone())
 }
 
 /// Resolves on SIGINT or SIGTERM; both handlers are installed when this returns.

@@ -1,7 +1,7 @@
 //! The relay role: mailboxes for registered users in the store, signed custody receipts,
 //! ownership proofs by challenge, paging, and deletion on the owner's signed acknowledgement.
-//! Every method takes `&self` and does blocking store calls: [`crate::relay_workers`] runs them
-//! on a few dedicated threads, off the async runtime and off the engine task.
+//! Every method takes `&self` and does blocking store calls: [`super::workers`] runs them
+//! on a few dedicated threads, off the async runtime and off the network task.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokenim_crypto::ed25519_dalek::SigningKey;
-use tokenim_crypto::{
-    CustodyReceipt, Envelope, MAX_BATCH_IDS, MailboxAck, MailboxId, Registration,
-};
+use tokenim_crypto::{CustodyReceipt, Envelope, MailboxAck, MailboxId, Registration};
 use tokenim_store::{Store, StoreError};
 use tracing::{debug, warn};
 
-use crate::engine::now_secs;
+use super::protocol::{
+    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, gossip_envelope, shard_topic,
+};
 use crate::metrics::Metrics;
-use crate::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
+use crate::net::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
+use crate::time::now_secs;
 
 /// How long a challenge may be used for registration and fetch proofs.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
@@ -26,7 +27,6 @@ const SWEEP_CHALLENGES_AT: usize = 4096;
 const MAX_CHALLENGES: usize = 65_536;
 /// Verified fetch proofs remembered per connection, so paging costs no signature check.
 const PROVEN_PER_PEER: usize = 4;
-
 
 /// The latest challenge handed to a connected peer, and the proofs already checked against it.
 struct Challenge {
@@ -55,15 +55,14 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-
 /// What must happen after a relay request besides answering it.
 #[derive(Debug, Default)]
 pub struct Followup {
     /// Push newly stored envelopes to their connected owner.
-    pub push: Vec<(PeerId, Vec<u8>)>,
+    pub(crate) push: Vec<(PeerId, Vec<u8>)>,
     /// Publish on gossipsub topics (new envelopes and tombstones reach the mailbox's other
     /// relays).
-    pub publish: Vec<(String, Vec<u8>)>,
+    pub(crate) publish: Vec<(String, Vec<u8>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,7 +102,7 @@ impl Relay {
         }
     }
 
-    pub fn peer_disconnected(&self, peer: &PeerId) {
+    pub(crate) fn peer_disconnected(&self, peer: &PeerId) {
         lock(&self.challenges).remove(peer);
         lock(&self.subscribers).retain(|_, p| p != peer);
     }
@@ -181,7 +180,8 @@ impl Relay {
         let receipt = CustodyReceipt::sign(&self.key, &ids, mailbox, now, expires_at);
         let mut followup = Followup::default();
         let mut duplicates = 0;
-        for (outcome, bytes) in outcomes.iter().zip(batch) {
+        for ((outcome, bytes), id) in outcomes.iter().zip(batch).zip(&ids) {
+            debug!(envelope = %hex::encode(&id[..8]), duplicate = outcome.duplicate, "in custody");
             if outcome.duplicate {
                 duplicates += 1;
             } else {
@@ -209,7 +209,7 @@ impl Relay {
 
     /// A message on a shard topic: store envelopes for mailboxes hosted here, apply tombstones.
     /// Gossip has no one to answer, so failures are only counted.
-    pub fn on_gossip(&self, data: &[u8]) -> Followup {
+    pub(crate) fn on_gossip(&self, data: &[u8]) -> Followup {
         let mut followup = Followup::default();
         let Ok(gossip) = <pb::Gossip as prost::Message>::decode(data) else {
             self.metrics.envelopes_rejected.inc();
@@ -419,7 +419,7 @@ impl Relay {
     }
 
     /// Deletes expired envelopes (and frees their disk).
-    pub fn purge(&self) {
+    pub(crate) fn purge(&self) {
         match self.store.purge_expired(now_secs()) {
             Ok(report) => {
                 self.metrics.relay_expired.inc_by(report.mailbox_messages);

@@ -115,9 +115,8 @@ fn a_batch_is_stored_whole_under_one_receipt_or_not_at_all() {
                 .collect(),
         })
     };
-    let usage = |m: &tokenim_crypto::MailboxKey| {
-        store.mailbox_usage(&m.id().0).expect("usage").messages
-    };
+    let usage =
+        |m: &tokenim_crypto::MailboxKey| store.mailbox_usage(&m.id().0).expect("usage").messages;
     let (a, b, c) = (
         envelope(&owner, 1),
         envelope(&owner, 2),
@@ -184,7 +183,7 @@ fn pages_of_large_envelopes_fit_one_frame() {
             limit: MAX_PAGE as u32,
         };
         let (r, _) = relay.handle(peer, pb::request::Kind::Fetch(fetch));
-        assert!(prost::Message::encoded_len(&r) <= crate::wire::MAX_FRAME_BYTES);
+        assert!(prost::Message::encoded_len(&r) <= crate::net::wire::MAX_FRAME_BYTES);
         let pb::response::Kind::Page(page) = kind(&r) else {
             panic!("no page: {r:?}")
         };
@@ -233,9 +232,7 @@ fn fetching_needs_a_fresh_proof_for_this_peer() {
         limit: 10,
     };
     let (r, _) = relay.handle(alice, pb::request::Kind::Fetch(fetch.clone()));
-    assert!(
-        matches!(kind(&r), pb::response::Kind::Page(p) if p.envelopes.is_empty() && !p.more)
-    );
+    assert!(matches!(kind(&r), pb::response::Kind::Page(p) if p.envelopes.is_empty() && !p.more));
     relay.peer_disconnected(&alice);
     let (r, _) = relay.handle(alice, pb::request::Kind::Fetch(fetch));
     assert_eq!(

@@ -1,0 +1,166 @@
+//! Contact cards: the parsed cards of contacts (verifying one costs two signature checks, too
+//! much to repeat for every delivery) and this node's own card, rebuilt when what it lists
+//! changes.
+
+use std::collections::HashMap;
+
+use libp2p::{Multiaddr, PeerId};
+use tokenim_crypto::card::MAX_CARD_LIST;
+use tokenim_crypto::{ContactCard, CryptoError, Identity, MailboxId, RelayInfo};
+use tokenim_store::Store;
+
+use super::error::DeliveryError;
+use super::ids::IdentityKey;
+use crate::mailbox::RelayRoute;
+use crate::net::{is_circuit, is_dialable};
+
+/// Lifetime of the contact card this node hands out.
+pub(crate) const CARD_TTL_SECS: u64 = 30 * 24 * 3600;
+/// This node's card is rebuilt at least this often (its addresses may have moved).
+const REBUILD_AFTER_SECS: u64 = 3600;
+/// Parsed contact cards kept in memory.
+const CARD_CACHE: usize = 10_000;
+
+/// What this node's card says besides its addresses.
+#[derive(Debug)]
+pub(super) struct CardInputs<'a> {
+    pub(super) me: &'a Identity,
+    pub(super) display_name: &'a str,
+    pub(super) mailbox: MailboxId,
+    pub(super) home_relays: &'a [RelayRoute],
+    pub(super) node: PeerId,
+    pub(super) publish_direct: bool,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Cards {
+    /// Contacts' parsed cards, by the URI they came from.
+    cache: HashMap<IdentityKey, (String, ContactCard)>,
+    /// This node's card and when it was made.
+    mine: Option<(String, u64)>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl Cards {
+    /// A contact's card as stored (verified when it was added).
+    pub(super) fn contact(
+        &mut self,
+        store: &Store,
+        key: &IdentityKey,
+    ) -> Result<ContactCard, DeliveryError> {
+        let record = store
+            .get_contact(&key.0)?
+            .ok_or_else(|| DeliveryError::UnknownContact(key.address()))?;
+        if let Some((uri, card)) = self.cache.get(key)
+            && *uri == record.card_uri
+        {
+            return Ok(card.clone());
+        }
+        let card = parse_stored_card(&record.card_uri)
+            .map_err(|e| DeliveryError::InvalidCard(format!("stored card for contact: {e}")))?;
+        if self.cache.len() >= CARD_CACHE {
+            self.cache.clear();
+        }
+        self.cache.insert(*key, (record.card_uri, card.clone()));
+        Ok(card)
+    }
+
+    /// This node's card if it is recent enough to hand out.
+    pub(super) fn mine_fresh(&self, now: u64) -> Option<&str> {
+        self.mine
+            .as_ref()
+            .filter(|(_, made)| now.saturating_sub(*made) < REBUILD_AFTER_SECS)
+            .map(|(uri, _)| uri.as_str())
+    }
+
+    /// This node's last card, however old.
+    pub(super) fn mine(&self) -> Option<&str> {
+        self.mine.as_ref().map(|(uri, _)| uri.as_str())
+    }
+
+    /// What the card lists changed: the next one is built anew.
+    pub(super) fn invalidate_mine(&mut self) {
+        self.mine = None;
+    }
+
+    pub(super) fn set_listen_addrs(&mut self, addrs: Vec<Multiaddr>) {
+        self.listen_addrs = addrs;
+        self.mine = None;
+    }
+
+    pub(super) fn build_mine(
+        &mut self,
+        inputs: &CardInputs<'_>,
+        now: u64,
+    ) -> Result<String, DeliveryError> {
+        let card = ContactCard {
+            identity: inputs.me.public(),
+            display_name: inputs.display_name.to_owned(),
+            mailboxes: vec![inputs.mailbox],
+            home_relays: inputs
+                .home_relays
+                .iter()
+                .take(MAX_CARD_LIST)
+                .map(|r| RelayInfo {
+                    peer_id: r.peer.to_bytes(),
+                    addrs: r.addrs.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            node_peer_id: Some(inputs.node.to_bytes()),
+            direct_addrs: card_addrs(&self.listen_addrs, inputs.publish_direct),
+            created_at: now,
+            expires_at: now + CARD_TTL_SECS,
+        };
+        let uri = card.to_uri(inputs.me).map_err(DeliveryError::internal)?;
+        self.mine = Some((uri.clone(), now));
+        Ok(uri)
+    }
+}
+
+/// A stored card was verified when it was added; expiry only means it is getting old, and
+/// fresher cards arrive with every conversation, so routing keeps using it.
+pub(crate) fn parse_stored_card(uri: &str) -> Result<ContactCard, CryptoError> {
+    ContactCard::from_uri(uri, 0)
+}
+
+/// The contact's node and where to dial it.
+pub(super) fn node_route(card: &ContactCard) -> Option<(PeerId, Vec<Multiaddr>)> {
+    let peer = PeerId::from_bytes(card.node_peer_id.as_deref()?).ok()?;
+    let addrs = card
+        .direct_addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Some((peer, addrs))
+}
+
+/// The relays that keep the contact's mailbox.
+pub(super) fn relay_routes(card: &ContactCard) -> Vec<RelayRoute> {
+    card.home_relays
+        .iter()
+        .filter_map(|r| {
+            let peer = PeerId::from_bytes(&r.peer_id).ok()?;
+            let addrs = r.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            Some(RelayRoute { peer, addrs })
+        })
+        .collect()
+}
+
+/// The addresses a contact card lists, at most `MAX_CARD_LIST`: direct ones (when published)
+/// and those through home relays' circuits, which reveal the relay, not this node. Circuit
+/// addresses keep at least half of the places, as direct ones fail behind NAT.
+fn card_addrs(listen: &[Multiaddr], publish_direct: bool) -> Vec<String> {
+    let (circuit, direct): (Vec<_>, Vec<_>) = listen
+        .iter()
+        .filter(|a| is_dialable(a))
+        .partition(|a| is_circuit(a));
+    let direct = if publish_direct { direct } else { Vec::new() };
+    let direct_room = MAX_CARD_LIST - circuit.len().min(MAX_CARD_LIST / 2);
+    direct
+        .into_iter()
+        .take(direct_room)
+        .chain(circuit)
+        .take(MAX_CARD_LIST)
+        .map(ToString::to_string)
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! The cloneable handle to the delivery task: commands over a bounded channel, answers over
+//! oneshots.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use libp2p::PeerId;
+use tokenim_store::MessageRecord;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::DeliveryError;
+use super::ids::{IdentityKey, MessageId};
+use crate::mailbox::Ingest;
+
+#[derive(Debug)]
+pub(super) enum Msg {
+    Send {
+        to: IdentityKey,
+        body: String,
+        reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
+    },
+    MarkRead {
+        id: MessageId,
+        reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
+    },
+    MyCard {
+        reply: oneshot::Sender<Result<String, DeliveryError>>,
+    },
+    /// A page fetched from a home relay's mailbox; the reply says which envelopes to ack.
+    Ingest {
+        relay: PeerId,
+        envelopes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Vec<bool>>,
+    },
+}
+
+/// Sends, marks read and hands out this node's card; cheap to clone. The delivery task ends
+/// when the last handle is gone.
+#[derive(Debug, Clone)]
+pub struct DeliveryHandle {
+    pub(super) tx: mpsc::Sender<Msg>,
+}
+
+impl DeliveryHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, DeliveryError>>) -> Msg,
+    ) -> Result<T, DeliveryError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| DeliveryError::ShuttingDown)?;
+        rx.await.map_err(|_| DeliveryError::ShuttingDown)?
+    }
+
+    /// Seals a text message to a contact and queues it; answered once it is stored.
+    pub async fn send(
+        &self,
+        to: IdentityKey,
+        body: String,
+    ) -> Result<MessageRecord, DeliveryError> {
+        self.call(|reply| Msg::Send { to, body, reply }).await
+    }
+
+    pub async fn mark_read(&self, id: MessageId) -> Result<MessageRecord, DeliveryError> {
+        self.call(|reply| Msg::MarkRead { id, reply }).await
+    }
+
+    /// This node's current contact card as a `tokenim:` URI.
+    pub async fn my_card(&self) -> Result<String, DeliveryError> {
+        self.call(|reply| Msg::MyCard { reply }).await
+    }
+
+    /// For the mailbox layer's drains, without keeping the delivery task alive.
+    pub(crate) fn ingest_weak(&self) -> Arc<dyn Ingest> {
+        Arc::new(WeakIngest(self.tx.downgrade()))
+    }
+}
+
+struct WeakIngest(mpsc::WeakSender<Msg>);
+
+impl Ingest for WeakIngest {
+    fn ingest(&self, relay: PeerId, envelopes: Vec<Vec<u8>>) -> BoxFuture<'_, Vec<bool>> {
+        async move {
+            let n = envelopes.len();
+            let Some(tx) = self.0.upgrade() else {
+                return vec![false; n];
+            };
+            let (reply, rx) = oneshot::channel();
+            let msg = Msg::Ingest {
+                relay,
+                envelopes,
+                reply,
+            };
+            if tx.send(msg).await.is_err() {
+                return vec![false; n];
+            }
+            rx.await.unwrap_or_else(|_| vec![false; n])
+        }
+        .boxed()
+    }
+}

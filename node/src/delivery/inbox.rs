@@ -1,0 +1,320 @@
+//! Taking envelopes in: open, dedupe, persist a whole batch in one write, and only then answer
+//! `accepted`, announce and receipt.
+
+use std::collections::{HashMap, HashSet};
+
+use libp2p::PeerId;
+use tokenim_crypto::{
+    ContactCard, CryptoError, Envelope, InnerKind, MailboxId, Opened, PublicIdentity,
+};
+use tokenim_store::{ContactRecord, MessageRecord, StoreError, Txn};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::ids::{IdentityKey, MessageId, OutboxId};
+use super::{Delivery, DeliveryError};
+use crate::event::NodeEvent;
+use crate::mailbox::{RelayRoute, ack, relay_key_of};
+use crate::net::wire::{self, RejectCode, pb};
+
+/// The effects of a batch of inbound frames, written in one transaction.
+pub(super) struct Inbound<'s> {
+    pub(super) txn: Txn<'s>,
+    /// Text messages of this batch, which the store does not know as seen yet.
+    pub(super) seen: HashSet<(IdentityKey, MessageId)>,
+    /// Peers whose session state the batch advanced.
+    peers: HashSet<IdentityKey>,
+    /// Sent messages whose state receipts in this batch moved, as they now stand.
+    pub(super) outgoing: HashMap<MessageId, MessageRecord>,
+    pub(super) events: Vec<NodeEvent>,
+    /// Handshake responses owed, by peer (the last init of the batch wins).
+    replies: HashMap<IdentityKey, Vec<u8>>,
+    /// Delivery receipts owed, by peer.
+    pub(super) receipts: HashMap<IdentityKey, Vec<MessageId>>,
+    /// A frame could not be stored: nothing of the batch may be written.
+    failed: bool,
+}
+
+impl<'s> Inbound<'s> {
+    fn new(txn: Txn<'s>) -> Self {
+        Self {
+            txn,
+            seen: HashSet::new(),
+            peers: HashSet::new(),
+            outgoing: HashMap::new(),
+            events: Vec::new(),
+            replies: HashMap::new(),
+            receipts: HashMap::new(),
+            failed: false,
+        }
+    }
+}
+
+impl Delivery {
+    /// A `deliver` request from a peer: a contact's node, or a home relay pushing from this
+    /// node's mailbox (which may delete what was stored).
+    pub(super) fn on_request(&mut self, peer: PeerId, request: wire::Request) -> wire::Response {
+        let Some(pb::request::Kind::Deliver(d)) = request.kind else {
+            return wire::Response::rejected(RejectCode::Malformed, "expected `deliver`");
+        };
+        let home = self.home.route(&peer);
+        let response = self.on_deliver(peer, &d.envelope, home.is_some());
+        if let (Some(relay), Ok(env)) = (home, Envelope::decode_checked(&d.envelope))
+            && ackable(&response)
+        {
+            self.spawn_ack(relay, env.id());
+        }
+        response
+    }
+
+    fn spawn_ack(&self, relay: RelayRoute, id: tokenim_crypto::MessageId) {
+        let Some(key) = relay_key_of(&relay.peer) else {
+            return;
+        };
+        let (net, me) = (self.net.clone(), self.me.clone());
+        tokio::spawn(async move { ack(&net, &me, &relay, &key, vec![id]).await });
+    }
+
+    fn on_deliver(&mut self, from_peer: PeerId, bytes: &[u8], via_relay: bool) -> wire::Response {
+        let mut responses =
+            self.on_deliver_batch(from_peer, std::slice::from_ref(&bytes), via_relay);
+        responses
+            .pop()
+            .unwrap_or_else(|| wire::Response::rejected(RejectCode::Internal, "no answer"))
+    }
+
+    /// Opens and stores a batch of envelopes in one transaction, answering each.
+    pub(super) fn on_deliver_batch(
+        &mut self,
+        from_peer: PeerId,
+        envelopes: &[impl AsRef<[u8]>],
+        via_relay: bool,
+    ) -> Vec<wire::Response> {
+        let store = self.store.clone();
+        let mut inbound = Inbound::new(store.txn());
+        let mut responses: Vec<_> = envelopes
+            .iter()
+            .map(|b| self.open_one(from_peer, b.as_ref(), via_relay, &mut inbound))
+            .collect();
+        if let Err(e) = self.commit_inbound(inbound) {
+            warn!(error = %e, "storing inbound messages failed");
+            // Nothing of the batch was written: none of it may be confirmed.
+            for r in &mut responses {
+                if matches!(r.kind, Some(pb::response::Kind::Accepted(_))) {
+                    *r = wire::Response::rejected(RejectCode::Internal, "storage error");
+                }
+            }
+        }
+        responses
+    }
+
+    fn open_one(
+        &mut self,
+        from_peer: PeerId,
+        bytes: &[u8],
+        via_relay: bool,
+        inbound: &mut Inbound<'_>,
+    ) -> wire::Response {
+        self.metrics.envelopes_in.inc();
+        let envelope = match Envelope::decode_checked(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                self.metrics.envelopes_rejected.inc();
+                return wire::Response::rejected(RejectCode::Malformed, e.to_string());
+            }
+        };
+        let _span =
+            tracing::debug_span!("inbound", envelope = %hex::encode(&envelope.id()[..8])).entered();
+        if envelope.mailbox().ok() != Some(self.mailbox) {
+            self.metrics.envelopes_rejected.inc();
+            return wire::Response::rejected(
+                RejectCode::UnknownMailbox,
+                "not a mailbox of this node",
+            );
+        }
+        let opened = match self
+            .sessions
+            .open(&self.me, &envelope.ciphertext, self.clock.now_secs())
+        {
+            Ok(o) => o,
+            // Session state is persisted with what the frame carried, so a replayed frame was
+            // already stored: tell the sender it arrived.
+            Err(CryptoError::Replay) => return wire::Response::accepted(true),
+            Err(e) => {
+                debug!(%from_peer, error = %e, "cannot open envelope");
+                self.metrics.envelopes_rejected.inc();
+                return wire::Response::rejected(RejectCode::Undecryptable, e.to_string());
+            }
+        };
+        match self.accept(opened, via_relay, inbound) {
+            Ok(duplicate) => wire::Response::accepted(duplicate),
+            Err(DeliveryError::Invalid(e)) => {
+                self.metrics.envelopes_rejected.inc();
+                wire::Response::rejected(RejectCode::Malformed, e)
+            }
+            Err(e) => {
+                // The frame advanced its session in memory: the whole batch is written or none.
+                warn!(error = %e, "storing inbound message failed");
+                inbound.failed = true;
+                wire::Response::rejected(RejectCode::Internal, "storage error")
+            }
+        }
+    }
+
+    /// Adds what an opened frame carries to `inbound`; returns whether it was a duplicate.
+    fn accept(
+        &mut self,
+        opened: Opened,
+        via_relay: bool,
+        inbound: &mut Inbound<'_>,
+    ) -> Result<bool, DeliveryError> {
+        let Opened {
+            from,
+            inner,
+            reply,
+            late,
+        } = opened;
+        let peer = IdentityKey(from.identity_key);
+        inbound.peers.insert(peer);
+        let store = self.store.clone();
+        let mut txn = store.txn();
+        let mut duplicate = false;
+        let mut sender_card = None;
+        if let Some(inner) = inner {
+            if !inner.sender_card.is_empty() {
+                sender_card = self.learn_card(&from, &inner.sender_card);
+            }
+            match InnerKind::try_from(inner.kind) {
+                Ok(InnerKind::Text) => {
+                    let (t, dup) = self.accept_text(peer, inner, late, via_relay, inbound, txn)?;
+                    (txn, duplicate) = (t, dup);
+                }
+                Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
+                    txn = self.accept_receipt(peer, kind, &inner, inbound, txn);
+                }
+                _ => debug!(kind = inner.kind, "ignoring inner message of unknown kind"),
+            }
+        }
+        if let Some(card) = &sender_card {
+            txn = txn.put_contact(card);
+        }
+        if let Some(state) = self.sessions.peer_state(&peer.0) {
+            txn = txn.put_session(&peer.0, &state);
+        }
+        // The handshake response must reach the sender for its session to complete. Of a
+        // batch's inits from one peer (a re-handshake drained from a mailbox), only the last
+        // is answered: the sender needs one session, and the others are dropped first.
+        if let Some(frame) = reply {
+            inbound.replies.insert(peer, frame);
+        }
+        inbound.txn.append(txn);
+        Ok(duplicate)
+    }
+
+    /// Writes a batch of inbound frames' effects; only then are they announced and receipted.
+    /// If the write fails, the sessions go back to their stored state, so that the frames
+    /// open again when the sender (or relay) retries.
+    fn commit_inbound(&mut self, inbound: Inbound<'_>) -> Result<(), StoreError> {
+        let Inbound {
+            mut txn,
+            peers,
+            events,
+            replies,
+            receipts,
+            failed,
+            ..
+        } = inbound;
+        if failed {
+            self.reload_sessions(&peers);
+            return Err(StoreError::InvalidInput(
+                "a frame of the batch failed".into(),
+            ));
+        }
+        let mut outbox = Vec::new();
+        for (peer, frame) in replies {
+            let Some(mailbox) = self.reply_route(&peer) else {
+                debug!("no route back to sender for the handshake response");
+                continue;
+            };
+            let ttl = self.settings.message_ttl_secs as u32;
+            let envelope = Envelope::new(mailbox, frame, self.clock.now_secs(), ttl);
+            let id = OutboxId::random();
+            txn = txn.put_outbox(&self.outbox_record(id, peer, None, &envelope));
+            outbox.push(id);
+        }
+        if let Err(e) = txn.commit() {
+            self.reload_sessions(&peers);
+            return Err(e);
+        }
+        let now = Instant::now();
+        for id in outbox {
+            self.schedule.schedule(id, now);
+        }
+        for ev in events {
+            let _ = self.events.send(ev);
+        }
+        for (peer, ids) in receipts {
+            for chunk in ids.chunks(tokenim_crypto::MAX_REF_IDS) {
+                self.send_receipt(peer, InnerKind::DeliveryReceipt, chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts these peers' sessions back to their stored state (after a write that failed), so
+    /// that frames opened in memory but never stored open again on the next attempt.
+    fn reload_sessions(&mut self, peers: &HashSet<IdentityKey>) {
+        for peer in peers {
+            match self.store.get_session(&peer.0) {
+                Ok(Some(bytes)) if self.sessions.restore_peer(&bytes).is_ok() => {}
+                _ => self.sessions.forget_peer(&peer.0),
+            }
+        }
+    }
+
+    fn reply_route(&mut self, peer: &IdentityKey) -> Option<MailboxId> {
+        self.cards
+            .contact(&self.store, peer)
+            .ok()
+            .and_then(|c| c.mailboxes.first().copied())
+    }
+
+    /// Keeps the newest valid card a peer sent about itself, without touching the name the
+    /// user gave it.
+    fn learn_card(&mut self, from: &PublicIdentity, uri: &str) -> Option<ContactRecord> {
+        let key = IdentityKey(from.identity_key);
+        let existing = self.store.get_contact(&key.0).ok().flatten();
+        if existing.as_ref().is_some_and(|old| old.card_uri == uri) {
+            return None; // the usual case, and it needs no signature check
+        }
+        let now = self.clock.now_secs();
+        let card = ContactCard::from_uri(uri, now).ok()?;
+        if card.identity != *from {
+            warn!("peer sent a card of another identity; ignored");
+            return None;
+        }
+        if existing.is_some()
+            && let Ok(old_card) = self.cards.contact(&self.store, &key)
+            && old_card.created_at > card.created_at
+        {
+            return None;
+        }
+        Some(ContactRecord {
+            identity_key: key.0,
+            name: existing.as_ref().and_then(|c| c.name.clone()),
+            card_uri: uri.to_string(),
+            added_at: existing.as_ref().map_or(now, |c| c.added_at),
+            updated_at: now,
+        })
+    }
+}
+
+/// Whether a mailbox envelope may be acked (deleted at the relay) after this answer: yes when
+/// it was stored, a duplicate, or can never be opened; no when storing failed for now.
+pub(super) fn ackable(response: &wire::Response) -> bool {
+    !matches!(
+        &response.kind,
+        Some(pb::response::Kind::Rejected(r))
+            if matches!(RejectCode::try_from(r.code), Ok(RejectCode::Internal | RejectCode::RateLimited))
+    )
+}

@@ -1,0 +1,5 @@
+//! One module per kind of inner message: how it is sent and what receiving it does. A new
+//! kind (group change, device sync, file manifest, call) gets a module here.
+
+mod receipts;
+mod text;

@@ -1,0 +1,138 @@
+//! Text messages: the conversation entries users write.
+
+use tokenim_crypto::{InnerKind, InnerMessage};
+use tokenim_store::{Direction, MessageRecord, MessageState, Txn};
+use tokio::time::Instant;
+use tracing::debug_span;
+
+use crate::delivery::Delivery;
+use crate::delivery::error::DeliveryError;
+use crate::delivery::ids::{IdentityKey, MessageId, OutboxId};
+use crate::delivery::inbox::Inbound;
+use crate::event::NodeEvent;
+
+/// How long a message id stays in the dedup set after it was first seen.
+const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Late frames (behind the replay window) must be this much younger than the seen-id memory.
+const SEEN_MARGIN_SECS: u64 = 24 * 3600;
+
+impl Delivery {
+    pub(in crate::delivery) async fn send_text(
+        &mut self,
+        to: IdentityKey,
+        body: String,
+    ) -> Result<MessageRecord, DeliveryError> {
+        if self.schedule.len() >= self.settings.max_outbox {
+            return Err(DeliveryError::OutboxFull {
+                queued: self.schedule.len(),
+            });
+        }
+        let contact = self.cards.contact(&self.store, &to)?;
+        // The recipient learns our card from the first messages of a session; after that it
+        // only costs bytes.
+        let sender_card = if self.sessions.has_send_session(&to.0) {
+            String::new()
+        } else {
+            self.my_card().await?
+        };
+        let id = MessageId::random();
+        let _span = debug_span!("send", msg = %id).entered();
+        let sent_at_ms = self.clock.now_ms();
+        let inner = InnerMessage {
+            kind: InnerKind::Text as i32,
+            id: id.0.to_vec(),
+            body: body.clone(),
+            ref_ids: Vec::new(),
+            sent_at_ms,
+            sender_card,
+        };
+        let envelope = self.seal(&contact, &inner)?;
+        tracing::debug!(envelope = %hex::encode(&envelope.id()[..8]), "sealed");
+        let record = MessageRecord {
+            id: id.0,
+            conversation: to.0,
+            direction: Direction::Outgoing,
+            from: self.me.public().identity_key,
+            to: to.0,
+            kind: InnerKind::Text as u32,
+            body,
+            sent_at_ms,
+            received_at_ms: sent_at_ms,
+            state: MessageState::Queued,
+            relays: 0,
+            envelope_id: Some(envelope.id()),
+            updated_at_ms: sent_at_ms,
+        };
+        // A message's outbox entry shares its id.
+        let outbox_id = OutboxId(id.0);
+        let outbox = self.outbox_record(outbox_id, to, Some(id), &envelope);
+        let session = self.session_bytes(&to)?;
+        self.store
+            .txn()
+            .put_message(&record)
+            .put_outbox(&outbox)
+            .put_session(&to.0, &session)
+            .commit()?;
+        self.metrics.messages_sent.inc();
+        self.schedule.schedule(outbox_id, Instant::now());
+        let _ = self.events.send(NodeEvent::Message(record.clone()));
+        Ok(record)
+    }
+
+    /// A received text: stored once per inner id, announced, and receipted when it came
+    /// through a relay. Returns the transaction and whether it was a duplicate.
+    pub(in crate::delivery) fn accept_text<'s>(
+        &mut self,
+        peer: IdentityKey,
+        inner: InnerMessage,
+        late: bool,
+        via_relay: bool,
+        inbound: &mut Inbound<'_>,
+        txn: Txn<'s>,
+    ) -> Result<(Txn<'s>, bool), DeliveryError> {
+        let id = MessageId(
+            inner
+                .id
+                .as_slice()
+                .try_into()
+                .map_err(|_| DeliveryError::Invalid("message id must be 16 bytes".into()))?,
+        );
+        let now_secs = self.clock.now_secs();
+        // A late frame escaped the replay window: its inner id is the only dedup, so it must be
+        // younger than the seen-id memory.
+        let too_old = late && inner.sent_at_ms / 1000 + SEEN_TTL_SECS < now_secs + SEEN_MARGIN_SECS;
+        if too_old || inbound.seen.contains(&(peer, id)) || self.store.is_seen(&peer.0, &id.0)? {
+            return Ok((txn, true));
+        }
+        let now = self.clock.now_ms();
+        let record = MessageRecord {
+            id: id.0,
+            conversation: peer.0,
+            direction: Direction::Incoming,
+            from: peer.0,
+            to: self.me.public().identity_key,
+            kind: InnerKind::Text as u32,
+            body: inner.body,
+            sent_at_ms: inner.sent_at_ms,
+            received_at_ms: now,
+            state: MessageState::Received,
+            relays: 0,
+            envelope_id: None,
+            updated_at_ms: now,
+        };
+        let txn = txn
+            .put_message(&record)
+            .mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
+        inbound.seen.insert((peer, id));
+        self.metrics.messages_received.inc();
+        // A message that came through a relay gets an end-to-end delivery receipt.
+        if via_relay {
+            inbound.receipts.entry(peer).or_default().push(id);
+        }
+        // Events are for apps listening; a drain with none builds none.
+        if self.events.receiver_count() > 0 {
+            inbound.events.push(NodeEvent::Message(record));
+        }
+        Ok((txn, false))
+    }
+}

@@ -1,0 +1,89 @@
+//! Sealing inner messages into envelopes and putting them in the outbox.
+
+use tokenim_crypto::{ContactCard, CryptoError, Envelope, InnerMessage};
+use tokenim_store::OutboxRecord;
+use tokio::time::Instant;
+
+use super::Delivery;
+use super::error::DeliveryError;
+use super::ids::{IdentityKey, MessageId, OutboxId};
+
+impl Delivery {
+    /// Seals `inner` on the session with `contact` (starting one if needed).
+    pub(super) fn seal(
+        &mut self,
+        contact: &ContactCard,
+        inner: &InnerMessage,
+    ) -> Result<Envelope, DeliveryError> {
+        let mailbox = *contact
+            .mailboxes
+            .first()
+            .ok_or_else(|| DeliveryError::InvalidCard("contact card lists no mailbox".into()))?;
+        let now = self.clock.now_secs();
+        let frame = self
+            .sessions
+            .seal(&self.me, &contact.identity, inner, now)
+            .map_err(|e| match e {
+                CryptoError::MessageTooLarge { size, max } => {
+                    DeliveryError::MessageTooLarge { size, max }
+                }
+                other => DeliveryError::internal(other),
+            })?;
+        Ok(Envelope::new(
+            mailbox,
+            frame,
+            now,
+            self.settings.message_ttl_secs as u32,
+        ))
+    }
+
+    pub(super) fn outbox_record(
+        &self,
+        id: OutboxId,
+        peer: IdentityKey,
+        message_id: Option<MessageId>,
+        envelope: &Envelope,
+    ) -> OutboxRecord {
+        let now = self.clock.now_ms();
+        OutboxRecord {
+            id: id.0,
+            peer: peer.0,
+            message_id: message_id.map(|m| m.0),
+            envelope: prost::Message::encode_to_vec(envelope),
+            attempts: 0,
+            next_attempt_ms: now,
+            expires_at_ms: now + self.settings.message_ttl_secs * 1000,
+            created_at_ms: now,
+        }
+    }
+
+    /// The session state to persist with whatever just advanced it.
+    pub(super) fn session_bytes(
+        &self,
+        peer: &IdentityKey,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, DeliveryError> {
+        self.sessions
+            .peer_state(&peer.0)
+            .ok_or_else(|| DeliveryError::internal("session state missing after seal/open"))
+    }
+
+    /// Seals a receipt or other control message and queues it; it is not a conversation entry.
+    pub(super) fn queue_control(
+        &mut self,
+        contact: &ContactCard,
+        inner: &InnerMessage,
+    ) -> Result<(), DeliveryError> {
+        let envelope = self.seal(contact, inner)?;
+        let peer = IdentityKey(contact.identity.identity_key);
+        let outbox_id = OutboxId::random();
+        let outbox = self.outbox_record(outbox_id, peer, None, &envelope);
+        let session = self.session_bytes(&peer)?;
+        self.store
+            .txn()
+            .put_outbox(&outbox)
+            .put_session(&peer.0, &session)
+            .commit()?;
+        self.schedule.schedule(outbox_id, Instant::now());
+        Ok(())
+    }
+}

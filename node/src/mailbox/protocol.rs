@@ -1,0 +1,72 @@
+//! The mailbox protocol both roles share: limits, gossipsub shard topics, the relay routes a
+//! card names, and the key that signs a relay's receipts.
+
+use libp2p::{Multiaddr, PeerId};
+use tokenim_crypto::{MAX_BATCH_IDS, MailboxId};
+
+use crate::net::wire::{MAX_BATCH_BYTES, pb};
+
+/// Acks are accepted within this many seconds of the relay's clock.
+pub(crate) const ACK_WINDOW_SECS: u64 = 600;
+
+/// Most envelopes a relay hands out in one page.
+pub(crate) const MAX_PAGE: usize = 256;
+/// Most envelope bytes in one page (a page always holds at least one envelope).
+pub(crate) const MAX_PAGE_BYTES: usize = MAX_BATCH_BYTES;
+/// Most envelopes in one `store` request.
+pub(crate) const MAX_STORE_BATCH: usize = 256;
+const _: () = assert!(
+    MAX_STORE_BATCH <= MAX_BATCH_IDS,
+    "one receipt signs a whole batch"
+);
+
+/// The Ed25519 key behind a PeerId, which signs that peer's custody receipts.
+pub fn relay_key_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let mh = libp2p::multihash::Multihash::<64>::from_bytes(&peer.to_bytes()).ok()?;
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// Gossipsub shards of the mailbox space; relays join all of them.
+pub(crate) const SHARDS: u16 = 64;
+
+/// The gossipsub topic of a mailbox's shard.
+pub(crate) fn shard_topic(mailbox: &MailboxId) -> String {
+    let shard = u16::from_be_bytes([mailbox.0[0], mailbox.0[1]]) % SHARDS;
+    format!("tokenim/mailbox/1/{shard}")
+}
+
+pub(crate) fn all_topics() -> Vec<String> {
+    (0..SHARDS)
+        .map(|s| format!("tokenim/mailbox/1/{s}"))
+        .collect()
+}
+
+pub(crate) fn gossip_envelope(envelope: Vec<u8>) -> Vec<u8> {
+    prost::Message::encode_to_vec(&pb::Gossip {
+        kind: Some(pb::gossip::Kind::Envelope(envelope)),
+    })
+}
+
+/// A relay that keeps mailboxes for someone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RelayRoute {
+    pub(crate) peer: PeerId,
+    pub(crate) addrs: Vec<Multiaddr>,
+}
+
+impl RelayRoute {
+    /// Parses `…/p2p/<peer id>`.
+    pub(crate) fn parse(addr: &str) -> Option<Self> {
+        let full: Multiaddr = addr.parse().ok()?;
+        let peer = crate::net::peer_of(&full)?;
+        let dial: Multiaddr = full
+            .iter()
+            .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            .collect();
+        Some(Self {
+            peer,
+            addrs: vec![dial],
+        })
+    }
+}

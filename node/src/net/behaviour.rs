@@ -1,0 +1,194 @@
+//! The libp2p behaviours a node runs and the transports under them.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    PeerId, Swarm, connection_limits, gossipsub, identify, identity, kad, mdns, noise, ping,
+    request_response, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+
+use super::{NetworkConfig, wire};
+use crate::error::NodeError;
+
+const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");
+
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub(crate) struct Behaviour {
+    pub(super) limits: connection_limits::Behaviour,
+    pub(super) identify: identify::Behaviour,
+    pub(super) ping: ping::Behaviour,
+    pub(super) msg: request_response::Behaviour<wire::Codec>,
+    pub(super) gossipsub: gossipsub::Behaviour,
+    /// Kademlia, only when there is a DHT to join (bootstrap peers) or serve (relays).
+    pub(super) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Circuit relay v2 server, on relay nodes, for NAT-ed personal nodes.
+    pub(super) circuit: Toggle<libp2p::relay::Behaviour>,
+    /// Circuit relay v2 client: listen through home relays, dial `/p2p-circuit` addresses.
+    /// Only with the TCP/QUIC transport.
+    pub(super) relay_client: Toggle<libp2p::relay::client::Behaviour>,
+}
+
+/// Builds the connection stack of a simulated or embedded node (e.g. an in-memory transport with
+/// a link model); it must authenticate and multiplex, as TCP + Noise + Yamux does.
+pub type TransportFactory = Box<
+    dyn FnOnce(
+            &identity::Keypair,
+        )
+            -> libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>
+        + Send,
+>;
+
+/// Which transports the swarm runs.
+#[derive(Default)]
+pub enum Transport {
+    /// TCP and QUIC, each with Noise and Yamux (QUIC brings its own).
+    #[default]
+    TcpQuic,
+    /// Anything else, e.g. the simulator's in-memory links.
+    Custom(TransportFactory),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TcpQuic => "TcpQuic",
+            Self::Custom(_) => "Custom",
+        })
+    }
+}
+
+type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(super) fn build_swarm(
+    keypair: identity::Keypair,
+    cfg: &NetworkConfig,
+    transport: Transport,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = match transport {
+        Transport::Custom(factory) => builder
+            .with_other_transport(factory)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key| behaviour(key, cfg, None))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(idle)
+            .build(),
+        Transport::TcpQuic => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| net(&e))?
+            .with_quic()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, client| behaviour(key, cfg, Some(client)))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(idle)
+            .build(),
+    };
+    Ok(swarm)
+}
+
+fn behaviour(
+    key: &identity::Keypair,
+    cfg: &NetworkConfig,
+    relay_client: Option<libp2p::relay::client::Behaviour>,
+) -> Result<Behaviour, BuildError> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+        .with_max_pending_incoming(Some(128))
+        .with_max_pending_outgoing(Some(128));
+    let msg = request_response::Behaviour::with_codec(
+        wire::Codec,
+        [(wire::PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(cfg.request_timeout)
+            .with_max_concurrent_streams(64),
+    );
+    let kad = (cfg.relay_role || !cfg.bootstrap.is_empty()).then(|| {
+        let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+        kad_cfg.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+        // Personal nodes only query the DHT; relays (server mode) answer it.
+        kad.set_mode(Some(if cfg.relay_role {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        }));
+        kad
+    });
+    let mdns = if cfg.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/tokenim/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        msg,
+        gossipsub: gossipsub_behaviour()?,
+        kad: Toggle::from(kad),
+        mdns: Toggle::from(mdns),
+        circuit: Toggle::from(
+            cfg.relay_role
+                .then(|| libp2p::relay::Behaviour::new(peer_id, circuit_limits())),
+        ),
+        relay_client: Toggle::from(relay_client),
+    })
+}
+
+/// Circuits carry messages, not bulk data, yet libp2p's defaults (2 minutes, 128 KiB) would
+/// close a chatty conversation's circuit every few dozen messages; and a community relay
+/// serves more than the default 128 NAT-ed nodes.
+fn circuit_limits() -> libp2p::relay::Config {
+    libp2p::relay::Config {
+        max_reservations: 4096,
+        max_circuits: 1024,
+        max_circuits_per_peer: 16,
+        max_circuit_duration: Duration::from_secs(30 * 60),
+        max_circuit_bytes: 16 << 20,
+        ..Default::default()
+    }
+}
+
+/// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending
+/// node) and a content-hash message id (the default id of anonymous messages is constant).
+fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
+    let cfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
+        })
+        // One envelope or tombstone per message.
+        .max_transmit_size(tokenim_crypto::MAX_ENVELOPE_BYTES + 1024)
+        .build()?;
+    let mut behaviour = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?;
+    // Peer scoring throttles and eventually prunes peers that flood or send invalid messages.
+    behaviour.with_peer_score(
+        gossipsub::PeerScoreParams::default(),
+        gossipsub::PeerScoreThresholds::default(),
+    )?;
+    Ok(behaviour)
+}
