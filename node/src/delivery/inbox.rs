@@ -11,8 +11,9 @@ use tokenim_store::{ContactRecord, MessageRecord, StoreError, Txn};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::Delivery;
+use super::error::DeliveryError;
 use super::ids::{IdentityKey, MessageId, OutboxId};
-use super::{Delivery, DeliveryError};
 use crate::event::NodeEvent;
 use crate::mailbox::{RelayRoute, ack, relay_key_of};
 use crate::net::wire::{self, RejectCode, pb};
@@ -83,8 +84,14 @@ impl Delivery {
             .unwrap_or_else(|| wire::Response::rejected(RejectCode::Internal, "no answer"))
     }
 
+    /// A page drained from a home relay: for each envelope, whether the relay may delete it.
+    pub(super) fn ingest(&mut self, relay: PeerId, envelopes: &[Vec<u8>]) -> Vec<bool> {
+        let responses = self.on_deliver_batch(relay, envelopes, true);
+        responses.iter().map(ackable).collect()
+    }
+
     /// Opens and stores a batch of envelopes in one transaction, answering each.
-    pub(super) fn on_deliver_batch(
+    fn on_deliver_batch(
         &mut self,
         from_peer: PeerId,
         envelopes: &[impl AsRef<[u8]>],
@@ -311,7 +318,7 @@ impl Delivery {
 
 /// Whether a mailbox envelope may be acked (deleted at the relay) after this answer: yes when
 /// it was stored, a duplicate, or can never be opened; no when storing failed for now.
-pub(super) fn ackable(response: &wire::Response) -> bool {
+fn ackable(response: &wire::Response) -> bool {
     !matches!(
         &response.kind,
         Some(pb::response::Kind::Rejected(r))

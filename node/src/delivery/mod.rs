@@ -8,6 +8,7 @@
 //! step: [`send`] starts deliveries, [`outcome`] settles them, [`inbox`] takes envelopes in,
 //! and [`kinds`] holds one module per kind of inner message.
 
+mod attempt;
 mod cards;
 mod error;
 mod handle;
@@ -37,6 +38,8 @@ pub use handle::DeliveryHandle;
 use handle::Msg;
 use ids::OutboxId;
 pub use ids::{IdentityKey, MessageId};
+
+use attempt::Attempt;
 
 use crate::event::NodeEvent;
 use crate::mailbox::{HomeRelaysHandle, StoreBatches};
@@ -83,13 +86,6 @@ pub(crate) struct Parts {
     pub(crate) metrics: Metrics,
     pub(crate) settings: Settings,
     pub(crate) clock: Clock,
-}
-
-/// A delivery attempt's result, reported back to the task.
-struct Attempt {
-    outbox_id: OutboxId,
-    peer: IdentityKey,
-    outcome: outcome::Outcome,
 }
 
 pub(crate) struct Delivery {
@@ -214,8 +210,7 @@ impl Delivery {
                 envelopes,
                 reply,
             } => {
-                let responses = self.on_deliver_batch(relay, &envelopes, true);
-                let _ = reply.send(responses.iter().map(inbox::ackable).collect());
+                let _ = reply.send(self.ingest(relay, &envelopes));
             }
         }
     }

@@ -1,23 +1,17 @@
 //! Settling a delivery attempt: delivered, stored by relays, retried with backoff, resealed
 //! on a fresh session, or failed. States only move forward.
 
-use tokenim_crypto::{CustodyReceipt, InnerMessage};
+use tokenim_crypto::InnerMessage;
 use tokenim_store::{MessageState, OutboxRecord};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::Delivery;
+use super::attempt::{Attempt, Outcome};
 use super::ids::{IdentityKey, OutboxId};
-use super::{Attempt, Delivery};
 use crate::event::NodeEvent;
 use crate::net::DeliverError;
 use crate::net::wire::{self, RejectCode, pb};
-
-pub(super) enum Outcome {
-    /// The recipient's node answered (or could not be reached and it has no relays).
-    Direct(Result<wire::Response, DeliverError>),
-    /// The recipient's node was unreachable; these home relays signed for the envelope.
-    Relayed(Vec<CustodyReceipt>),
-}
 
 impl Delivery {
     pub(super) fn on_attempt(&mut self, a: Attempt) {

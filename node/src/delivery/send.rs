@@ -4,10 +4,11 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::attempt::{Attempt, Outcome};
 use super::cards::{node_route, relay_routes};
+use super::error::DeliveryError;
 use super::ids::{IdentityKey, OutboxId};
-use super::outcome::Outcome;
-use super::{Attempt, Delivery, DeliveryError, FIRST_RETRY};
+use super::{Delivery, FIRST_RETRY};
 use crate::mailbox::{RelayRoute, StoreBatches, store_at_relays};
 use crate::net::{DeliverError, NetworkHandle, wire};
 

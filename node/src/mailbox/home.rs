@@ -16,30 +16,13 @@ use tracing::warn;
 
 use super::client::{Ingest, sync_mailbox};
 use super::protocol::RelayRoute;
-use super::registry::{HomeRelayStatus, Registry};
+use super::registry::{HomeRelayError, HomeRelayStatus, Registry};
 use crate::event::NodeEvent;
 use crate::net::NetworkHandle;
 use crate::time::now_ms;
 
 /// How often this node drains its mailboxes at its home relays besides being pushed to.
 const RESYNC_EVERY: Duration = Duration::from_secs(300);
-
-/// Why a change to the home relays was refused.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum HomeRelayError {
-    #[error("{0:?} is not a multiaddr ending in /p2p/<peer id>")]
-    BadAddress(String),
-    #[error("{0} is not a home relay")]
-    NotFound(String),
-    #[error("a contact card lists at most {MAX_CARD_LIST} home relays; remove one first")]
-    Full,
-    #[error("{0} is set in the configuration; remove it there")]
-    Configured(String),
-    #[error("saving home relays: {0}")]
-    Store(#[from] tokenim_store::StoreError),
-    #[error("the node is shutting down")]
-    ShuttingDown,
-}
 
 type Reply<T> = oneshot::Sender<Result<T, HomeRelayError>>;
 

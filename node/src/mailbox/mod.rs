@@ -12,9 +12,9 @@ mod workers;
 pub(crate) use client::{Ingest, StoreBatches, ack, store_at_relays};
 #[cfg(test)]
 pub(crate) use home::HomeTask;
-pub(crate) use home::{HomeRelayError, HomeRelaysHandle, SyncContext, home_relays};
+pub(crate) use home::{HomeRelaysHandle, SyncContext, home_relays};
 pub use protocol::relay_key_of;
 pub(crate) use protocol::{RelayRoute, all_topics};
-pub(crate) use registry::HomeRelayStatus;
+pub(crate) use registry::{HomeRelayError, HomeRelayStatus};
 pub use server::{Followup, Relay};
 pub use workers::{Idle, RelayHandle, Work};

@@ -7,7 +7,6 @@ use libp2p::PeerId;
 use tokenim_crypto::card::MAX_CARD_LIST;
 use tokenim_store::Store;
 
-use super::home::HomeRelayError;
 use super::protocol::RelayRoute;
 use crate::time::Backoff;
 
@@ -15,6 +14,23 @@ use crate::time::Backoff;
 const META_KEY: &str = "node.home_relays";
 /// Retries after a failed registration or drain.
 const RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+
+/// Why a change to the home relays was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HomeRelayError {
+    #[error("{0:?} is not a multiaddr ending in /p2p/<peer id>")]
+    BadAddress(String),
+    #[error("{0} is not a home relay")]
+    NotFound(String),
+    #[error("a contact card lists at most {MAX_CARD_LIST} home relays; remove one first")]
+    Full,
+    #[error("{0} is set in the configuration; remove it there")]
+    Configured(String),
+    #[error("saving home relays: {0}")]
+    Store(#[from] tokenim_store::StoreError),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
 
 /// A home relay and how this node's mailbox there stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use libp2p::{
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
-use super::{NetworkConfig, wire};
+use super::handle::NetworkConfig;
+use super::wire;
 use crate::error::NodeError;
 
 const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");

@@ -16,8 +16,10 @@ use tracing::{debug, info, warn};
 use super::addr::{is_reachable, peer_of};
 use super::behaviour::{Behaviour, BehaviourEvent, Transport, build_swarm};
 use super::circuit::CircuitListeners;
+use super::handle::{
+    Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
+};
 use super::wire::{self, RejectCode};
-use super::{Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle};
 use crate::error::NodeError;
 
 /// Depth of the command and event channels: callers wait (backpressure) rather than queue

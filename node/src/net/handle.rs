@@ -1,0 +1,189 @@
+//! The handle the rest of the node holds, the commands it sends the swarm task, and the
+//! events and routes the swarm task hands back.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::wire;
+use crate::error::NodeError;
+
+/// Where the swarm task hands the relay role's traffic. Calls must not block: the swarm task
+/// makes them.
+pub(crate) trait MailboxSink: Send + Sync + 'static {
+    /// A mailbox request (store, challenge, register, fetch, ack); answer through `reply`.
+    fn request(
+        &self,
+        peer: PeerId,
+        kind: wire::pb::request::Kind,
+        reply: oneshot::Sender<wire::Response>,
+    );
+    /// A message on a mailbox shard topic.
+    fn gossip(&self, data: Vec<u8>);
+    fn peer_disconnected(&self, peer: &PeerId);
+}
+
+/// What the network needs to start.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub inbound_per_peer_per_sec: u32,
+    pub request_timeout: Duration,
+    /// Relay role: answer Kademlia queries and serve circuit relay v2; personal nodes only ask.
+    pub relay_role: bool,
+    /// Addresses others reach this node at (a relay hands them out in circuit reservations).
+    /// Empty on a relay: its concrete listen addresses are taken as reachable.
+    pub external: Vec<Multiaddr>,
+    /// Gossipsub topics to join.
+    pub topics: Vec<String>,
+}
+
+impl NetworkConfig {
+    /// A plain peer on one listen address with no discovery, no topics and no relay role:
+    /// what tools and tests use to speak the TokenIM protocol to a node.
+    pub fn peer(listen: Multiaddr) -> Self {
+        Self {
+            listen: vec![listen],
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_connections: 16,
+            max_connections_per_peer: 2,
+            inbound_per_peer_per_sec: 1_000,
+            request_timeout: Duration::from_secs(30),
+            relay_role: false,
+            external: Vec::new(),
+            topics: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DeliverError {
+    /// No connection could be made or the stream failed; worth retrying later.
+    Unreachable(String),
+    ShuttingDown,
+}
+
+/// A snapshot of the network state for the API.
+#[derive(Debug, Clone)]
+pub struct NetInfo {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub connected: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Request {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::Request,
+        reply: oneshot::Sender<Result<wire::Response, DeliverError>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetInfo>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+    },
+    ListenVia {
+        relay: PeerId,
+        addr: Multiaddr,
+    },
+    StopListenVia {
+        relay: PeerId,
+    },
+    Shutdown,
+}
+
+/// Events the delivery core acts on.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A peer sent a `deliver` request; answer through `reply` (dropping it answers `internal`).
+    Request {
+        peer: PeerId,
+        request: wire::Request,
+        reply: oneshot::Sender<wire::Response>,
+    },
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// The set of addresses this node listens on changed (its contact card must follow).
+    ListenAddrs(Vec<Multiaddr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    pub(super) peer_id: PeerId,
+    pub(super) tx: mpsc::Sender<Command>,
+}
+
+impl NetworkHandle {
+    /// A handle with no swarm behind it: the test plays the network by answering commands.
+    #[cfg(test)]
+    pub(crate) fn fake(peer_id: PeerId) -> (Self, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Self { peer_id, tx }, rx)
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends one request to `peer`, dialing `addrs` if not connected.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::Request,
+    ) -> Result<wire::Response, DeliverError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| DeliverError::ShuttingDown)?;
+        rx.await.map_err(|_| DeliverError::ShuttingDown)?
+    }
+
+    pub async fn info(&self) -> Result<NetInfo, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Info { reply })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Publishes on a gossipsub topic; best effort (no peers on the topic is not an error).
+    pub fn publish(&self, topic: String, data: Vec<u8>) {
+        if self.tx.try_send(Command::Publish { topic, data }).is_err() {
+            debug!("network busy; gossip publish dropped");
+        }
+    }
+
+    /// Keeps a reservation at the circuit relay `relay` (reached at `addr`), so that peers
+    /// that cannot dial this node directly reach it through the relay; retried with backoff
+    /// until [`NetworkHandle::stop_listen_via`]. Idempotent.
+    pub(crate) async fn listen_via(&self, relay: PeerId, addr: Multiaddr) {
+        let _ = self.tx.send(Command::ListenVia { relay, addr }).await;
+    }
+
+    pub(crate) async fn stop_listen_via(&self, relay: PeerId) {
+        let _ = self.tx.send(Command::StopListenVia { relay }).await;
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
