@@ -13,6 +13,7 @@ pub struct Metrics {
     pub delivery_attempts: Counter,
     pub envelopes_in: Counter,
     pub envelopes_rejected: Counter,
+    pub envelopes_dropped: Counter,
     pub outbox_depth: Gauge,
     pub relay_queue: Gauge,
     pub relay_stored: Counter,
@@ -61,6 +62,11 @@ impl Metrics {
                 "envelopes_rejected",
                 "Envelopes refused (malformed, foreign, undecryptable)",
                 &m.envelopes_rejected,
+            ),
+            (
+                "envelopes_dropped",
+                "Envelopes that opened but can never be stored (dropped, so they hold nothing back)",
+                &m.envelopes_dropped,
             ),
             (
                 "relay_stored",

@@ -4,6 +4,8 @@
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+use tokenim_node::peer::wire::{self, pb};
+
 use crate::harness::{NodeProc, init, wait_event};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
@@ -104,9 +106,16 @@ async fn wait_states(alice: &NodeProc, ids: &[String], state: &str, relays: u64)
     Ok(())
 }
 
-async fn bob_gets_each_once(bob: &NodeProc, alice: &NodeProc, n: usize) -> Result<()> {
-    let mut events = bob.client.events().await?;
-    loop {
+/// Waits until Bob holds exactly `n` messages from Alice, then until `relays` hold nothing
+/// more for him (every push and page was handled), and checks again: a copy arriving late
+/// would show as a duplicate.
+async fn bob_gets_each_once(
+    bob: &NodeProc,
+    alice: &NodeProc,
+    n: usize,
+    relays: &[&NodeProc],
+) -> Result<()> {
+    let count = || async {
         let page = bob
             .client
             .get(&format!("/messages?peer={}&limit=200", alice.address))
@@ -116,11 +125,17 @@ async fn bob_gets_each_once(bob: &NodeProc, alice: &NodeProc, n: usize) -> Resul
             got <= n,
             "bob has {got} messages, more than the {n} sent: duplicates"
         );
-        if got == n {
-            return Ok(());
-        }
+        Ok(got)
+    };
+    let mut events = bob.client.events().await?;
+    while count().await? < n {
         wait_event(&mut events, "message", |_| true).await?;
     }
+    for r in relays {
+        wait_stat(r, "stored_messages", 0, "a relay mailbox never emptied").await?;
+    }
+    anyhow::ensure!(count().await? == n, "a message went missing");
+    Ok(())
 }
 
 #[tokio::test]
@@ -133,7 +148,7 @@ async fn messages_wait_on_the_home_relay_and_reach_bob_exactly_once() -> Result<
     assert_eq!(stats(&r1).await?["stored_messages"], 10);
 
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
-    bob_gets_each_once(&bob, &alice, 10).await?;
+    bob_gets_each_once(&bob, &alice, 10, &[&r1]).await?;
     // Bob's end-to-end delivery receipts reach Alice; his acks empty the mailbox.
     wait_states(&alice, &ids, "delivered", 0).await?;
     wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
@@ -155,7 +170,7 @@ async fn both_home_relays_store_and_one_drain_empties_both() -> Result<()> {
         assert_eq!(stats(r).await?["stored_messages"], 5);
     }
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
-    bob_gets_each_once(&bob, &alice, 5).await?;
+    bob_gets_each_once(&bob, &alice, 5, &[&r1, &r2]).await?;
     for r in [&r1, &r2] {
         wait_stat(r, "stored_messages", 0, "a relay mailbox never emptied").await?;
     }
@@ -193,7 +208,7 @@ async fn a_relay_killed_mid_stream_keeps_everything_it_receipted() -> Result<()>
 
     // Alice keeps retrying the rest; Bob eventually gets all 30, each once.
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
-    bob_gets_each_once(&bob, &alice, 30).await?;
+    bob_gets_each_once(&bob, &alice, 30, &[&r1]).await?;
     let page = bob
         .client
         .get(&format!("/messages?peer={}&limit=200", alice.address))
@@ -259,7 +274,7 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
 
     // Bob drains and acks relay1 only; the tombstone empties relay2 too.
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &only_r1).await?;
-    bob_gets_each_once(&bob, &alice, 3).await?;
+    bob_gets_each_once(&bob, &alice, 3, &[&r1, &r2]).await?;
     for r in [&r1, &r2] {
         wait_stat(r, "stored_messages", 0, "a relay mailbox never emptied").await?;
     }
@@ -269,75 +284,135 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
     Ok(())
 }
 
-/// A libp2p client in this test process talks to a real relay: acks that are forged, meant for
-/// another mailbox or relay, or replayed from the past are refused and delete nothing.
+/// A bare libp2p peer in this test process that speaks the wire protocol to a relay process.
+struct BarePeer {
+    net: tokenim_node::peer::NetworkHandle,
+    relay: libp2p::PeerId,
+    addr: libp2p::Multiaddr,
+    relay_key: [u8; 32],
+}
+
+impl BarePeer {
+    async fn new(relay: &NodeProc) -> Result<Self> {
+        use tokenim_node::peer::{self, NetworkConfig};
+        let cfg = NetworkConfig::peer("/ip4/127.0.0.1/tcp/0".parse()?);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (net, _events, _task) = peer::spawn(key, cfg, &mut registry).await?;
+        let peer_id: libp2p::PeerId = relay.client.identity().await?["peer_id"]
+            .as_str()
+            .context("peer")?
+            .parse()?;
+        Ok(Self {
+            net,
+            relay: peer_id,
+            addr: relay.listen_addr().await?.parse()?,
+            relay_key: peer::relay_key_of(&peer_id).context("relay key")?,
+        })
+    }
+
+    async fn ask(&self, kind: pb::request::Kind) -> Result<pb::response::Kind> {
+        let request = wire::Request { kind: Some(kind) };
+        let answer = self
+            .net
+            .request(self.relay, vec![self.addr.clone()], request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        answer.kind.context("empty answer")
+    }
+
+    /// The envelopes in `owner`'s mailbox, fetched as the owner does (challenge, proof, page).
+    async fn fetch_as(&self, owner: &tokenim_crypto::Identity) -> Result<Vec<Vec<u8>>> {
+        let pb::response::Kind::Challenge(c) = self
+            .ask(pb::request::Kind::GetChallenge(pb::GetChallenge {}))
+            .await?
+        else {
+            anyhow::bail!("no challenge");
+        };
+        let proof = owner
+            .mailbox_key(0)
+            .sign_registration(
+                &self.relay_key,
+                &c.challenge,
+                tokenim_node::peer::now_secs(),
+            )
+            .to_bytes();
+        let fetch = pb::FetchMailbox {
+            registration: proof,
+            after_seq: 0,
+            limit: 256,
+        };
+        match self.ask(pb::request::Kind::Fetch(fetch)).await? {
+            pb::response::Kind::Page(p) => {
+                Ok(p.envelopes.into_iter().map(|e| e.envelope).collect())
+            }
+            other => anyhow::bail!("fetch refused: {other:?}"),
+        }
+    }
+}
+
+/// The identity in a node's data directory (for tests that play its owner or address it).
+fn identity_of(dir: &std::path::Path) -> Result<tokenim_crypto::Identity> {
+    Ok(tokenim_crypto::Identity::from_bytes(&std::fs::read(
+        dir.join("identity.key"),
+    )?)?)
+}
+
+/// Acks that are forged, meant for another mailbox or relay, or replayed from the past are
+/// refused by a real relay and delete nothing, though they name the real envelope ids.
 #[tokio::test]
 async fn a_relay_process_refuses_forged_acks() -> Result<()> {
     use tokenim_crypto::{Envelope, Identity};
-    use tokenim_node::peer::wire::{self, pb};
-    use tokenim_node::peer::{self, NetworkConfig};
 
     let root = tempfile::tempdir()?;
     let r1 = relay(root.path(), "relay1").await?;
-    let (alice, _bob_dir, _) = offline_bob(root.path(), &[&r1]).await?;
+    let (alice, bob_dir, _) = offline_bob(root.path(), &[&r1]).await?;
     let ids = send_all(&alice, 2).await?;
     wait_states(&alice, &ids, "stored", 1).await?;
     assert_eq!(stats(&r1).await?["stored_messages"], 2);
-    let mailbox: tokenim_crypto::MailboxId = stats(&r1).await?["per_mailbox"][0]["mailbox"]
-        .as_str()
-        .context("mailbox")?
-        .parse()?;
 
-    let cfg = NetworkConfig::peer("/ip4/127.0.0.1/tcp/0".parse()?);
-    let mut registry = prometheus_client::registry::Registry::default();
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let (net, _events, _task) = peer::spawn(key, cfg, &mut registry).await?;
-    let relay_peer: libp2p::PeerId = r1.client.identity().await?["peer_id"]
-        .as_str()
-        .context("peer")?
-        .parse()?;
-    let relay_addr: libp2p::Multiaddr = r1.listen_addr().await?.parse()?;
-    let relay_key = tokenim_node::peer::relay_key_of(&relay_peer).context("relay key")?;
-
-    // Envelope ids the attacker could have seen on gossip: everything in the mailbox.
-    let page = r1.client.get("/relay/stats").await?;
-    assert_eq!(page["stored_messages"], 2);
-    let fake_ids = [Envelope::new(mailbox, vec![0; 512], 0, 0).id()];
+    let peer = BarePeer::new(&r1).await?;
+    // The ids an attacker may have seen on gossip: the real ones in Bob's mailbox.
+    let bob = identity_of(&bob_dir)?;
+    let real_ids: Vec<[u8; 32]> = peer
+        .fetch_as(&bob)
+        .await?
+        .iter()
+        .map(|e| Envelope::decode_checked(e).map(|e| e.id()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(real_ids.len(), 2);
+    let mailbox = bob.mailbox_key(0).id();
     let attacker = Identity::from_seed([66; 32]).mailbox_key(0);
     let now = tokenim_node::peer::now_secs();
-    let mut forged = attacker.sign_ack(&relay_key, &fake_ids, now);
+    let mut forged = attacker.sign_ack(&peer.relay_key, &real_ids, now);
     forged.mailbox = mailbox; // claims to be the owner, signed by someone else
-    let other_mailbox = attacker.sign_ack(&relay_key, &fake_ids, now);
-    let stale = attacker.sign_ack(&relay_key, &fake_ids, now - 3600);
+    let for_other_relay = bob.mailbox_key(0).sign_ack(&[9; 32], &real_ids, now);
+    let stale = bob
+        .mailbox_key(0)
+        .sign_ack(&peer.relay_key, &real_ids, now - 3600);
     for (what, ack) in [
         ("forged", forged.to_bytes()),
+        ("for another relay", for_other_relay.to_bytes()),
         ("stale", stale.to_bytes()),
         ("garbage", vec![7; 40]),
     ] {
-        let request = wire::Request {
-            kind: Some(pb::request::Kind::Ack(pb::AckMailbox { ack })),
-        };
-        let answer = net
-            .request(relay_peer, vec![relay_addr.clone()], request)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let answer = peer
+            .ask(pb::request::Kind::Ack(pb::AckMailbox { ack }))
+            .await?;
         assert!(
-            matches!(answer.kind, Some(pb::response::Kind::Rejected(_))),
+            matches!(answer, pb::response::Kind::Rejected(_)),
             "{what} ack was not rejected: {answer:?}"
         );
     }
     // A valid ack for the attacker's own (unhosted) mailbox deletes nothing of Bob's.
-    let request = wire::Request {
-        kind: Some(pb::request::Kind::Ack(pb::AckMailbox {
-            ack: other_mailbox.to_bytes(),
-        })),
-    };
-    let answer = net
-        .request(relay_peer, vec![relay_addr], request)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let own = attacker.sign_ack(&peer.relay_key, &real_ids, now);
+    let answer = peer
+        .ask(pb::request::Kind::Ack(pb::AckMailbox {
+            ack: own.to_bytes(),
+        }))
+        .await?;
     assert!(
-        matches!(answer.kind, Some(pb::response::Kind::Acked(a)) if a.deleted == 0),
+        matches!(answer, pb::response::Kind::Acked(a) if a.deleted == 0),
         "{answer:?}"
     );
     assert_eq!(
@@ -349,11 +424,82 @@ async fn a_relay_process_refuses_forged_acks() -> Result<()> {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("tokenim_acks_rejected_total 3")),
+            .any(|l| l.starts_with("tokenim_acks_rejected_total 4")),
         "{metrics}"
     );
-    net.shutdown().await;
+    // The owner's own ack does delete them: the ids were the real ones.
+    let good = bob.mailbox_key(0).sign_ack(&peer.relay_key, &real_ids, now);
+    let answer = peer
+        .ask(pb::request::Kind::Ack(pb::AckMailbox {
+            ack: good.to_bytes(),
+        }))
+        .await?;
+    assert!(
+        matches!(answer, pb::response::Kind::Acked(a) if a.deleted == 2),
+        "{answer:?}"
+    );
+    peer.net.shutdown().await;
     for p in [alice, r1] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// Two throwaway identities put envelopes with the same inner message id into Bob's mailbox, a
+/// poison pill for the page they share (it cannot be written in one batch). Alice's message on
+/// the same page still reaches Bob, the relay ends empty, and the pill is dropped and counted.
+#[tokio::test]
+async fn a_poison_pill_in_a_mailbox_page_holds_back_nothing_else() -> Result<()> {
+    use tokenim_crypto::{Envelope, Identity, InnerKind, InnerMessage, SessionPolicy, Sessions};
+
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r1]).await?;
+    let bob = identity_of(&bob_dir)?.public();
+    let mailbox = identity_of(&bob_dir)?.mailbox_key(0).id();
+    let now = tokenim_node::peer::now_secs();
+    let mut pills = Vec::new();
+    for seed in [71u8, 72] {
+        let stranger = Identity::from_seed([seed; 32]);
+        let inner = InnerMessage {
+            kind: InnerKind::Text as i32,
+            id: vec![0x55; 16],
+            body: "pill".into(),
+            ref_ids: Vec::new(),
+            sent_at_ms: now * 1000,
+            sender_card: String::new(),
+        };
+        let frame = Sessions::new(SessionPolicy::default()).seal(&stranger, &bob, &inner, now)?;
+        pills.push(prost::Message::encode_to_vec(&Envelope::new(
+            mailbox, frame, now, 3600,
+        )));
+    }
+    let peer = BarePeer::new(&r1).await?;
+    let stored = peer
+        .ask(pb::request::Kind::Store(pb::StoreEnvelope {
+            envelopes: pills,
+        }))
+        .await?;
+    assert!(
+        matches!(stored, pb::response::Kind::Stored(_)),
+        "{stored:?}"
+    );
+    let ids = send_all(&alice, 1).await?;
+    wait_states(&alice, &ids, "stored", 1).await?;
+    assert_eq!(stats(&r1).await?["stored_messages"], 3);
+
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    bob_gets_each_once(&bob, &alice, 1, &[&r1]).await?;
+    wait_states(&alice, &ids, "delivered", 0).await?;
+    let metrics = bob.client.get_text("/metrics").await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tokenim_envelopes_dropped_total 1")),
+        "{metrics}"
+    );
+    peer.net.shutdown().await;
+    for p in [alice, bob, r1] {
         p.stop().await?;
     }
     Ok(())
@@ -415,7 +561,7 @@ async fn a_home_relay_added_through_the_api_keeps_the_mailbox() -> Result<()> {
 
     // Restarted without flags, Bob still drains the relay he added.
     let bob = NodeProc::start(&bob_dir, LOOPBACK).await?;
-    bob_gets_each_once(&bob, &alice, 3).await?;
+    bob_gets_each_once(&bob, &alice, 3, &[&r1]).await?;
     wait_states(&alice, &ids, "delivered", 0).await?;
     wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
 
@@ -456,7 +602,7 @@ async fn a_node_without_public_addresses_is_reached_through_its_relay_circuit() 
     bob.add_contact(&alice, "alice").await?;
     let ids = send_all(&alice, 3).await?;
     wait_states(&alice, &ids, "delivered", 0).await?;
-    bob_gets_each_once(&bob, &alice, 3).await?;
+    bob_gets_each_once(&bob, &alice, 3, &[&r1]).await?;
     for id in &ids {
         let m = alice.client.get(&format!("/messages/{id}")).await?;
         assert_eq!(
@@ -512,7 +658,7 @@ async fn a_full_mailbox_refuses_and_the_rest_waits_at_the_sender() -> Result<()>
         wait_event(&mut events, "message_state", |_| true).await?;
     }
     let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
-    bob_gets_each_once(&bob, &alice, 6).await?;
+    bob_gets_each_once(&bob, &alice, 6, &[&r1]).await?;
     wait_states(&alice, &ids, "delivered", 0).await?;
     wait_stat(&r1, "stored_messages", 0, "relay mailbox never emptied").await?;
     for p in [alice, bob, r1] {

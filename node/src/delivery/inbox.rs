@@ -90,29 +90,67 @@ impl Delivery {
         responses.iter().map(ackable).collect()
     }
 
-    /// Opens and stores a batch of envelopes in one transaction, answering each.
+    /// Opens and stores a batch of envelopes in one transaction, answering each. When the
+    /// batch cannot be written, each envelope is tried alone, so one that can never be stored
+    /// (e.g. two senders' messages with the same id) holds back none of the others; it is
+    /// answered `MALFORMED`, which lets a relay delete it.
     fn on_deliver_batch(
         &mut self,
         from_peer: PeerId,
         envelopes: &[impl AsRef<[u8]>],
         via_relay: bool,
     ) -> Vec<wire::Response> {
-        let store = self.store.clone();
-        let mut inbound = Inbound::new(store.txn());
-        let mut responses: Vec<_> = envelopes
-            .iter()
-            .map(|b| self.open_one(from_peer, b.as_ref(), via_relay, &mut inbound))
-            .collect();
-        if let Err(e) = self.commit_inbound(inbound) {
+        let (mut responses, result) = self.store_batch(from_peer, envelopes, via_relay);
+        let Err(e) = result else {
+            return responses;
+        };
+        if envelopes.len() > 1 {
+            debug!(error = %e, envelopes = envelopes.len(), "batch refused; storing each alone");
+            return envelopes
+                .iter()
+                .map(|b| {
+                    let alone = std::slice::from_ref(b);
+                    let mut answer = self.on_deliver_batch(from_peer, alone, via_relay);
+                    answer.pop().unwrap_or_else(|| {
+                        wire::Response::rejected(RejectCode::Internal, "no answer")
+                    })
+                })
+                .collect();
+        }
+        let permanent = matches!(e, StoreError::MessageIdConflict);
+        if permanent {
+            warn!(error = %e, "dropping an envelope that can never be stored");
+            self.metrics.envelopes_dropped.inc();
+        } else {
             warn!(error = %e, "storing inbound messages failed");
-            // Nothing of the batch was written: none of it may be confirmed.
-            for r in &mut responses {
-                if matches!(r.kind, Some(pb::response::Kind::Accepted(_))) {
-                    *r = wire::Response::rejected(RejectCode::Internal, "storage error");
-                }
+        }
+        // Nothing of the batch was written: none of it may be confirmed.
+        for r in &mut responses {
+            if matches!(r.kind, Some(pb::response::Kind::Accepted(_))) {
+                *r = if permanent {
+                    wire::Response::rejected(RejectCode::Malformed, "can never be stored")
+                } else {
+                    wire::Response::rejected(RejectCode::Internal, "storage error")
+                };
             }
         }
         responses
+    }
+
+    /// One attempt at a batch in one write: the answers, and whether the write happened.
+    fn store_batch(
+        &mut self,
+        from_peer: PeerId,
+        envelopes: &[impl AsRef<[u8]>],
+        via_relay: bool,
+    ) -> (Vec<wire::Response>, Result<(), StoreError>) {
+        let store = self.store.clone();
+        let mut inbound = Inbound::new(store.txn());
+        let responses = envelopes
+            .iter()
+            .map(|b| self.open_one(from_peer, b.as_ref(), via_relay, &mut inbound))
+            .collect();
+        (responses, self.commit_inbound(inbound))
     }
 
     fn open_one(

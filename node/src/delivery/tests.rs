@@ -89,6 +89,7 @@ struct Rig {
     events: broadcast::Receiver<NodeEvent>,
     store: Store,
     clock: Arc<AtomicU64>,
+    metrics: Metrics,
     _home: HomeTask,
 }
 
@@ -145,6 +146,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
     let (home, home_task) = home_relays(&[], &store);
     let (events_tx, events) = broadcast::channel(256);
     let clock = Arc::new(AtomicU64::new(T0_MS));
+    let metrics = Metrics::default();
     let delivery = Delivery::new(Parts {
         me: Arc::new(Identity::from_seed([1; 32])),
         sessions: Sessions::new(SessionPolicy::default()),
@@ -152,7 +154,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
         net,
         home,
         events: events_tx,
-        metrics: Metrics::default(),
+        metrics: metrics.clone(),
         settings,
         clock: Clock::Manual(clock.clone()),
     });
@@ -165,6 +167,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
         events,
         store,
         clock,
+        metrics,
         _home: home_task,
     }
 }
@@ -377,32 +380,36 @@ async fn a_batch_of_handshakes_from_one_peer_is_answered_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_batch_that_fails_to_commit_leaves_its_frames_openable_again() {
-    let (mut bob, mut carol) = (Peer::new(2), Peer::new(3));
-    let r = rig(settings(), &[&bob, &carol]);
+async fn one_envelope_that_can_never_be_stored_holds_back_none_of_its_page() {
+    let (mut bob, mut carol, mut dave) = (Peer::new(2), Peer::new(3), Peer::new(4));
+    let r = rig(settings(), &[&bob, &carol, &dave]);
     let me = Identity::from_seed([1; 32]);
-    // The same inner id from two senders cannot both be stored: the batch's write fails.
-    let from_bob = bob.seal(&me, &Peer::text([9; 16], "bob's"));
-    let from_carol = carol.seal(&me, &Peer::text([9; 16], "carol's"));
-    let ingest = r.handle.ingest_weak();
-    let acks = ingest
-        .ingest(PeerId::random(), vec![from_bob.clone(), from_carol])
-        .await;
-    assert_eq!(
-        acks,
-        [false, false],
-        "nothing of a failed batch may be acked"
-    );
-    assert!(r.store.get_message(&[9; 16]).expect("store").is_none());
-    // The sessions went back to their stored state: the frame opens and is stored now.
-    let acks = ingest.ingest(PeerId::random(), vec![from_bob]).await;
-    assert_eq!(acks, [true]);
+    // The same inner id from two senders cannot both be stored, so the page's one write fails;
+    // the frames it opened must open again (sessions reloaded) and be stored one by one.
+    let page = vec![
+        bob.seal(&me, &Peer::text([9; 16], "bob's")),
+        carol.seal(&me, &Peer::text([9; 16], "carol's")),
+        dave.seal(&me, &Peer::text([8; 16], "dave's")),
+    ];
+    let acks = r.handle.ingest_weak().ingest(PeerId::random(), page).await;
+    assert_eq!(acks, [true, true, true], "the relay may delete all three");
     let stored = r
         .store
         .get_message(&[9; 16])
         .expect("store")
         .expect("stored");
     assert_eq!((stored.from, stored.body.as_str()), (bob.key().0, "bob's"));
+    let stored = r
+        .store
+        .get_message(&[8; 16])
+        .expect("store")
+        .expect("stored");
+    assert_eq!(stored.from, dave.key().0);
+    assert_eq!(
+        r.metrics.envelopes_dropped.get(),
+        1,
+        "carol's is dropped, and counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
