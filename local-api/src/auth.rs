@@ -18,8 +18,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether this token's scopes grant `needed`.
+    pub fn grants(&self, needed: Scope) -> bool {
+        scopes_grant(&self.scopes, needed)
+    }
+
     pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
-        if scopes_grant(&self.scopes, needed) {
+        if self.grants(needed) {
             Ok(())
         } else {
             Err(ApiError::new(

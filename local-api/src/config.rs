@@ -19,8 +19,13 @@ pub struct ApiConfig {
     pub ws_auth_timeout: Duration,
     /// A WebSocket client that does not take a frame within this time is disconnected.
     pub ws_send_timeout: Duration,
-    /// Concurrent `/v1/events` connections; more get 503 `unavailable`.
+    /// Concurrent authenticated `/v1/events` streams; more get 503 `unavailable`. A stream
+    /// takes its slot only once its token is checked.
     pub max_event_streams: usize,
+    /// `/v1/events` connections without an `Authorization` header that may wait for their auth
+    /// frame at once (at least 1); they hold no stream slot. One more closes the connection
+    /// that has waited longest, with `unavailable`.
+    pub max_pending_event_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -33,6 +38,7 @@ impl Default for ApiConfig {
             ws_auth_timeout: Duration::from_secs(10),
             ws_send_timeout: Duration::from_secs(30),
             max_event_streams: 64,
+            max_pending_event_streams: 64,
         }
     }
 }

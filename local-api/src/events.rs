@@ -6,6 +6,12 @@
 //! after it are delivered. A client that falls behind the node's bounded broadcast gets
 //! `{"type":"lagged","missed":N}`; one that does not take a frame within `ws_send_timeout` is
 //! disconnected. Nothing is buffered per client beyond the broadcast's own bound.
+//!
+//! A stream takes one of the `max_event_streams` slots only once its token is checked: a bad
+//! header token gets 401 before the upgrade, and a connection waiting for its auth frame waits
+//! in a queue of its own (`max_pending_event_streams`, the longest waiting evicted when it is
+//! full). Each stream watches its token from before the check: revoking the token through the
+//! API closes the stream at once.
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -13,23 +19,28 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::state::AppState;
-use crate::token::Scope;
+use crate::streams::{PendingAuth, TokenWatch};
+use crate::token::{Scope, parse_token};
 use crate::types::{ClientFrame, ControlFrame};
 
 /// Largest frame a client may send (only the auth frame is expected).
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 /// How long to wait for the client's close reply after we close.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The close reason of a stream whose token was revoked.
+const REVOKED_REASON: &str = "token revoked";
 
 /// Event stream (WebSocket).
 ///
 /// Authenticate with `Authorization: Bearer` on the upgrade request, or with a first text frame `{"type":"auth","token":"..."}` within 10 s. Needs `read`.
 /// Server frames: `auth_ok` first, then `Event`s and `lagged`; `error` before a close.
+/// A stream takes a slot only once authenticated; revoking its token closes it at once (`error` `unauthorized`, then close 1008 "token revoked").
 #[utoipa::path(
     get, path = "/v1/events", tag = "events",
     security(("bearer" = ["read"]), ()),
@@ -38,7 +49,7 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
         (status = 400, description = "`bad_request`: not a WebSocket upgrade", body = ErrorBody),
         (status = 401, description = "`unauthorized`: bad header token, or no token and no upgrade", body = ErrorBody),
         (status = 403, description = "`forbidden_scope`, `forbidden_origin`, `forbidden_host`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: too many event streams", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a valid header token, but every event-stream slot is taken", body = ErrorBody),
     )
 )]
 pub(crate) async fn events(
@@ -46,16 +57,15 @@ pub(crate) async fn events(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let header_auth = match bearer_token(&headers)? {
-        Some(token) => {
-            authenticate(&state, token).await?.require(Scope::Read)?;
-            true
-        }
-        None => false,
+    let watch = match bearer_token(&headers)? {
+        Some(token) => Some(authenticate_stream(&state, token).await?),
+        None => None,
     };
     let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(_) if !header_auth => {
+        Ok(upgrade) => upgrade
+            .max_message_size(MAX_CLIENT_MESSAGE)
+            .max_frame_size(MAX_CLIENT_MESSAGE),
+        Err(_) if watch.is_none() => {
             return Err(ApiError::unauthorized(
                 "missing Authorization: Bearer token",
             ));
@@ -67,43 +77,80 @@ pub(crate) async fn events(
             )));
         }
     };
-    let permit = state
-        .event_streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "too many event streams open"))?;
-    Ok(upgrade
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            stream(socket, state, header_auth).await;
-            drop(permit);
-        }))
+    Ok(match watch {
+        Some(watch) => {
+            let slot = state
+                .event_streams
+                .try_slot()
+                .ok_or_else(too_many_streams)?;
+            upgrade.on_upgrade(move |socket| stream(socket, state, watch, slot))
+        }
+        None => {
+            let pending = state.event_streams.wait_for_auth();
+            upgrade.on_upgrade(move |socket| first_frame_then_stream(socket, state, pending))
+        }
+    })
+}
+
+fn too_many_streams() -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, "too many event streams open")
+}
+
+/// Checks a stream's token (valid, `read`), watching it from before the check on: a
+/// revocation either fails the check or trips the watch.
+async fn authenticate_stream(state: &AppState, token: &str) -> ApiResult<TokenWatch> {
+    let parsed = parse_token(token).ok_or_else(|| ApiError::unauthorized("malformed token"))?;
+    let watch = state.event_streams.watch_token(parsed.id);
+    authenticate(state, token).await?.require(Scope::Read)?;
+    Ok(watch)
 }
 
 enum FirstFrame {
-    Authed,
+    Authed(TokenWatch),
     Rejected(ApiError),
     Gone,
 }
 
-async fn stream(mut socket: WebSocket, state: AppState, header_auth: bool) {
-    if !header_auth {
-        let outcome = tokio::time::timeout(
-            state.cfg.ws_auth_timeout,
-            first_frame_auth(&mut socket, &state),
-        )
+/// A connection without an `Authorization` header: its auth frame, then a slot, then events.
+async fn first_frame_then_stream(mut socket: WebSocket, state: AppState, mut pending: PendingAuth) {
+    let waiting = async {
+        tokio::select! {
+            biased;
+            () = pending.evicted() => FirstFrame::Rejected(ApiError::new(
+                ErrorCode::Unavailable,
+                "too many connections waiting for their auth frame",
+            )),
+            outcome = first_frame_auth(&mut socket, &state) => outcome,
+        }
+    };
+    let outcome = tokio::time::timeout(state.cfg.ws_auth_timeout, waiting)
         .await
         .unwrap_or_else(|_| {
             FirstFrame::Rejected(ApiError::unauthorized(
                 "no auth frame within the time limit",
             ))
         });
-        match outcome {
-            FirstFrame::Authed => {}
-            FirstFrame::Rejected(err) => return close_with_error(socket, &err).await,
-            FirstFrame::Gone => return,
-        }
+    drop(pending);
+    match outcome {
+        FirstFrame::Authed(watch) => match state.event_streams.try_slot() {
+            Some(slot) => stream(socket, state, watch, slot).await,
+            None => close_with_error(socket, &too_many_streams()).await,
+        },
+        FirstFrame::Rejected(err) => close_with_error(socket, &err).await,
+        FirstFrame::Gone => {}
+    }
+}
+
+/// An authenticated stream, holding its slot until it ends.
+async fn stream(
+    mut socket: WebSocket,
+    state: AppState,
+    mut watch: TokenWatch,
+    _slot: OwnedSemaphorePermit,
+) {
+    let revoked = || ApiError::unauthorized("the token of this stream was revoked");
+    if watch.is_revoked() {
+        return close_with_reason(socket, &revoked(), REVOKED_REASON).await;
     }
     // Subscribe before auth_ok, so that whatever happens after the client sees it is delivered.
     let mut events = state.service.subscribe_events();
@@ -115,6 +162,12 @@ async fn stream(mut socket: WebSocket, state: AppState, header_auth: bool) {
     }
     loop {
         tokio::select! {
+            // A revoked stream gets no event that is already waiting.
+            biased;
+            () = watch.revoked() => {
+                drop(events);
+                return close_with_reason(socket, &revoked(), REVOKED_REASON).await;
+            }
             incoming = socket.recv() => match incoming {
                 // Pings are answered by the WebSocket layer; other frames are ignored.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
@@ -150,12 +203,8 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> FirstFram
                 let Ok(ClientFrame::Auth { token }) = serde_json::from_str(text.as_str()) else {
                     return bad_frame();
                 };
-                let result = match authenticate(state, &token).await {
-                    Ok(principal) => principal.require(Scope::Read),
-                    Err(e) => Err(e),
-                };
-                return match result {
-                    Ok(()) => FirstFrame::Authed,
+                return match authenticate_stream(state, &token).await {
+                    Ok(watch) => FirstFrame::Authed(watch),
                     Err(e) => FirstFrame::Rejected(e),
                 };
             }
@@ -189,7 +238,12 @@ async fn send_json<T: Serialize>(
     }
 }
 
-async fn close_with_error(mut socket: WebSocket, err: &ApiError) {
+async fn close_with_error(socket: WebSocket, err: &ApiError) {
+    close_with_reason(socket, err, err.code().as_str()).await;
+}
+
+/// Send `err` as an `error` frame, then close with a code that fits it and `reason`.
+async fn close_with_reason(mut socket: WebSocket, err: &ApiError, reason: &str) {
     let frame = ControlFrame::Error {
         code: err.code(),
         message: err.message().to_owned(),
@@ -206,7 +260,7 @@ async fn close_with_error(mut socket: WebSocket, err: &ApiError) {
         ErrorCode::Internal => close_code::ERROR,
         _ => close_code::POLICY,
     };
-    close(socket, code, err.code().as_str()).await;
+    close(socket, code, reason).await;
 }
 
 /// Send a close frame and give the client a moment to answer it.

@@ -29,6 +29,7 @@ mod openapi;
 mod routes;
 mod service;
 mod state;
+mod streams;
 mod token;
 pub mod types;
 

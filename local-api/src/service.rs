@@ -71,8 +71,8 @@ pub trait NodeService: Send + Sync + 'static {
 
     fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>>;
 
-    /// `NotFound` if no such token. Takes effect for the next request (an open WebSocket
-    /// authenticated with it stays open).
+    /// `NotFound` if no such token. Takes effect for the next request; the API then closes the
+    /// open event streams authenticated with it (whatever this returns).
     fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>>;
 
     /// Mailbox usage when this node is a relay; `NotFound` otherwise.

@@ -2,24 +2,24 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use crate::config::ApiConfig;
 use crate::service::NodeService;
+use crate::streams::EventStreams;
 
-/// What every handler gets: the node, the HTTP settings, and the event-stream slots.
+/// What every handler gets: the node, the HTTP settings, and the event streams' book-keeping
+/// (slots, connections waiting for their auth frame, the token of each stream).
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) service: Arc<dyn NodeService>,
     pub(crate) cfg: Arc<ApiConfig>,
-    pub(crate) event_streams: Arc<Semaphore>,
+    pub(crate) event_streams: Arc<EventStreams>,
 }
 
 impl AppState {
     pub fn new(service: Arc<dyn NodeService>, cfg: ApiConfig) -> Self {
         Self {
             service,
-            event_streams: Arc::new(Semaphore::new(cfg.max_event_streams)),
+            event_streams: EventStreams::new(cfg.max_event_streams, cfg.max_pending_event_streams),
             cfg: Arc::new(cfg),
         }
     }

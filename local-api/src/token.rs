@@ -24,9 +24,10 @@ pub const TOKEN_SECRET_BYTES: usize = 32;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Read identity, contacts, conversations, messages, peers, events.
+    /// Read identity, contacts, conversations, messages (and mark them read), peers, events.
     Read,
-    /// Send messages, mark them read, add and remove contacts.
+    /// Send messages, add and remove contacts. Shows no message body but those it sends, and no
+    /// contact name but those it gives.
     Send,
     /// Only the Prometheus metrics (for scrapers).
     Metrics,

@@ -846,3 +846,110 @@ async fn openapi_is_served_to_token_holders() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text, ApiDoc::openapi_json().unwrap());
 }
+
+/// A `send` token gets no message body and no contact name out of any documented route, called
+/// with the ids and address of stored messages and contacts: not by reading, listing or
+/// marking read, and not by re-importing the card of a contact stored under a name. It gets
+/// back only what it sent itself.
+#[tokio::test(start_paused = true)]
+async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
+    const NAME: &str = "secret-contact-name";
+    const INCOMING: &str = "secret incoming body";
+    const OUTGOING: &str = "secret outgoing body";
+    let node = FakeNode::new();
+    let app = app_with(
+        &node,
+        ApiConfig {
+            request_timeout: Duration::from_secs(2),
+            ..ApiConfig::default()
+        },
+    );
+    let admin = node.token(&[Scope::Admin]);
+    let send = node.token(&[Scope::Send]);
+    // Alice as a contact stored under NAME (again, after a route the send token may call
+    // removed her).
+    let seed = || async {
+        let reply = call(
+            &app,
+            json_body(
+                authed("POST", "/v1/contacts", &admin),
+                &json!({"card": card(ALICE, "Alice"), "name": NAME}),
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    };
+    seed().await;
+    let incoming = node.add_incoming(ALICE, INCOMING);
+    let reply = call(
+        &app,
+        json_body(
+            authed("POST", "/v1/messages", &admin),
+            &json!({"to": NAME, "body": OUTGOING}),
+        ),
+    )
+    .await;
+    let outgoing = reply.body["id"].as_str().unwrap().to_owned();
+
+    let mut checked = 0;
+    for op in documented_operations() {
+        let body = match (op.name().as_str(), op.has_body) {
+            (_, false) => None,
+            ("POST /v1/messages", true) => Some(json!({"to": ALICE, "body": "mine"})),
+            ("POST /v1/contacts", true) => Some(json!({"card": card(ALICE, "Alice")})),
+            ("POST /v1/tokens", true) => Some(json!({"name": "more", "scopes": ["read"]})),
+            ("POST /v1/home-relays", true) => Some(json!({"addr": "/ip4/127.0.0.1/p2p/x"})),
+            (other, true) => panic!("{other}: give this test a body for it"),
+        };
+        for id in [incoming.id.as_str(), outgoing.as_str()] {
+            let path = op
+                .template
+                .replace("{address}", ALICE)
+                .replace("{id}", id)
+                .replace("{peer_id}", "x");
+            seed().await;
+            let request = authed(&op.method, &path, &send);
+            let reply = match &body {
+                Some(body) => call(&app, json_body(request, body)).await,
+                None => call(&app, empty(request)).await,
+            };
+            for secret in [NAME, INCOMING, OUTGOING] {
+                assert!(
+                    !reply.text.contains(secret),
+                    "{} {path} showed {secret:?} to a send token: {}",
+                    op.method,
+                    reply.text
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20);
+    // The send token's re-import keeps the name; the reads the send token was refused work.
+    let reply = call(
+        &app,
+        json_body(
+            authed("POST", "/v1/contacts", &send),
+            &json!({"card": card(ALICE, "Alice")}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert!(reply.body["name"].is_null(), "{}", reply.text);
+    let reply = call(
+        &app,
+        empty(authed("GET", &format!("/v1/contacts/{ALICE}"), &admin)),
+    )
+    .await;
+    assert_eq!(reply.body["name"], NAME);
+    let reply = call(
+        &app,
+        empty(authed(
+            "POST",
+            &format!("/v1/messages/{}/read", incoming.id),
+            &admin,
+        )),
+    )
+    .await;
+    assert_eq!(reply.body["body"], INCOMING);
+}

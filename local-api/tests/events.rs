@@ -20,15 +20,40 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn start(node: &Arc<FakeNode>, cfg: ApiConfig) -> SocketAddr {
+    start_router(node, cfg).await.0
+}
+
+/// Serves the API on a loopback socket; the router returned shares its state (for `oneshot`
+/// calls that must reach the same event streams).
+async fn start_router(node: &Arc<FakeNode>, cfg: ApiConfig) -> (SocketAddr, axum::Router) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app_with(node, cfg);
     tokio::spawn(tokenim_api::serve(
         listener,
-        router,
+        router.clone(),
         futures::future::pending(),
     ));
-    addr
+    (addr, router)
+}
+
+/// Opens a stream and checks it starts with `auth_ok`: by header with `Some(token)`, else
+/// with a first frame carrying `first_frame`.
+async fn open_authed(addr: SocketAddr, header: Option<&str>, first_frame: Option<&str>) -> Ws {
+    let (mut ws, _) = connect_async(ws_request(addr, header)).await.unwrap();
+    if let Some(token) = first_frame {
+        ws.send(Message::text(
+            json!({"type": "auth", "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(next_json(&mut ws).await, json!({"type": "auth_ok"}));
+    ws
+}
+
+fn token_id(token: &str) -> &str {
+    token.split('_').nth(1).unwrap()
 }
 
 fn ws_request(addr: SocketAddr, token: Option<&str>) -> tungstenite::handshake::client::Request {
@@ -65,20 +90,28 @@ async fn next_json_inner(ws: &mut Ws) -> Value {
 
 /// The close frame's code, after any remaining text frames (returned too).
 async fn expect_close(ws: &mut Ws) -> (Vec<Value>, u16) {
+    let (texts, code, _) = expect_close_reason(ws).await;
+    (texts, code)
+}
+
+/// [`expect_close`] with the close frame's reason.
+async fn expect_close_reason(ws: &mut Ws) -> (Vec<Value>, u16, String) {
     tokio::time::timeout(STUCK, expect_close_inner(ws))
         .await
         .expect("the server did not close")
 }
 
-async fn expect_close_inner(ws: &mut Ws) -> (Vec<Value>, u16) {
+async fn expect_close_inner(ws: &mut Ws) -> (Vec<Value>, u16, String) {
     let mut texts = Vec::new();
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
                 texts.push(serde_json::from_str(text.as_str()).unwrap())
             }
-            Some(Ok(Message::Close(Some(frame)))) => return (texts, u16::from(frame.code)),
-            Some(Ok(Message::Close(None))) | None => return (texts, 1005),
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (texts, u16::from(frame.code), frame.reason.to_string());
+            }
+            Some(Ok(Message::Close(None))) | None => return (texts, 1005, String::new()),
             Some(Ok(_)) => {}
             Some(Err(e)) => panic!("socket error before close: {e}"),
         }
@@ -274,4 +307,142 @@ async fn event_streams_are_bounded() {
     .await
     .expect("event-stream slot never freed");
     assert_eq!(next_json(&mut again).await["type"], "auth_ok");
+}
+
+/// Revoking a token through the API closes every stream it authenticated, by header or by
+/// first frame, at once and before any later event: an `unauthorized` error frame, then close
+/// 1008 "token revoked". Streams of other tokens carry on.
+#[tokio::test]
+async fn revoking_a_token_closes_its_streams() {
+    let node = FakeNode::new();
+    let admin = node.token(&[Scope::Admin]);
+    let doomed = node.token(&[Scope::Read]);
+    let other = node.token(&[Scope::Read]);
+    let (addr, app) = start_router(&node, ApiConfig::default()).await;
+    let mut by_header = open_authed(addr, Some(&doomed), None).await;
+    let mut by_frame = open_authed(addr, None, Some(&doomed)).await;
+    let mut untouched = open_authed(addr, Some(&other), None).await;
+    assert_eq!(node.subscribers(), 3);
+
+    let reply = call(
+        &app,
+        empty(authed(
+            "DELETE",
+            &format!("/v1/tokens/{}", token_id(&doomed)),
+            &admin,
+        )),
+    )
+    .await;
+    assert_eq!(reply.status, axum::http::StatusCode::NO_CONTENT);
+    node.publish(sample_event(1));
+
+    assert_eq!(next_json(&mut untouched).await["message"]["id"], "ev1");
+    for (what, ws) in [("header", &mut by_header), ("first frame", &mut by_frame)] {
+        let first = next_json(ws).await;
+        assert_eq!(
+            first["type"], "error",
+            "{what}: got {first} after revocation"
+        );
+        assert_eq!(first["code"], "unauthorized", "{what}");
+        let (texts, code, reason) = expect_close_reason(ws).await;
+        assert!(texts.is_empty(), "{what}: {texts:?}");
+        assert_eq!(code, 1008, "{what}");
+        assert_eq!(reason, "token revoked", "{what}");
+    }
+    // Their subscriptions are gone too.
+    let deadline = tokio::time::Instant::now() + STUCK;
+    while node.subscribers() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "subscriptions kept");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sockets without a token take no stream slot, and upgrade attempts with a bad token get 401
+/// without one: with far more of both than slots, authenticated clients still get every slot.
+#[tokio::test]
+async fn unauthenticated_sockets_take_no_stream_slot() {
+    let node = FakeNode::new();
+    let token = node.token(&[Scope::Read]);
+    let cfg = ApiConfig {
+        max_event_streams: 2,
+        ..ApiConfig::default()
+    };
+    let addr = start(&node, cfg).await;
+    let mut waiting = Vec::new();
+    for _ in 0..10 {
+        match connect_async(ws_request(addr, None)).await {
+            Ok((ws, _)) => waiting.push(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_ne!(resp.status().as_u16(), 101);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for _ in 0..10 {
+        match connect_async(ws_request(addr, Some("tim_bad"))).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+            other => panic!("expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    let _first = open_authed(addr, Some(&token), None).await;
+    let _second = open_authed(addr, None, Some(&token)).await;
+    match connect_async(ws_request(addr, Some(&token))).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    drop(waiting);
+}
+
+/// Connections waiting for their auth frame are bounded apart from the streams: one more than
+/// `max_pending_event_streams` closes the one waiting longest (`unavailable`, close 1013); the
+/// others can still authenticate.
+#[tokio::test]
+async fn waiting_for_the_auth_frame_is_bounded_oldest_first() {
+    let node = FakeNode::new();
+    let token = node.token(&[Scope::Read]);
+    let cfg = ApiConfig {
+        max_pending_event_streams: 2,
+        ..ApiConfig::default()
+    };
+    let addr = start(&node, cfg).await;
+    let mut oldest = connect_async(ws_request(addr, None)).await.unwrap().0;
+    let mut second = connect_async(ws_request(addr, None)).await.unwrap().0;
+    let mut third = connect_async(ws_request(addr, None)).await.unwrap().0;
+    let (texts, code) = expect_close(&mut oldest).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0]["code"], "unavailable");
+    assert_eq!(code, 1013);
+    for ws in [&mut second, &mut third] {
+        ws.send(Message::text(
+            json!({"type": "auth", "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(next_json(ws).await, json!({"type": "auth_ok"}));
+    }
+}
+
+/// A first-frame client that authenticates while every slot is taken gets `unavailable` and
+/// close 1013, without subscribing.
+#[tokio::test]
+async fn first_frame_client_gets_unavailable_when_every_slot_is_taken() {
+    let node = FakeNode::new();
+    let token = node.token(&[Scope::Read]);
+    let cfg = ApiConfig {
+        max_event_streams: 1,
+        ..ApiConfig::default()
+    };
+    let addr = start(&node, cfg).await;
+    let _holder = open_authed(addr, Some(&token), None).await;
+    let (mut ws, _) = connect_async(ws_request(addr, None)).await.unwrap();
+    ws.send(Message::text(
+        json!({"type": "auth", "token": token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let (texts, code) = expect_close(&mut ws).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0]["code"], "unavailable");
+    assert_eq!(code, 1013);
+    assert_eq!(node.subscribers(), 1);
 }

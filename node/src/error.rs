@@ -11,6 +11,8 @@ pub enum NodeError {
     AlreadyInitialised(String),
     #[error("not initialised: {0} is missing; run `tokenim init` first")]
     NotInitialised(String),
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
     #[error(transparent)]

@@ -1,11 +1,11 @@
 //! What the node tells its embedder: new messages, state changes, peers, mailbox syncs.
-//! Every layer may emit these; the app layer turns them into the local API's events.
+//! Every layer emits these into an [`EventSink`] that the app layer provides (it turns them
+//! into the local API's events at once, with no task or buffer of its own).
+
+use std::sync::Arc;
 
 use libp2p::PeerId;
 use tokenim_store::MessageRecord;
-
-/// Capacity of the event broadcast; a subscriber further behind is told it lagged.
-pub(crate) const EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -21,4 +21,47 @@ pub enum NodeEvent {
         relay: PeerId,
         drained: u64,
     },
+}
+
+/// Where node events go. Emitting never blocks.
+pub(crate) trait EventSink: Send + Sync + 'static {
+    fn emit(&self, event: NodeEvent);
+    /// Whether anyone listens: events that cost work to build may be skipped when not.
+    fn listening(&self) -> bool;
+}
+
+/// A cloneable handle to the node's event sink.
+#[derive(Clone)]
+pub(crate) struct Events(Arc<dyn EventSink>);
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Events {
+    pub(crate) fn new(sink: impl EventSink) -> Self {
+        Self(Arc::new(sink))
+    }
+
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        self.0.emit(event);
+    }
+
+    pub(crate) fn listening(&self) -> bool {
+        self.0.listening()
+    }
+}
+
+/// Tests listen on a broadcast of the events themselves.
+#[cfg(test)]
+impl EventSink for tokio::sync::broadcast::Sender<NodeEvent> {
+    fn emit(&self, event: NodeEvent) {
+        let _ = self.send(event);
+    }
+
+    fn listening(&self) -> bool {
+        self.receiver_count() > 0
+    }
 }

@@ -5,5 +5,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod data_dir;
+mod hostile_apps;
 mod messaging;
 mod relay;

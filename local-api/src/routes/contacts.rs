@@ -9,18 +9,21 @@ use crate::auth::{Authed, ReadScope, SendScope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use crate::token::Scope;
 use crate::types::{AddContactRequest, ContactList, ContactView};
 
 /// Longest local contact name, in characters.
 pub const MAX_CONTACT_NAME_CHARS: usize = 64;
 
-/// Import a contact card. Re-importing a known contact's card updates it.
+/// Import a contact card. Re-importing a known contact's card updates it (and keeps its name
+/// unless `name` is given). The answer shows the stored `name` only to a token that can
+/// `read`; to a `send`-only one, `name` is what this request gave (null without one).
 #[utoipa::path(
     post, path = "/v1/contacts", tag = "contacts",
     request_body = AddContactRequest,
     security(("bearer" = ["send"])),
     responses(
-        (status = 201, description = "Contact added (or updated)", body = ContactView,
+        (status = 201, description = "Contact added (or updated); `name` as stored with `read`, else as given", body = ContactView,
             headers(("location" = String, description = "/v1/contacts/{address}"))),
         (status = 400, description = "`invalid_card`, `invalid_json`, `bad_request` (wrong shape, empty `card`, bad `name`, this node's own card)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -31,7 +34,7 @@ pub const MAX_CONTACT_NAME_CHARS: usize = 64;
     )
 )]
 pub(crate) async fn add_contact(
-    _auth: Authed<SendScope>,
+    auth: Authed<SendScope>,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AddContactRequest>,
 ) -> ApiResult<Response> {
@@ -42,7 +45,12 @@ pub(crate) async fn add_contact(
         Some(name) => Some(validate_name(name)?),
         None => None,
     };
-    let contact = state.service.add_contact(req.card, name).await?;
+    let mut contact = state.service.add_contact(req.card, name.clone()).await?;
+    // Re-importing a card it holds must not tell a `send`-only app the name the user stored
+    // the contact under: it gets back the name it gave, if any.
+    if !auth.principal.grants(Scope::Read) {
+        contact.name = name;
+    }
     let mut resp = (StatusCode::CREATED, Json(&contact)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/contacts/{}", contact.address)) {
         resp.headers_mut().insert(header::LOCATION, location);

@@ -97,21 +97,22 @@ pub(crate) async fn get_message(
     Ok(Json(state.service.get_message(id).await?))
 }
 
-/// Mark an incoming message read; the sender gets a read receipt. Idempotent.
+/// Mark an incoming message read; the sender gets a read receipt. Idempotent. Needs `read`:
+/// the answer is the message, body included.
 #[utoipa::path(
     post, path = "/v1/messages/{id}/read", tag = "messages",
-    security(("bearer" = ["send"])),
+    security(("bearer" = ["read"])),
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, description = "The message, now `read`", body = MessageView),
         (status = 400, description = "`bad_request`: not an incoming message", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `read`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
 pub(crate) async fn mark_read(
-    _auth: Authed<SendScope>,
+    _auth: Authed<ReadScope>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageView>> {

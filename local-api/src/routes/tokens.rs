@@ -80,7 +80,8 @@ pub(crate) async fn list_tokens(
     }))
 }
 
-/// Revoke a token; requests with it fail from now on.
+/// Revoke a token; requests with it fail from now on, and the event streams it opened are closed
+/// at once (`error` `unauthorized`, then close 1008 "token revoked").
 #[utoipa::path(
     delete, path = "/v1/tokens/{id}", tag = "tokens",
     security(("bearer" = ["admin"])),
@@ -97,6 +98,13 @@ pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.service.token_revoke(id).await?;
+    let revoked = state.service.token_revoke(id.clone()).await;
+    // Whatever the service answered, the admin wants this token's streams gone: a 404 can be
+    // a token revoked past the API, whose streams are still open.
+    let closed = state.event_streams.revoke(&id);
+    if closed > 0 {
+        tracing::info!(token_id = %id, streams = closed, "closing the event streams of a revoked token");
+    }
+    revoked?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -170,6 +170,8 @@ impl NodeService for FakeNode {
             if taken {
                 return Err(ServiceError::Conflict(format!("name {name:?} is taken")));
             }
+            // As the node does: re-importing a contact's card without a name keeps its name.
+            let name = name.or_else(|| inner.contacts.get(address).and_then(|c| c.name.clone()));
             let contact = ContactView {
                 address: address.to_owned(),
                 name,

@@ -47,7 +47,11 @@ impl Client {
 
     pub fn with(api: SocketAddr, token: String) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            // The API is on loopback: a proxy from the environment must never see the token.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
             base: format!("http://{api}/v1"),
             api,
             token,

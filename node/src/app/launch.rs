@@ -19,7 +19,7 @@ use super::service::Service;
 use super::{keyfile, views};
 use crate::delivery::{self, Delivery, DeliveryHandle};
 use crate::error::NodeError;
-use crate::event::{EVENT_BUFFER, NodeEvent};
+use crate::event::{EventSink, Events, NodeEvent};
 use crate::mailbox::{self, Relay, RelayHandle, RelayRoute, SyncContext};
 use crate::metrics::Metrics;
 use crate::net::{self, MailboxSink, NetworkHandle};
@@ -74,7 +74,42 @@ fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| NodeError::Io(format!("creating {}", dir.display()), e))
+        .map_err(|e| NodeError::Io(format!("creating {}", dir.display()), e))?;
+    secure_data_dir(dir, None)
+}
+
+/// The data directory holds the identity and the database: refuses one that others can write
+/// to or that belongs to another user than `owner` (the owner of the key files), and makes one
+/// that others can read private.
+fn secure_data_dir(dir: &Path, owner: Option<u32>) -> Result<(), NodeError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bad = |reason: String| NodeError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| NodeError::Io(format!("reading {}", dir.display()), e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(bad(format!(
+            "others can write to it (mode {mode:o}); run `chmod 700 {}` if it is yours",
+            dir.display()
+        )));
+    }
+    if let Some(uid) = owner
+        && meta.uid() != uid
+    {
+        return Err(bad(format!(
+            "it belongs to user {}, its keys to user {uid}",
+            meta.uid()
+        )));
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| NodeError::Io(format!("making {} private", dir.display()), e))?;
+        warn!(dir = %dir.display(), "data directory was readable by others; now mode 700");
+    }
+    Ok(())
 }
 
 /// A running node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -92,7 +127,7 @@ pub struct RunningNode {
     net: NetworkHandle,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     api_task: Option<JoinHandle<()>>,
-    /// The delivery, home relays, event bridge and swarm tasks, in the order they end.
+    /// The delivery, home relays and swarm tasks, in the order they end.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -159,6 +194,11 @@ async fn finish(mut task: JoinHandle<()>) {
 /// Starts a node from an initialised data directory, serving the local API and writing its
 /// address to `DIR/api.addr`.
 pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeError> {
+    let identity_path = data_dir.join(config::IDENTITY_FILE);
+    let owner = std::fs::metadata(&identity_path)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .ok();
+    secure_data_dir(data_dir, owner)?;
     let identity = Identity::from_bytes(&keyfile::read_secret(
         &data_dir.join(config::IDENTITY_FILE),
     )?)?;
@@ -245,7 +285,8 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         handle.start(idle, Some(net.clone()), cfg.relay.worker_threads());
     }
 
-    let (node_events, _) = broadcast::channel(EVENT_BUFFER);
+    let (api_events, _) = broadcast::channel(EVENT_BUFFER);
+    let events = Events::new(ApiEvents(api_events.clone()));
     let configured_relays = cfg
         .network
         .home_relays
@@ -265,7 +306,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         store: store.clone(),
         net: net.clone(),
         home: home.clone(),
-        events: node_events.clone(),
+        events: events.clone(),
         metrics,
         settings: delivery_settings(&cfg),
         clock: Clock::System,
@@ -275,12 +316,9 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         net: net.clone(),
         identity: identity.clone(),
         ingest: delivery.ingest_weak(),
-        events: node_events.clone(),
+        events,
     });
-    let (api_events, _) = broadcast::channel(EVENT_BUFFER);
-    let bridge_task = tokio::spawn(bridge_events(node_events.subscribe(), api_events.clone()));
-    drop(node_events);
-    let tasks = vec![delivery_task, home_task, bridge_task, net_task];
+    let tasks = vec![delivery_task, home_task, net_task];
     let service = Arc::new(Service::new(
         identity.clone(),
         store.clone(),
@@ -333,23 +371,21 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     })
 }
 
-/// Turns node events into the API's events, while an app listens. Ends with the last sender.
-async fn bridge_events(
-    mut node_events: broadcast::Receiver<NodeEvent>,
-    api_events: broadcast::Sender<tokenim_api::types::Event>,
-) {
-    loop {
-        match node_events.recv().await {
-            Ok(ev) => {
-                if api_events.receiver_count() > 0 {
-                    let _ = api_events.send(views::event(&ev));
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(missed = n, "event bridge fell behind; apps miss events");
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
+/// Depth of the API's event broadcast; a subscriber further behind is told it lagged.
+const EVENT_BUFFER: usize = 1024;
+
+/// Node events become API events as they are emitted, while an app listens.
+struct ApiEvents(broadcast::Sender<tokenim_api::types::Event>);
+
+impl EventSink for ApiEvents {
+    fn emit(&self, event: NodeEvent) {
+        if self.0.receiver_count() > 0 {
+            let _ = self.0.send(views::event(&event));
         }
+    }
+
+    fn listening(&self) -> bool {
+        self.0.receiver_count() > 0
     }
 }
 

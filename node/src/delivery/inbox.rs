@@ -296,7 +296,7 @@ impl Delivery {
             self.schedule.schedule(id, now);
         }
         for ev in events {
-            let _ = self.events.send(ev);
+            self.events.emit(ev);
         }
         for (peer, ids) in receipts {
             for chunk in ids.chunks(tokenim_crypto::MAX_REF_IDS) {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use tokenim_crypto::{Identity, MailboxId, Sessions};
 use tokenim_store::{Store, StoreError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -41,7 +41,7 @@ pub use ids::{IdentityKey, MessageId};
 
 use attempt::Attempt;
 
-use crate::event::NodeEvent;
+use crate::event::{Events, NodeEvent};
 use crate::mailbox::{HomeRelaysHandle, StoreBatches};
 use crate::metrics::Metrics;
 use crate::net::{NetEvent, NetworkHandle};
@@ -82,7 +82,7 @@ pub(crate) struct Parts {
     pub(crate) store: Store,
     pub(crate) net: NetworkHandle,
     pub(crate) home: HomeRelaysHandle,
-    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) events: Events,
     pub(crate) metrics: Metrics,
     pub(crate) settings: Settings,
     pub(crate) clock: Clock,
@@ -95,7 +95,7 @@ pub(crate) struct Delivery {
     store: Store,
     net: NetworkHandle,
     home: HomeRelaysHandle,
-    events: broadcast::Sender<NodeEvent>,
+    events: Events,
     metrics: Metrics,
     settings: Settings,
     clock: Clock,
@@ -230,10 +230,10 @@ impl Delivery {
                     self.make_due_now(identity);
                 }
                 self.home.peer_connected(peer);
-                let _ = self.events.send(NodeEvent::PeerConnected(peer));
+                self.events.emit(NodeEvent::PeerConnected(peer));
             }
             NetEvent::PeerDisconnected(peer) => {
-                let _ = self.events.send(NodeEvent::PeerDisconnected(peer));
+                self.events.emit(NodeEvent::PeerDisconnected(peer));
             }
             NetEvent::ListenAddrs(addrs) => self.cards.set_listen_addrs(addrs),
         }

@@ -181,7 +181,7 @@ impl Delivery {
         self.schedule.unschedule(&OutboxId(entry.id));
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
         if let Some(m) = changed {
-            let _ = self.events.send(NodeEvent::MessageState(m));
+            self.events.emit(NodeEvent::MessageState(m));
         }
     }
 }

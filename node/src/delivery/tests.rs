@@ -153,7 +153,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
         store: store.clone(),
         net,
         home,
-        events: events_tx,
+        events: crate::event::Events::new(events_tx),
         metrics: metrics.clone(),
         settings,
         clock: Clock::Manual(clock.clone()),

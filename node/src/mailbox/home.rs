@@ -11,13 +11,13 @@ use libp2p::PeerId;
 use tokenim_crypto::Identity;
 use tokenim_crypto::card::MAX_CARD_LIST;
 use tokenim_store::Store;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::client::{Ingest, sync_mailbox};
 use super::protocol::RelayRoute;
 use super::registry::{HomeRelayError, HomeRelayStatus, Registry};
-use crate::event::NodeEvent;
+use crate::event::{Events, NodeEvent};
 use crate::net::NetworkHandle;
 use crate::time::now_ms;
 
@@ -131,7 +131,7 @@ pub(crate) struct SyncContext {
     pub(crate) net: NetworkHandle,
     pub(crate) identity: Arc<Identity>,
     pub(crate) ingest: Arc<dyn Ingest>,
-    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) events: Events,
 }
 
 impl HomeTask {
@@ -207,7 +207,7 @@ impl HomeTask {
                 Some((relay, result)) = done_rx.recv() => {
                     syncing.remove(&relay);
                     if let Ok(drained) = &result {
-                        let _ = ctx.events.send(NodeEvent::MailboxSynced {
+                        ctx.events.emit(NodeEvent::MailboxSynced {
                             relay,
                             drained: *drained as u64,
                         });

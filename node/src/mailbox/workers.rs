@@ -151,7 +151,7 @@ fn serve(
     metrics: &Metrics,
     purger: bool,
 ) {
-    let mut next_purge = Instant::now();
+    let mut next_purge = Instant::now() + PURGE_EVERY;
     loop {
         let work = if purger {
             match rx.recv_timeout(next_purge.saturating_duration_since(Instant::now())) {

@@ -98,9 +98,24 @@ pub struct ClientArgs {
     /// API address of the node (default: read from DIR/api.addr).
     #[arg(long, env = "TOKENIM_API")]
     pub api: Option<SocketAddr>,
-    /// API token (default: read from DIR/api.token).
-    #[arg(long, env = "TOKENIM_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// File holding the API token (default: DIR/api.token). The token itself is taken only
+    /// from a file or the TOKENIM_TOKEN environment variable, never from the command line,
+    /// where other local users could read it in the process list.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The token from TOKENIM_TOKEN or `--token-file`, if either is given.
+    pub fn token(&self) -> std::io::Result<Option<String>> {
+        if let Ok(t) = std::env::var("TOKENIM_TOKEN") {
+            return Ok(Some(t.trim().to_owned()));
+        }
+        self.token_file
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).map(|t| t.trim().to_owned()))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Subcommand)]

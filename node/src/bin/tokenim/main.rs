@@ -120,7 +120,8 @@ async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
 
 /// The client of the running node's API the flags or the data directory name.
 fn connect(data_dir: &Path, args: &ClientArgs) -> Result<Client> {
-    Client::new(data_dir, args.api, args.token.clone())
+    let token = args.token().context("reading the token file")?;
+    Client::new(data_dir, args.api, token)
 }
 
 /// Resolves on SIGINT or SIGTERM; both handlers are installed when this returns.

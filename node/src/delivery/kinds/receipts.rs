@@ -28,7 +28,7 @@ impl Delivery {
             .store
             .set_message_state(&id.0, MessageState::Read, None)?
             .unwrap_or(record);
-        let _ = self.events.send(NodeEvent::MessageState(updated.clone()));
+        self.events.emit(NodeEvent::MessageState(updated.clone()));
         self.send_receipt(peer, InnerKind::ReadReceipt, &[id]);
         Ok(updated)
     }

@@ -75,7 +75,7 @@ impl Delivery {
             .commit()?;
         self.metrics.messages_sent.inc();
         self.schedule.schedule(outbox_id, Instant::now());
-        let _ = self.events.send(NodeEvent::Message(record.clone()));
+        self.events.emit(NodeEvent::Message(record.clone()));
         Ok(record)
     }
 
@@ -130,7 +130,7 @@ impl Delivery {
             inbound.receipts.entry(peer).or_default().push(id);
         }
         // Events are for apps listening; a drain with none builds none.
-        if self.events.receiver_count() > 0 {
+        if self.events.listening() {
             inbound.events.push(NodeEvent::Message(record));
         }
         Ok((txn, false))
