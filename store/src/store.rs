@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) txn_lock: Mutex<()>,
     /// Every mailbox's counters, with the (striped) locks that serialise their updates.
     pub(crate) mailboxes: MailboxState,
+    /// Records that lists skipped because they did not decode (see [`Store::skipped_corrupt`]).
+    pub(crate) skipped_corrupt: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -137,6 +139,7 @@ impl Store {
                 opts,
                 txn_lock: Mutex::new(()),
                 mailboxes: state,
+                skipped_corrupt: Default::default(),
             }),
         }
     }
@@ -167,13 +170,33 @@ impl Store {
         scan_each(self.be(), cf, lower, upper, &mut f)
     }
 
+    /// Every record of `cf` that decodes. One corrupt record must not hold back the others
+    /// (a listing, or the node's start-up): it is skipped and counted; reading it by its key
+    /// still says [`StoreError::Corrupt`].
     fn collect<T: Record>(&self, cf: Cf) -> Result<Vec<T>> {
         let mut out = Vec::new();
         self.scan_each(cf, &[], None, |_, v| {
-            out.push(T::from_bytes(&v)?);
+            match T::from_bytes(&v) {
+                Ok(record) => out.push(record),
+                Err(StoreError::Corrupt { .. }) => self.count_corrupt(),
+                Err(e) => return Err(e),
+            }
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn count_corrupt(&self) {
+        self.inner
+            .skipped_corrupt
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many corrupt records listings have skipped since the store was opened.
+    pub fn skipped_corrupt(&self) -> u64 {
+        self.inner
+            .skipped_corrupt
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn get_record<T: Record>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
@@ -221,9 +244,11 @@ impl Store {
         let mut found = None;
         self.scan_each(Cf::Contacts, &[], None, |_, v| {
             if found.is_none() {
-                let c = ContactRecord::from_bytes(&v)?;
-                if c.name.as_deref() == Some(name) {
-                    found = Some(c);
+                match ContactRecord::from_bytes(&v) {
+                    Ok(c) if c.name.as_deref() == Some(name) => found = Some(c),
+                    Ok(_) => {}
+                    Err(StoreError::Corrupt { .. }) => self.count_corrupt(),
+                    Err(e) => return Err(e),
                 }
             }
             Ok(())
@@ -259,7 +284,11 @@ impl Store {
     pub fn list_sessions(&self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
         let mut out = Vec::new();
         self.scan_each(Cf::Sessions, &[], None, |k, v| {
-            out.push((crate::keys::array::<32>("session key", &k, 0)?, v));
+            match crate::keys::array::<32>("session key", &k, 0) {
+                Ok(key) => out.push((key, v)),
+                Err(StoreError::Corrupt { .. }) => self.count_corrupt(),
+                Err(e) => return Err(e),
+            }
             Ok(())
         })?;
         Ok(out)

@@ -206,3 +206,27 @@ async fn scoped_tokens_are_enforced_and_revocable() -> Result<()> {
     node.stop().await?;
     Ok(())
 }
+
+/// The API carries tokens and message bodies: `run` refuses to serve it beyond this machine
+/// unless the configuration says so in so many words.
+#[tokio::test]
+async fn the_api_is_not_served_beyond_loopback_by_accident() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let dir = init(root.path(), "alice")?;
+    let out = crate::harness::tokenim(&dir)
+        .args([
+            "run",
+            "--api",
+            "0.0.0.0:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "the API was served on all interfaces"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allow_remote"), "{err}");
+    Ok(())
+}

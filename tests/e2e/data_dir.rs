@@ -64,3 +64,36 @@ async fn a_data_directory_others_can_write_to_is_refused_and_one_they_can_read_i
     node.stop().await?;
     Ok(())
 }
+
+/// A record that no longer decodes (disk damage, a bug) stops neither the node's start nor a
+/// listing: the good records around it are served.
+#[tokio::test]
+async fn a_corrupt_record_stops_neither_the_start_nor_a_listing() -> Result<()> {
+    use tokenim_store::{Batch, Cf, Store, StoreOptions};
+
+    let root = tempfile::tempdir()?;
+    let (alice, bob) = crate::harness::pair(root.path()).await?;
+    let bob_address = bob.address.clone();
+    let dir = alice.dir.clone();
+    alice.stop().await?;
+    {
+        let store = Store::open(&dir.join("db"), StoreOptions::default())?;
+        let mut batch = Batch::new();
+        batch.put(Cf::Contacts, [0x42; 32], [0xff, 0xff, 0xff]);
+        batch.put(Cf::Outbox, [0x43; 16], [0xff, 0xff]);
+        batch.put(Cf::Sessions, [1u8, 2], b"short key".to_vec());
+        store.backend().write(batch)?;
+    }
+    let alice = NodeProc::start(&dir, "/ip4/127.0.0.1/tcp/0").await?;
+    let contacts = alice.client.get("/contacts").await?;
+    let listed: Vec<&str> = contacts["contacts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["address"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, [bob_address.as_str()], "{contacts}");
+    alice.send("bob", "still works").await?;
+    for p in [alice, bob] {
+        p.stop().await?;
+    }
+    Ok(())
+}

@@ -102,6 +102,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Extra `Host` header values accepted besides loopback names (DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
+    /// Serve the API on an address beyond this machine. Off: `listen` must be a loopback
+    /// address, so a typo cannot put the API (tokens, message bodies) on the network.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -153,6 +156,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7733)),
             allowed_hosts: Vec::new(),
+            allow_remote: false,
         }
     }
 }
@@ -176,6 +180,20 @@ impl Default for LogConfig {
             format: "text".into(),
             level: "info".into(),
         }
+    }
+}
+
+impl ApiConfig {
+    /// Refuses a listen address beyond this machine unless `allow_remote` says so.
+    pub fn check_listen(&self) -> Result<(), NodeError> {
+        if self.listen.ip().is_loopback() || self.allow_remote {
+            return Ok(());
+        }
+        Err(NodeError::Config(format!(
+            "the API would listen on {}, reachable from other machines; use a loopback \
+             address, or set allow_remote = true under [api] if that is meant",
+            self.listen
+        )))
     }
 }
 
@@ -217,5 +235,18 @@ mod tests {
         let partial: Config = toml::from_str("[api]\nlisten = \"127.0.0.1:0\"").expect("partial");
         assert_eq!(partial.api.listen.port(), 0);
         assert_eq!(partial.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_api_stays_on_loopback_unless_remote_is_allowed() {
+        let mut api = ApiConfig::default();
+        assert!(api.check_listen().is_ok());
+        api.listen = "[::1]:0".parse().expect("addr");
+        assert!(api.check_listen().is_ok());
+        api.listen = "0.0.0.0:7733".parse().expect("addr");
+        let err = api.check_listen().expect_err("all interfaces").to_string();
+        assert!(err.contains("allow_remote"), "{err}");
+        api.allow_remote = true;
+        assert!(api.check_listen().is_ok());
     }
 }

@@ -312,6 +312,12 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         clock: Clock::System,
     });
     let (delivery, delivery_task) = delivery.spawn(net_events)?;
+    if store.skipped_corrupt() > 0 {
+        warn!(
+            records = store.skipped_corrupt(),
+            "skipped records that do not decode; they stay on disk untouched"
+        );
+    }
     let home_task = home_task.spawn(SyncContext {
         net: net.clone(),
         identity: identity.clone(),
@@ -334,6 +340,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     let mut api_task = None;
     let mut api_addr = None;
     if serve_api {
+        cfg.api.check_listen()?;
         let api_cfg = tokenim_api::ApiConfig {
             allowed_hosts: cfg.api.allowed_hosts.clone(),
             ..tokenim_api::ApiConfig::default()

@@ -164,15 +164,18 @@ impl Relay {
         let outcomes = match self.store.mailbox_put_many(&mailbox.0, &items, now, ttl) {
             Ok(o) => o,
             Err(e) => {
-                let code = match &e {
-                    StoreError::MailboxNotRegistered => RejectCode::UnknownMailbox,
-                    StoreError::QuotaExceeded { .. } => RejectCode::Quota,
+                // The detail says what kind of refusal it is, never how full a mailbox is.
+                let (code, detail) = match &e {
+                    StoreError::MailboxNotRegistered => {
+                        (RejectCode::UnknownMailbox, "no such mailbox here")
+                    }
+                    StoreError::QuotaExceeded { .. } => (RejectCode::Quota, "mailbox full"),
                     _ => {
-                        warn!("mailbox put failed: {e}");
-                        RejectCode::Internal
+                        warn!(error = %e, "mailbox put failed");
+                        (RejectCode::Internal, "storage error")
                     }
                 };
-                return reject(code, e.to_string());
+                return reject(code, detail.into());
             }
         };
         // The promise holds for the whole batch: until the earliest expiry in it.

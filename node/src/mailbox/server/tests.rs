@@ -241,3 +241,46 @@ fn fetching_needs_a_fresh_proof_for_this_peer() {
         "challenges die with the connection"
     );
 }
+
+#[test]
+fn refusals_do_not_say_how_full_a_mailbox_is() {
+    let store = Store::in_memory_with(tokenim_store::StoreOptions {
+        mailbox_max_messages: 1,
+        ..Default::default()
+    });
+    let relay = Relay::new(
+        store.clone(),
+        SigningKey::from_bytes(&[7; 32]),
+        3600,
+        Metrics::default(),
+    );
+    let owner = Identity::from_seed([1; 32]).mailbox_key(0);
+    store.mailbox_register(&owner.id().0, 0).expect("register");
+    let envelope = |n: u8| {
+        prost::Message::encode_to_vec(&Envelope::new(owner.id(), vec![n; 512], now_secs(), 600))
+    };
+    let store_one = |bytes: Vec<u8>| {
+        relay
+            .handle(
+                PeerId::random(),
+                pb::request::Kind::Store(pb::StoreEnvelope {
+                    envelopes: vec![bytes],
+                }),
+            )
+            .0
+    };
+    assert!(matches!(
+        kind(&store_one(envelope(1))),
+        pb::response::Kind::Stored(_)
+    ));
+    let refused = store_one(envelope(2));
+    let pb::response::Kind::Rejected(r) = kind(&refused) else {
+        panic!("a full mailbox stored more: {refused:?}");
+    };
+    assert_eq!(RejectCode::try_from(r.code), Ok(RejectCode::Quota));
+    assert!(
+        !r.detail.chars().any(|c| c.is_ascii_digit()),
+        "{}",
+        r.detail
+    );
+}
