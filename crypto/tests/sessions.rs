@@ -413,6 +413,8 @@ fn size_limits_and_buckets() {
     ));
 }
 
+/// `max_peers` bounds the table: room is taken from strangers (see `session_table.rs`), and
+/// when only known peers are left a new peer is refused.
 #[test]
 fn peer_count_is_bounded() {
     let p = SessionPolicy {
@@ -421,15 +423,24 @@ fn peer_count_is_bounded() {
     };
     let (mut a, mut b, mut c) = (Party::new(1, &p), Party::new(2, &p), Party::new(3, &p));
     establish(&mut a, &mut b, 1, 1);
+    // A stranger makes room by evicting the other stranger...
     let f = c.seal(&b, &text(2), 1);
-    assert!(matches!(b.open(&f, 1), Err(CryptoError::TooManyPeers)));
+    assert_eq!(b.open(&f, 1).unwrap().inner.unwrap(), text(2));
+    assert_eq!(b.s.peers().count(), 1);
+    // ...but never a known peer.
+    b.s.forget_peer(&c.key());
+    b.s.set_known(&a.key(), true);
+    a.s.reset_send(&b.key());
+    establish(&mut a, &mut b, 3, 2);
+    let f = c.seal(&b, &text(4), 2);
+    assert!(matches!(b.open(&f, 2), Err(CryptoError::TooManyPeers)));
     assert!(matches!(
-        b.s.seal(&b.id, &c.public(), &text(3), 1),
+        b.s.seal(&b.id, &c.public(), &text(5), 2),
         Err(CryptoError::TooManyPeers)
     ));
     b.s.forget_peer(&a.key());
     assert_eq!(b.s.peers().count(), 0);
-    assert_eq!(b.open(&f, 1).unwrap().inner.unwrap(), text(2));
+    assert_eq!(b.open(&f, 2).unwrap().inner.unwrap(), text(4));
 }
 
 #[test]

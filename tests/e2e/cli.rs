@@ -52,3 +52,52 @@ async fn cli_commands_add_a_contact_send_and_list() -> Result<()> {
     bob.stop().await?;
     Ok(())
 }
+
+/// The CLI's token goes to the node on loopback and nowhere else: a proxy from the environment
+/// is not used, and the token is not accepted as an argument (other users see arguments in the
+/// process list).
+#[tokio::test]
+async fn the_cli_token_stays_off_proxies_and_the_command_line() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, "/ip4/127.0.0.1/tcp/0").await?;
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    proxy.set_nonblocking(true)?;
+    let proxy_url = format!("http://{}", proxy.local_addr()?);
+    let out = tokenim(&alice.dir)
+        .arg("id")
+        .env("HTTP_PROXY", &proxy_url)
+        .env("http_proxy", &proxy_url)
+        .env("ALL_PROXY", &proxy_url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(proxy.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the CLI connected to the proxy"
+    );
+    let token = std::fs::read_to_string(alice.dir.join("api.token"))?;
+    let out = tokenim(&alice.dir)
+        .args(["id", "--token", token.trim()])
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "a token was taken from the command line"
+    );
+    // A token file works.
+    let out = tokenim(&alice.dir)
+        .args(["id", "--token-file"])
+        .arg(alice.dir.join("api.token"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alice.stop().await?;
+    Ok(())
+}

@@ -43,6 +43,14 @@
 //!   message (as a Signal sending chain goes on until the peer answers). The response
 //!   replaces the old send key. Past twice the age limit the old key is dropped unanswered and
 //!   every message is an init until the peer answers.
+//! * **The peer table is bounded** against strangers: anyone can make identities and send inits,
+//!   so peers the caller has not marked as known ([`Sessions::set_known`]: its contacts) live
+//!   in a pool of at most `max_strangers`, the least recently active evicted first (memory only)
+//!   to make room. Room for a new peer is only ever taken from strangers, never from a known
+//!   peer; `max_peers` bounds the whole table, so when only known peers are left a new peer is
+//!   refused ([`CryptoError::TooManyPeers`]). An evicted peer loses its sessions and pending
+//!   inits: its next transport frame is [`CryptoError::UnknownSession`] and the next message
+//!   starts a new handshake.
 //! * **Frames** are `kind (1=init, 2=response, 3=transport) || id (16) || [nonce u64 BE] ||
 //!   noise message`; the plaintext is `u32 BE length || payload || zero padding` so that the
 //!   frame is exactly one size bucket long (512, 2048, 8192, 32768, 65536).
@@ -55,13 +63,16 @@
 //!   newer handshakes): delivery must retry by sealing the message again (same inner id, dedup
 //!   happens on the inner id), not by resending the old frame.
 //! * Session state holds secret keys: store it like the identity secret.
+//! * Mark contacts with [`Sessions::set_known`] from a signal a stranger cannot produce (a
+//!   contact the user added or wrote to), and at start after restoring: restored peers count as
+//!   strangers until marked, so a contact pushed out while restoring must be restored again.
 
 pub(crate) mod frame;
 mod noise;
 mod state;
 mod transport;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use prost::Message as _;
@@ -95,9 +106,13 @@ pub struct SessionPolicy {
     pub max_inbound: usize,
     /// Replay window in nonces (rounded up to a multiple of 64, at most 65536).
     pub replay_window: u64,
-    /// Peers held in memory; an init from a new peer beyond this is refused
+    /// Peers held in memory, known and strangers together. Room for a new peer is taken from
+    /// strangers only: when only known peers are left, a new peer is refused
     /// ([`CryptoError::TooManyPeers`]); use [`Sessions::forget_peer`] to make room.
     pub max_peers: usize,
+    /// Strangers (peers not marked with [`Sessions::set_known`]) held in memory: a new one
+    /// beyond this evicts the least recently active stranger (memory only).
+    pub max_strangers: usize,
 }
 
 impl Default for SessionPolicy {
@@ -109,6 +124,7 @@ impl Default for SessionPolicy {
             max_inbound: 4,
             replay_window: 1024,
             max_peers: 100_000,
+            max_strangers: 4096,
         }
     }
 }
@@ -148,6 +164,12 @@ pub struct Sessions {
     recv_index: HashMap<[u8; ID_LEN], [u8; 32]>,
     /// Pending init id → peer identity key.
     pending_index: HashMap<[u8; ID_LEN], [u8; 32]>,
+    /// Peers the caller marked as known (its contacts), held or not: never evicted.
+    known: HashSet<[u8; 32]>,
+    /// The held peers that are not known, by `Peer::activity`: the first is evicted first.
+    strangers: BTreeMap<(u64, u64), [u8; 32]>,
+    /// Orders activity within one second.
+    tick: u64,
 }
 
 impl fmt::Debug for Sessions {
@@ -155,6 +177,8 @@ impl fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("policy", &self.policy)
             .field("peers", &self.peers.len())
+            .field("strangers", &self.strangers.len())
+            .field("known", &self.known.len())
             .field("recv_sessions", &self.recv_index.len())
             .field("pending_inits", &self.pending_index.len())
             .finish_non_exhaustive()
@@ -184,12 +208,50 @@ impl Sessions {
             peers: HashMap::new(),
             recv_index: HashMap::new(),
             pending_index: HashMap::new(),
+            known: HashSet::new(),
+            strangers: BTreeMap::new(),
+            tick: 0,
         }
     }
 
     /// The policy in force.
     pub fn policy(&self) -> &SessionPolicy {
         &self.policy
+    }
+
+    /// Marks a peer as known (a contact: never evicted to make room for another peer) or, with
+    /// `false`, as a stranger again (it joins the stranger pool by its last activity, and the
+    /// least recently active strangers beyond `max_strangers` are evicted, maybe this one).
+    /// The mark holds whether or not the peer has state, until changed: the caller bounds the
+    /// set (its contacts) and should mark only from signals a stranger cannot produce.
+    pub fn set_known(&mut self, peer_identity_key: &[u8; 32], known: bool) {
+        let key = *peer_identity_key;
+        let changed = if known {
+            self.known.insert(key)
+        } else {
+            self.known.remove(&key)
+        };
+        let Some(p) = self.peers.get(&key).filter(|_| changed) else {
+            return;
+        };
+        if known {
+            self.strangers.remove(&p.activity);
+        } else {
+            self.strangers.insert(p.activity, key);
+            while self.strangers.len() > self.policy.max_strangers {
+                self.evict_oldest_stranger();
+            }
+        }
+    }
+
+    /// Whether the peer is marked as known ([`Sessions::set_known`]).
+    pub fn is_known(&self, peer_identity_key: &[u8; 32]) -> bool {
+        self.known.contains(peer_identity_key)
+    }
+
+    /// Whether the table holds state for this peer (it may have been evicted, or never met).
+    pub fn has_peer(&self, peer_identity_key: &[u8; 32]) -> bool {
+        self.peers.contains_key(peer_identity_key)
     }
 
     /// Encrypts `inner` for `to`, returning a frame whose length is exactly a size bucket: a
@@ -203,12 +265,12 @@ impl Sessions {
     ) -> Result<Vec<u8>> {
         message::validate(inner)?;
         self.ensure_peer(to, now_secs)?;
+        self.touch(&to.identity_key, now_secs);
         let policy = &self.policy;
         let peer = self
             .peers
             .get_mut(&to.identity_key)
             .ok_or(CryptoError::UnknownSession)?;
-        peer.last_active = now_secs;
         let (every, max_age) = (policy.rekey_after_messages.max(1), policy.rekey_after_secs);
         if let Some(s) = peer.send.as_mut() {
             let age = now_secs.saturating_sub(s.created_at);
@@ -292,6 +354,12 @@ impl Sessions {
 
     /// Loads what [`Sessions::peer_state`] returned, replacing the persisted part of that
     /// peer's state (in-memory pending inits survive if the peer's keys are unchanged).
+    ///
+    /// A new peer needs room like any other, and competes by its persisted last activity:
+    /// a stranger less recently active than every stranger held in a full pool is not kept
+    /// (`Ok`, as if evicted at once), so restoring many strangers in any order keeps the most
+    /// recent ones; a peer for which only known peers would have to make room is refused
+    /// ([`CryptoError::TooManyPeers`]).
     pub fn restore_peer(&mut self, bytes: &[u8]) -> Result<()> {
         let mut restored = Peer::decode(bytes, self.policy.max_inbound.max(1))?;
         let key = restored.identity.identity_key;
@@ -305,17 +373,26 @@ impl Sessions {
                 restored.pending = std::mem::take(&mut old.pending);
                 restored.init_seq = old.init_seq;
             }
-        } else if self.peers.len() >= self.policy.max_peers {
-            return Err(CryptoError::TooManyPeers);
+        } else {
+            let full = self.strangers.len() >= self.policy.max_strangers
+                || self.peers.len() >= self.policy.max_peers;
+            let oldest = self.strangers.first_key_value().map(|(a, _)| a.0);
+            let stale =
+                oldest.is_some_and(|t| restored.last_active < t) || self.policy.max_strangers == 0;
+            if !self.known.contains(&key) && full && stale {
+                return Ok(());
+            }
+            self.make_room(&key)?;
         }
-        self.remove_peer_indexes(&key);
+        self.forget_peer(&key);
         for s in &restored.inbound {
             self.recv_index.insert(s.id, key);
         }
         for p in &restored.pending {
             self.pending_index.insert(p.init_id, key);
         }
-        self.peers.insert(key, restored);
+        let last_active = restored.last_active;
+        self.insert_peer(restored, last_active);
         Ok(())
     }
 
@@ -327,10 +404,13 @@ impl Sessions {
         }
     }
 
-    /// Drops all state about a peer (memory only; delete its persisted state yourself).
+    /// Drops all state about a peer (memory only; delete its persisted state yourself). Its
+    /// [`Sessions::set_known`] mark stays.
     pub fn forget_peer(&mut self, peer_identity_key: &[u8; 32]) {
         self.remove_peer_indexes(peer_identity_key);
-        self.peers.remove(peer_identity_key);
+        if let Some(p) = self.peers.remove(peer_identity_key) {
+            self.strangers.remove(&p.activity);
+        }
     }
 
     /// Identity keys of all peers with state, with their last activity (Unix seconds).
@@ -358,6 +438,68 @@ impl Sessions {
         self.peers
             .get(peer_identity_key)
             .map_or(0, |p| p.inbound.len())
+    }
+
+    /// Inserts a peer not held yet (room was made), ordered by `now` as its last activity.
+    fn insert_peer(&mut self, mut peer: Peer, now: u64) {
+        let key = peer.identity.identity_key;
+        self.tick += 1;
+        peer.activity = (now, self.tick);
+        if !self.known.contains(&key) {
+            self.strangers.insert(peer.activity, key);
+        }
+        self.peers.insert(key, peer);
+    }
+
+    /// Records activity of a held peer: it becomes the most recently active.
+    fn touch(&mut self, key: &[u8; 32], now: u64) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        self.tick += 1;
+        let old = std::mem::replace(&mut p.activity, (now, self.tick));
+        p.last_active = now;
+        if self.strangers.remove(&old).is_some() {
+            self.strangers.insert(p.activity, *key);
+        }
+    }
+
+    /// Whether a new peer could get in: room is only ever taken from strangers.
+    fn can_admit(&self, key: &[u8; 32]) -> bool {
+        let stranger = !self.known.contains(key);
+        if stranger && self.policy.max_strangers == 0 {
+            return false;
+        }
+        self.peers.len() < self.policy.max_peers || !self.strangers.is_empty()
+    }
+
+    /// Makes room for the new peer `key`: evicts the least recently active strangers while the
+    /// table, or for a stranger the stranger pool, is full; never evicts a known peer.
+    fn make_room(&mut self, key: &[u8; 32]) -> Result<()> {
+        if !self.can_admit(key) {
+            return Err(CryptoError::TooManyPeers);
+        }
+        let stranger = !self.known.contains(key);
+        while self.peers.len() >= self.policy.max_peers
+            || (stranger && self.strangers.len() >= self.policy.max_strangers)
+        {
+            if !self.evict_oldest_stranger() {
+                return Err(CryptoError::TooManyPeers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the least recently active stranger (memory only); false if there is none.
+    fn evict_oldest_stranger(&mut self) -> bool {
+        match self.strangers.first_key_value() {
+            Some((_, key)) => {
+                let key = *key;
+                self.forget_peer(&key);
+                true
+            }
+            None => false,
+        }
     }
 
     fn remove_peer_indexes(&mut self, key: &[u8; 32]) {
@@ -388,12 +530,13 @@ impl Sessions {
                 Ok(())
             }
             None => {
-                if self.peers.len() >= self.policy.max_peers {
+                // Checked before the signature, and nothing is evicted for an invalid identity.
+                if !self.can_admit(&who.identity_key) {
                     return Err(CryptoError::TooManyPeers);
                 }
                 who.verify()?;
-                self.peers
-                    .insert(who.identity_key, Peer::new(who.clone(), now));
+                self.make_room(&who.identity_key)?;
+                self.insert_peer(Peer::new(who.clone(), now), now);
                 Ok(())
             }
         }
@@ -431,13 +574,13 @@ impl Sessions {
             .ok_or_else(|| CryptoError::malformed("handshake payload", "no message"))?;
         message::validate(&inner)?;
         self.ensure_peer(&sender, now)?;
+        self.touch(&sender.identity_key, now);
         let max_inbound = self.policy.max_inbound.max(1);
         let window = self.policy.replay_window;
         let peer = self
             .peers
             .get_mut(&sender.identity_key)
             .ok_or(CryptoError::UnknownSession)?;
-        peer.last_active = now;
         if peer.inbound.iter().any(|s| s.init_id == init_id) {
             return Err(CryptoError::Replay);
         }
@@ -522,7 +665,6 @@ impl Sessions {
         let (k1, mut k2) = p.hs.dangerously_get_raw_split();
         k2.zeroize();
         let id = noise::session_id(p.hs.get_handshake_hash());
-        peer.last_active = now;
         if peer.send.as_ref().is_none_or(|s| p.seq > s.seq) {
             peer.send = Some(SendSession {
                 id,
@@ -542,8 +684,10 @@ impl Sessions {
                 keep
             });
         }
+        let from = peer.identity.clone();
+        self.touch(&key, now);
         Ok(Opened {
-            from: peer.identity.clone(),
+            from,
             inner: None,
             reply: None,
             late: false,
@@ -579,13 +723,14 @@ impl Sessions {
         if !late {
             s.window.accept(nonce);
         }
-        peer.last_active = now;
+        let from = peer.identity.clone();
+        self.touch(&key, now);
         let payload = frame::unpad(plaintext)?;
         let inner = InnerMessage::decode(payload)
             .map_err(|e| CryptoError::malformed("inner message", e))?;
         message::validate(&inner)?;
         Ok(Opened {
-            from: peer.identity.clone(),
+            from,
             inner: Some(inner),
             reply: None,
             late,

@@ -55,6 +55,9 @@ pub(crate) struct Peer {
     /// Counter for the `sequence` of our inits to this peer.
     pub(crate) init_seq: u64,
     pub(crate) last_active: u64,
+    /// (last activity, table tick): orders peers by recency, also within one second (memory
+    /// only; set by the table when the peer is inserted or active).
+    pub(crate) activity: (u64, u64),
 }
 
 impl Peer {
@@ -66,6 +69,7 @@ impl Peer {
             pending: VecDeque::new(),
             init_seq: 0,
             last_active: now,
+            activity: (now, 0),
         }
     }
 

@@ -290,3 +290,71 @@ fn sender_must_match_noise_static_key() {
         Err(CryptoError::FrameMalformed(_))
     ));
 }
+
+/// The table's indexes agree with the peers held: every stranger is in the eviction order once,
+/// no known peer is, and no session or pending init of an evicted peer stays indexed.
+fn check_table(s: &Sessions) {
+    let strangers: Vec<_> = s.peers.keys().filter(|k| !s.known.contains(*k)).collect();
+    assert_eq!(s.strangers.len(), strangers.len());
+    for k in strangers {
+        assert_eq!(s.strangers.get(&s.peers[k].activity), Some(k));
+    }
+    let inbound: usize = s.peers.values().map(|p| p.inbound.len()).sum();
+    let pending: usize = s.peers.values().map(|p| p.pending.len()).sum();
+    assert_eq!(s.recv_index.len(), inbound);
+    assert_eq!(s.pending_index.len(), pending);
+    for (id, k) in &s.recv_index {
+        assert!(s.peers[k].inbound.iter().any(|r| r.id == *id));
+    }
+    for (id, k) in &s.pending_index {
+        assert!(s.peers[k].pending.iter().any(|q| q.init_id == *id));
+    }
+}
+
+/// Strangers with several receive sessions and pending inits each, contacts marked and
+/// unmarked: what eviction drops leaves nothing behind, so memory stays bounded by
+/// `max_strangers` × the per-peer bounds.
+#[test]
+fn eviction_leaves_no_index_behind() {
+    let policy = SessionPolicy {
+        max_strangers: 4,
+        max_inbound: 3,
+        max_pending: 2,
+        ..SessionPolicy::default()
+    };
+    let b = Identity::from_seed([2; 32]);
+    let mut sb = Sessions::with_seed(policy.clone(), [30; 32]);
+    let others: Vec<Identity> = (0..12u8)
+        .map(|n| Identity::from_seed([100 + n; 32]))
+        .collect();
+    let mut senders: Vec<Sessions> = (0..12u8)
+        .map(|n| Sessions::with_seed(policy.clone(), [150 + n; 32]))
+        .collect();
+    let mut rng = ChaCha20Rng::from_seed([31; 32]);
+    for step in 0..300u64 {
+        let i = (rng.next_u32() % 12) as usize;
+        let (x, key) = (&others[i], others[i].public().identity_key);
+        match rng.next_u32() % 8 {
+            // A new handshake from x (several receive sessions per stranger).
+            0..=3 => {
+                senders[i].reset_send(&b.public().identity_key);
+                let f = senders[i].seal(x, &b.public(), &text(1), step).unwrap();
+                let o = sb.open(&b, &f, step).unwrap();
+                senders[i].open(x, &o.reply.unwrap(), step).unwrap();
+            }
+            // B writes to x and gets no answer (pending inits).
+            4..=5 => {
+                sb.seal(&b, &x.public(), &text(2), step).unwrap();
+            }
+            _ => sb.set_known(&key, rng.next_u32() % 2 == 0),
+        }
+        check_table(&sb);
+        assert!(sb.strangers.len() <= 4, "step {step}");
+        assert!(sb.recv_index.len() <= sb.peers.len() * 3);
+        assert!(sb.pending_index.len() <= sb.peers.len() * 2);
+    }
+    assert!(
+        sb.peers.len() > sb.strangers.len(),
+        "some contacts were held"
+    );
+}

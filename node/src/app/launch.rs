@@ -452,14 +452,14 @@ fn relay_signing_key(
             path: config::NODE_KEY_FILE.into(),
             reason: "node key is not Ed25519".into(),
         })?;
-    let secret: [u8; 32] = ed
-        .secret()
-        .as_ref()
-        .try_into()
-        .map_err(|_| NodeError::KeyFile {
-            path: config::NODE_KEY_FILE.into(),
-            reason: "bad Ed25519 secret".into(),
-        })?;
+    // Both copies of the secret are wiped when they go (libp2p's `SecretKey` wipes itself).
+    let secret =
+        zeroize::Zeroizing::new(<[u8; 32]>::try_from(ed.secret().as_ref()).map_err(|_| {
+            NodeError::KeyFile {
+                path: config::NODE_KEY_FILE.into(),
+                reason: "bad Ed25519 secret".into(),
+            }
+        })?);
     Ok(tokenim_crypto::ed25519_dalek::SigningKey::from_bytes(
         &secret,
     ))

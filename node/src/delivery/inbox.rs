@@ -221,6 +221,13 @@ impl Delivery {
         } = opened;
         let peer = IdentityKey(from.identity_key);
         inbound.peers.insert(peer);
+        // A contact the user named since the start (learnt cards have no name).
+        if !self.sessions.is_known(&peer.0)
+            && let Ok(Some(c)) = self.store.get_contact(&peer.0)
+            && c.name.is_some()
+        {
+            self.sessions.set_known(&peer.0, true);
+        }
         let store = self.store.clone();
         let mut txn = store.txn();
         let mut duplicate = false;

@@ -158,6 +158,18 @@ impl Delivery {
         mut self,
         net_events: mpsc::Receiver<NetEvent>,
     ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), StoreError> {
+        // Contacts the user named (a card learnt from a stranger has no name) are never evicted
+        // for strangers; restoring at launch, before this, may have pushed one out.
+        let contacts = self.store.list_contacts()?;
+        for c in contacts.iter().filter(|c| c.name.is_some()) {
+            self.sessions.set_known(&c.identity_key, true);
+            if !self.sessions.has_peer(&c.identity_key)
+                && let Some(state) = self.store.get_session(&c.identity_key)?
+                && let Err(e) = self.sessions.restore_peer(&state)
+            {
+                tracing::warn!(error = %e, "cannot restore a contact's session state");
+            }
+        }
         let now = Instant::now();
         let now_ms = self.clock.now_ms();
         for entry in self.store.list_outbox()? {

@@ -1,6 +1,6 @@
 //! Sealing inner messages into envelopes and putting them in the outbox.
 
-use tokenim_crypto::{ContactCard, CryptoError, Envelope, InnerMessage};
+use tokenim_crypto::{ContactCard, CryptoError, Envelope, InnerKind, InnerMessage};
 use tokenim_store::OutboxRecord;
 use tokio::time::Instant;
 
@@ -20,6 +20,11 @@ impl Delivery {
             .first()
             .ok_or_else(|| DeliveryError::InvalidCard("contact card lists no mailbox".into()))?;
         let now = self.clock.now_secs();
+        // The user writes texts (receipts go to strangers too): never evict this peer for one.
+        if inner.kind == InnerKind::Text as i32 {
+            self.sessions
+                .set_known(&contact.identity.identity_key, true);
+        }
         let frame = self
             .sessions
             .seal(&self.me, &contact.identity, inner, now)
