@@ -107,12 +107,9 @@ fn library_files(src: &Path) -> Vec<File> {
                 let code_text = text
                     .find("#[cfg(test)]\nmod tests {")
                     .map_or(text.as_str(), |i| &text[..i]);
-                let code = code_text
+                let code = strip_comments_and_strings(code_text)
                     .lines()
-                    .map(|l| match l.find("//") {
-                        Some(i) => l[..i].to_string(),
-                        None => l.to_string(),
-                    })
+                    .map(String::from)
                     .collect();
                 out.push(File {
                     module: module_of(src, &path),
@@ -121,6 +118,45 @@ fn library_files(src: &Path) -> Vec<File> {
                     code,
                 });
             }
+        }
+    }
+    out
+}
+
+/// The code alone: comments dropped, string literals emptied (their text is not code).
+fn strip_comments_and_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '\'' if chars.peek() == Some(&'"') => {
+                // The char literal '"'.
+                out.push_str("'\"");
+                chars.next();
+            }
+            '"' => {
+                out.push('"');
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        '\n' => out.push('\n'),
+                        _ => {}
+                    }
+                }
+                out.push('"');
+            }
+            c => out.push(c),
         }
     }
     out

@@ -63,14 +63,18 @@ async fn the_cli_token_stays_off_proxies_and_the_command_line() -> Result<()> {
     let proxy = std::net::TcpListener::bind("127.0.0.1:0")?;
     proxy.set_nonblocking(true)?;
     let proxy_url = format!("http://{}", proxy.local_addr()?);
-    let out = tokenim(&alice.dir)
-        .arg("id")
+    let mut cli = tokio::process::Command::from(tokenim(&alice.dir));
+    cli.arg("id")
         .env("HTTP_PROXY", &proxy_url)
         .env("http_proxy", &proxy_url)
         .env("ALL_PROXY", &proxy_url)
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
-        .output()?;
+        .kill_on_drop(true);
+    // A CLI that went through the proxy would wait on it forever (it never answers).
+    let out = tokio::time::timeout(crate::harness::WAIT, cli.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("the CLI hung on the proxy"))??;
     assert!(
         out.status.success(),
         "{}",

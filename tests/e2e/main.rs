@@ -9,3 +9,4 @@ mod data_dir;
 mod hostile_apps;
 mod messaging;
 mod relay;
+mod stalled_peers;

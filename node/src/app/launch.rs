@@ -325,16 +325,16 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         events,
     });
     let tasks = vec![delivery_task, home_task, net_task];
-    let service = Arc::new(Service::new(
-        identity.clone(),
-        store.clone(),
-        delivery.clone(),
+    let service = Arc::new(Service {
+        identity: identity.clone(),
+        store: store.clone(),
+        delivery: delivery.clone(),
         home,
-        net.clone(),
-        api_events,
-        registry,
-        cfg.relay.enabled,
-    ));
+        net: net.clone(),
+        events: api_events,
+        registry: Arc::new(registry),
+        is_relay: cfg.relay.enabled,
+    });
 
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let mut api_task = None;

@@ -29,14 +29,14 @@ const UNREAD_SCAN: usize = 500;
 
 /// What the local API calls; also usable in process (the simulator, embedders).
 pub struct Service {
-    identity: Arc<Identity>,
-    store: Store,
-    delivery: DeliveryHandle,
-    home: HomeRelaysHandle,
-    net: NetworkHandle,
-    events: broadcast::Sender<Event>,
-    registry: Arc<Registry>,
-    is_relay: bool,
+    pub(super) identity: Arc<Identity>,
+    pub(super) store: Store,
+    pub(super) delivery: DeliveryHandle,
+    pub(super) home: HomeRelaysHandle,
+    pub(super) net: NetworkHandle,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) is_relay: bool,
 }
 
 impl std::fmt::Debug for Service {
@@ -46,29 +46,6 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        identity: Arc<Identity>,
-        store: Store,
-        delivery: DeliveryHandle,
-        home: HomeRelaysHandle,
-        net: NetworkHandle,
-        events: broadcast::Sender<Event>,
-        registry: Registry,
-        is_relay: bool,
-    ) -> Self {
-        Self {
-            identity,
-            store,
-            delivery,
-            home,
-            net,
-            events,
-            registry: Arc::new(registry),
-            is_relay,
-        }
-    }
-
     /// `to` is an address or a contact's local name.
     fn resolve(&self, to: &str) -> ServiceResult<ContactRecord> {
         let to = to.trim();

@@ -15,6 +15,15 @@ use super::handle::NetworkConfig;
 use super::wire;
 use crate::error::NodeError;
 
+/// Streams one connection may have open for `/tokenim/msg` at once, inbound and outbound
+/// together; the node drops inbound streams beyond it. A peer keeps at most 32 deliveries in
+/// flight to us (`max_inflight_per_peer`), and our own requests on the same connection
+/// (receipts, batched; mailbox traffic) need a few more; an outbound request over the limit
+/// fails and is retried. Lower than libp2p's 100 and the 64 we had: with frames read as they
+/// arrive within one shared budget, what each stalled stream still costs is the yamux stream
+/// and its task, and a connection should not hold more of those than an honest peer uses.
+const MAX_STREAMS_PER_CONNECTION: usize = 48;
+
 const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");
 
 #[derive(NetworkBehaviour)]
@@ -113,12 +122,14 @@ fn behaviour(
         .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
         .with_max_pending_incoming(Some(128))
         .with_max_pending_outgoing(Some(128));
+    // The request timeout also bounds each inbound stream, from the moment it is accepted
+    // (reading, answering, writing): a stalled stream is dropped and its budget given back.
     let msg = request_response::Behaviour::with_codec(
-        wire::Codec,
+        wire::Codec::new(wire::ReadBudget::new(wire::READ_BUDGET_BYTES)),
         [(wire::PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(cfg.request_timeout)
-            .with_max_concurrent_streams(64),
+            .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
     );
     let kad = (cfg.relay_role || !cfg.bootstrap.is_empty()).then(|| {
         let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
