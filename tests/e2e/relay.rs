@@ -284,6 +284,87 @@ async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
     Ok(())
 }
 
+/// A plain libp2p peer on a shard topic publishes junk at one relay: that relay rejects it
+/// before forwarding (so the other relay of the mesh never sees it) and scores the peer down,
+/// while a valid envelope from another peer still crosses the mesh.
+#[tokio::test]
+async fn junk_on_a_shard_topic_is_rejected_at_the_first_relay_and_goes_no_further() -> Result<()> {
+    use tokenim_crypto::{Envelope, Identity};
+    use tokenim_node::peer::{self, NetworkConfig};
+
+    let root = tempfile::tempdir()?;
+    let r1 = relay(root.path(), "relay1").await?;
+    let r1_addr = r1.p2p_addr().await?;
+    let r2 = NodeProc::start_with(
+        &init(root.path(), "relay2")?,
+        LOOPBACK,
+        &["--relay".into(), "--bootstrap".into(), r1_addr.clone()],
+    )
+    .await?;
+    let mailbox = Identity::from_seed([5; 32]).mailbox_key(0).id();
+    let shard = u16::from_be_bytes([mailbox.0[0], mailbox.0[1]]) % 64;
+    let topic = format!("tokenim/mailbox/1/{shard}");
+    let gossip_peer = || async {
+        let mut cfg = NetworkConfig::peer(LOOPBACK.parse()?);
+        cfg.bootstrap = vec![r1_addr.parse()?];
+        cfg.topics = vec![topic.clone()];
+        let mut registry = prometheus_client::registry::Registry::default();
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        anyhow::Ok(peer::spawn(key, cfg, &mut registry).await?.0)
+    };
+    let counter = |metrics: &str, name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (junk, honest) = (gossip_peer().await?, gossip_peer().await?);
+    // Junk until relay1 has seen some (publishing fails quietly until the mesh has formed).
+    let mut n = 0u32;
+    poll_until("relay1 never saw the junk", || {
+        n += 1;
+        junk.publish(topic.clone(), format!("junk {n}").into_bytes());
+        let bad = prost::Message::encode_to_vec(&pb::Gossip {
+            kind: Some(pb::gossip::Kind::Envelope(vec![n as u8; 64])),
+        });
+        junk.publish(topic.clone(), bad);
+        async {
+            let metrics = r1.client.get_text("/metrics").await?;
+            Ok(counter(&metrics, "tokenim_envelopes_rejected_total ") >= 2)
+        }
+    })
+    .await?;
+    // Then a valid envelope from another peer: once relay2 has it, anything relay1 had
+    // forwarded before it would have reached relay2 too.
+    let now = tokenim_node::peer::now_secs();
+    let mut m = 0u8;
+    poll_until("the valid envelope never crossed the mesh", || {
+        m = m.wrapping_add(1);
+        let envelope = Envelope::new(mailbox, vec![m; 512], now, 600);
+        let gossip = prost::Message::encode_to_vec(&pb::Gossip {
+            kind: Some(pb::gossip::Kind::Envelope(prost::Message::encode_to_vec(
+                &envelope,
+            ))),
+        });
+        honest.publish(topic.clone(), gossip);
+        async {
+            let metrics = r2.client.get_text("/metrics").await?;
+            Ok(counter(&metrics, "libp2p_gossipsub_messages_total ") >= 1)
+        }
+    })
+    .await?;
+    let metrics = r2.client.get_text("/metrics").await?;
+    assert_eq!(
+        counter(&metrics, "tokenim_envelopes_rejected_total "),
+        0,
+        "junk crossed the mesh to relay2"
+    );
+    for p in [r1, r2] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
 /// A bare libp2p peer in this test process that speaks the wire protocol to a relay process.
 struct BarePeer {
     net: tokenim_node::peer::NetworkHandle,

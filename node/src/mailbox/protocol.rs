@@ -2,7 +2,7 @@
 //! card names, and the key that signs a relay's receipts.
 
 use libp2p::{Multiaddr, PeerId};
-use tokenim_crypto::{MAX_BATCH_IDS, MailboxId};
+use tokenim_crypto::{Envelope, MAX_BATCH_IDS, MailboxAck, MailboxId};
 
 use crate::net::wire::{MAX_BATCH_BYTES, pb};
 
@@ -68,5 +68,24 @@ impl RelayRoute {
             peer,
             addrs: vec![dial],
         })
+    }
+}
+
+/// Whether a shard-topic message is one a relay may forward: an envelope that checks (its id
+/// is the hash of its ciphertext, its size a bucket) or a tombstone its mailbox's owner signed.
+/// Anything else is rejected before it goes further, and costs its sender score.
+pub(crate) fn gossip_is_valid(data: &[u8], now_secs: u64) -> bool {
+    let Ok(gossip) = <pb::Gossip as prost::Message>::decode(data) else {
+        return false;
+    };
+    match gossip.kind {
+        Some(pb::gossip::Kind::Envelope(bytes)) => {
+            Envelope::decode_checked(&bytes).is_ok_and(|e| e.mailbox().is_ok())
+        }
+        Some(pb::gossip::Kind::Tombstone(bytes)) => MailboxAck::from_bytes(&bytes).is_ok_and(|a| {
+            a.verify(&a.mailbox, &a.relay_key, now_secs, ACK_WINDOW_SECS)
+                .is_ok()
+        }),
+        None => false,
     }
 }

@@ -9,10 +9,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
+use super::protocol::gossip_is_valid;
 use super::server::{Followup, Relay};
 use crate::metrics::Metrics;
 use crate::net::wire::{self, RejectCode, pb};
 use crate::net::{MailboxSink, NetworkHandle};
+use crate::time::now_secs;
 
 /// Relay work waiting for a thread; beyond this, requests are answered `rate_limited`.
 const QUEUE: usize = 1024;
@@ -134,8 +136,13 @@ impl MailboxSink for RelayHandle {
         self.submit(Work::Request { peer, kind, reply });
     }
 
-    fn gossip(&self, data: Vec<u8>) {
+    fn gossip(&self, data: Vec<u8>) -> bool {
+        if !gossip_is_valid(&data, now_secs()) {
+            self.metrics.envelopes_rejected.inc();
+            return false;
+        }
         self.submit(Work::Gossip(data));
+        true
     }
 
     fn peer_disconnected(&self, peer: &PeerId) {

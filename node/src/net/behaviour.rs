@@ -160,7 +160,7 @@ fn behaviour(
         )),
         ping: ping::Behaviour::new(ping::Config::new()),
         msg,
-        gossipsub: gossipsub_behaviour()?,
+        gossipsub: gossipsub_behaviour(&cfg.topics)?,
         kad: Toggle::from(kad),
         mdns: Toggle::from(mdns),
         circuit: Toggle::from(
@@ -187,20 +187,35 @@ fn circuit_limits() -> libp2p::relay::Config {
 
 /// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending
 /// node) and a content-hash message id (the default id of anonymous messages is constant).
-fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, BuildError> {
+fn gossipsub_behaviour(topics: &[String]) -> Result<gossipsub::Behaviour, BuildError> {
     let cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
         })
+        // Nothing is forwarded before the relay role checked it (`report_message_validation_result`).
+        .validate_messages()
         // One envelope or tombstone per message.
         .max_transmit_size(tokenim_crypto::MAX_ENVELOPE_BYTES + 1024)
         .build()?;
     let mut behaviour = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?;
-    // Peer scoring throttles and eventually prunes peers that flood or send invalid messages.
-    behaviour.with_peer_score(
-        gossipsub::PeerScoreParams::default(),
-        gossipsub::PeerScoreThresholds::default(),
-    )?;
+    // Peer scoring throttles and prunes peers that send invalid messages: each one costs its
+    // sender 50 points on a shard topic (squared as they add up), so two take a peer below the
+    // graylist threshold (-80). Quiet mesh peers are not penalised (mail is bursty).
+    let shard = gossipsub::TopicScoreParams {
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..Default::default()
+    };
+    let params = gossipsub::PeerScoreParams {
+        topics: topics
+            .iter()
+            .map(|t| (gossipsub::IdentTopic::new(t.clone()).hash(), shard.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    behaviour.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;
     Ok(behaviour)
 }

@@ -20,8 +20,9 @@ pub(crate) trait MailboxSink: Send + Sync + 'static {
         kind: wire::pb::request::Kind,
         reply: oneshot::Sender<wire::Response>,
     );
-    /// A message on a mailbox shard topic.
-    fn gossip(&self, data: Vec<u8>);
+    /// A message on a mailbox shard topic; whether it is valid (only valid ones are forwarded
+    /// to the rest of the mesh).
+    fn gossip(&self, data: Vec<u8>) -> bool;
     fn peer_disconnected(&self, peer: &PeerId);
 }
 

@@ -8,6 +8,7 @@ mod addr;
 mod behaviour;
 mod circuit;
 mod handle;
+mod rate;
 mod swarm;
 pub mod wire;
 

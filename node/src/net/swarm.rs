@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -19,6 +19,7 @@ use super::circuit::CircuitListeners;
 use super::handle::{
     Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
 };
+use super::rate::RateLimiter;
 use super::wire::{self, RejectCode};
 use crate::error::NodeError;
 
@@ -345,10 +346,29 @@ impl SwarmTask {
             BehaviourEvent::Ping(event) => self.metrics.record(&event),
             BehaviourEvent::Gossipsub(event) => {
                 self.metrics.record(&event);
-                if let gossipsub::Event::Message { message, .. } = event
-                    && let Some(mailbox) = &self.mailbox
+                if let gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                } = event
                 {
-                    mailbox.gossip(message.data);
+                    // Validated before anything is forwarded; a node without the relay role
+                    // has no business on the shard topics.
+                    let acceptance = match &self.mailbox {
+                        Some(mailbox) if mailbox.gossip(message.data) => {
+                            gossipsub::MessageAcceptance::Accept
+                        }
+                        Some(_) => gossipsub::MessageAcceptance::Reject,
+                        None => gossipsub::MessageAcceptance::Ignore,
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
                 }
             }
             BehaviourEvent::Kad(event) => self.metrics.record(&event),
@@ -464,34 +484,5 @@ impl SwarmTask {
                     .send_response(channel, response);
             }
         }
-    }
-}
-
-/// Fixed one-second windows per peer: cheap, bounded by the number of connected peers.
-struct RateLimiter {
-    per_sec: u32,
-    windows: HashMap<PeerId, (Instant, u32)>,
-}
-
-impl RateLimiter {
-    fn new(per_sec: u32) -> Self {
-        Self {
-            per_sec,
-            windows: HashMap::new(),
-        }
-    }
-
-    fn allow(&mut self, peer: PeerId) -> bool {
-        let now = Instant::now();
-        let w = self.windows.entry(peer).or_insert((now, 0));
-        if now.duration_since(w.0) >= Duration::from_secs(1) {
-            *w = (now, 0);
-        }
-        w.1 += 1;
-        w.1 <= self.per_sec
-    }
-
-    fn forget(&mut self, peer: &PeerId) {
-        self.windows.remove(peer);
     }
 }
