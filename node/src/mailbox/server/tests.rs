@@ -284,3 +284,38 @@ fn refusals_do_not_say_how_full_a_mailbox_is() {
         r.detail
     );
 }
+
+#[test]
+fn only_checked_envelopes_and_owner_signed_tombstones_pass_gossip_validation() {
+    use crate::mailbox::protocol::gossip_is_valid;
+    let now = now_secs();
+    let owner = Identity::from_seed([1; 32]).mailbox_key(0);
+    let stranger = Identity::from_seed([2; 32]).mailbox_key(0);
+    let tombstone = |ack: Vec<u8>| {
+        prost::Message::encode_to_vec(&pb::Gossip {
+            kind: Some(pb::gossip::Kind::Tombstone(ack)),
+        })
+    };
+    let envelope = Envelope::new(owner.id(), vec![3; 512], now, 600);
+    let ids = [envelope.id()];
+    // A tombstone for any relay is fine if the owner signed it; a forged one is not.
+    let signed = owner.sign_ack(&[9; 32], &ids, now);
+    let mut forged = stranger.sign_ack(&[9; 32], &ids, now);
+    forged.mailbox = owner.id();
+    assert!(gossip_is_valid(&tombstone(signed.to_bytes()), now));
+    assert!(!gossip_is_valid(&tombstone(forged.to_bytes()), now));
+    assert!(!gossip_is_valid(
+        &tombstone(
+            owner
+                .sign_ack(&[9; 32], &ids, now - 2 * ACK_WINDOW_SECS)
+                .to_bytes()
+        ),
+        now
+    ));
+    assert!(gossip_is_valid(
+        &gossip_envelope(prost::Message::encode_to_vec(&envelope)),
+        now
+    ));
+    assert!(!gossip_is_valid(&gossip_envelope(vec![3; 64]), now));
+    assert!(!gossip_is_valid(b"junk", now));
+}
