@@ -242,19 +242,21 @@ async fn a_personal_node_is_not_a_relay_and_says_so() -> Result<()> {
     Ok(())
 }
 
+/// Two relays of one mesh: relay2 bootstraps from relay1 (whose address comes back too).
+async fn two_relays(root: &std::path::Path) -> Result<(NodeProc, String, NodeProc)> {
+    let r1 = relay(root, "relay1").await?;
+    let r1_addr = r1.p2p_addr().await?;
+    let flags = ["--relay".into(), "--bootstrap".into(), r1_addr.clone()];
+    let r2 = NodeProc::start_with(&init(root, "relay2")?, LOOPBACK, &flags).await?;
+    Ok((r1, r1_addr, r2))
+}
+
 /// Relays gossip envelopes on the mailbox's shard topic (so relays a sender did not reach keep
 /// a copy) and tombstones (so an ack at one relay empties the others).
 #[tokio::test]
 async fn relays_share_envelopes_and_tombstones_over_gossipsub() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let r1 = relay(root.path(), "relay1").await?;
-    let r1_addr = r1.p2p_addr().await?;
-    let r2 = NodeProc::start_with(
-        &init(root.path(), "relay2")?,
-        LOOPBACK,
-        &["--relay".into(), "--bootstrap".into(), r1_addr.clone()],
-    )
-    .await?;
+    let (r1, r1_addr, r2) = two_relays(root.path()).await?;
     let (alice, bob_dir, _) = offline_bob(root.path(), &[&r1, &r2]).await?;
     // Alice only knows relay1: give her a card of Bob's that lists relay1 alone.
     let only_r1 = vec!["--home-relay".to_string(), r1_addr];
@@ -293,14 +295,7 @@ async fn junk_on_a_shard_topic_is_rejected_at_the_first_relay_and_goes_no_furthe
     use tokenim_node::peer::{self, NetworkConfig};
 
     let root = tempfile::tempdir()?;
-    let r1 = relay(root.path(), "relay1").await?;
-    let r1_addr = r1.p2p_addr().await?;
-    let r2 = NodeProc::start_with(
-        &init(root.path(), "relay2")?,
-        LOOPBACK,
-        &["--relay".into(), "--bootstrap".into(), r1_addr.clone()],
-    )
-    .await?;
+    let (r1, r1_addr, r2) = two_relays(root.path()).await?;
     let mailbox = Identity::from_seed([5; 32]).mailbox_key(0).id();
     let shard = u16::from_be_bytes([mailbox.0[0], mailbox.0[1]]) % 64;
     let topic = format!("tokenim/mailbox/1/{shard}");
