@@ -6,7 +6,8 @@
 //! * `net` — libp2p: the swarm task and its handle, the wire codec, circuits.
 //!
 //! What is public here is the whole interface: embed a node with [`launch`] or [`start`],
-//! talk to it through [`RunningNode`], [`DeliveryHandle`] or [`Service`], watch [`NodeEvent`]s.
+//! talk to it through [`RunningNode`], [`DeliveryHandle`] or [`Service`] (whose event stream
+//! carries the API's form of each [`NodeEvent`]).
 #![warn(unreachable_pub)]
 
 mod app;
