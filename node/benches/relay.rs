@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tokenim_crypto::ed25519_dalek::SigningKey;
 use tokenim_crypto::{Envelope, Identity, InnerMessage, SessionPolicy, Sessions};
-use tokenim_node::bench::{Metrics, Relay, RelayHandle, Work};
+use tokenim_node::bench::{Metrics, Relay, RelayHandle};
 use tokenim_node::peer::wire::pb;
 use tokenim_store::{Cf, Direction, MessageRecord, MessageState, Store, StoreOptions};
 
@@ -310,7 +310,7 @@ fn concurrent_pages(stored: usize, clients: usize) {
         let relay_key = SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
         let ask = move |peer, kind| {
             let (reply, rx) = tokio::sync::oneshot::channel();
-            relay.submit(Work::Request { peer, kind, reply });
+            relay.request(peer, kind, reply);
             rx
         };
         // Every client proves its mailbox once; its pages then reuse the proof.

@@ -61,6 +61,6 @@ pub mod peer {
 /// The relay's request handling without a network, for the relay benchmark.
 #[doc(hidden)]
 pub mod bench {
-    pub use crate::mailbox::{Followup, Idle, Relay, RelayHandle, Work};
+    pub use crate::mailbox::{Followup, Idle, Relay, RelayHandle};
     pub use crate::metrics::Metrics;
 }

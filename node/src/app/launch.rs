@@ -240,12 +240,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         serve_api,
     } = parts;
     let identity = Arc::new(identity);
-    let mut sessions = Sessions::new(session_policy());
-    for (peer, bytes) in store.list_sessions()? {
-        if let Err(e) = sessions.restore_peer(&bytes) {
-            warn!(peer = %hex::encode(peer), error = %e, "dropping unreadable session state");
-        }
-    }
+    let sessions = Sessions::new(session_policy());
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);

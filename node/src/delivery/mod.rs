@@ -153,21 +153,21 @@ impl Delivery {
         }
     }
 
-    /// Loads the outbox and spawns the task; returns its handle.
+    /// Restores the sessions, loads the outbox and spawns the task; returns its handle.
     pub(crate) fn spawn(
         mut self,
         net_events: mpsc::Receiver<NetEvent>,
     ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), StoreError> {
-        // Contacts the user named (a card learnt from a stranger has no name) are never evicted
-        // for strangers; restoring at launch, before this, may have pushed one out.
-        let contacts = self.store.list_contacts()?;
-        for c in contacts.iter().filter(|c| c.name.is_some()) {
-            self.sessions.set_known(&c.identity_key, true);
-            if !self.sessions.has_peer(&c.identity_key)
-                && let Some(state) = self.store.get_session(&c.identity_key)?
-                && let Err(e) = self.sessions.restore_peer(&state)
-            {
-                tracing::warn!(error = %e, "cannot restore a contact's session state");
+        // Contacts the user named (a card learnt from a stranger has no name) are marked before
+        // the sessions are restored, so that no stranger's state can push one out.
+        for c in self.store.list_contacts()? {
+            if c.name.is_some() {
+                self.sessions.set_known(&c.identity_key, true);
+            }
+        }
+        for (peer, bytes) in self.store.list_sessions()? {
+            if let Err(e) = self.sessions.restore_peer(&bytes) {
+                tracing::warn!(peer = %hex::encode(peer), error = %e, "dropping unreadable session state");
             }
         }
         let now = Instant::now();

@@ -71,21 +71,47 @@ impl RelayRoute {
     }
 }
 
-/// Whether a shard-topic message is one a relay may forward: an envelope that checks (its id
-/// is the hash of its ciphertext, its size a bucket) or a tombstone its mailbox's owner signed.
-/// Anything else is rejected before it goes further, and costs its sender score.
-pub(crate) fn gossip_is_valid(data: &[u8], now_secs: u64) -> bool {
-    let Ok(gossip) = <pb::Gossip as prost::Message>::decode(data) else {
-        return false;
-    };
+/// A shard-topic message that a relay may forward, parsed once.
+#[derive(Debug)]
+pub(crate) enum ValidGossip {
+    /// An envelope that checks (its id is the hash of its ciphertext, its size a bucket).
+    Envelope {
+        envelope: Envelope,
+        mailbox: MailboxId,
+        bytes: Vec<u8>,
+    },
+    /// A tombstone its mailbox's owner signed, within the ack window.
+    Tombstone(MailboxAck),
+}
+
+/// Why a shard-topic message was rejected (each counts in its own metric).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InvalidGossip {
+    Envelope,
+    Tombstone,
+}
+
+/// Checks a shard-topic message before it goes further; anything but a checked envelope or
+/// an owner-signed tombstone is rejected, and costs its sender score.
+pub(crate) fn check_gossip(data: &[u8], now_secs: u64) -> Result<ValidGossip, InvalidGossip> {
+    let gossip =
+        <pb::Gossip as prost::Message>::decode(data).map_err(|_| InvalidGossip::Envelope)?;
     match gossip.kind {
         Some(pb::gossip::Kind::Envelope(bytes)) => {
-            Envelope::decode_checked(&bytes).is_ok_and(|e| e.mailbox().is_ok())
+            let envelope = Envelope::decode_checked(&bytes).map_err(|_| InvalidGossip::Envelope)?;
+            let mailbox = envelope.mailbox().map_err(|_| InvalidGossip::Envelope)?;
+            Ok(ValidGossip::Envelope {
+                envelope,
+                mailbox,
+                bytes,
+            })
         }
-        Some(pb::gossip::Kind::Tombstone(bytes)) => MailboxAck::from_bytes(&bytes).is_ok_and(|a| {
-            a.verify(&a.mailbox, &a.relay_key, now_secs, ACK_WINDOW_SECS)
-                .is_ok()
-        }),
-        None => false,
+        Some(pb::gossip::Kind::Tombstone(bytes)) => {
+            let ack = MailboxAck::from_bytes(&bytes).map_err(|_| InvalidGossip::Tombstone)?;
+            ack.verify(&ack.mailbox, &ack.relay_key, now_secs, ACK_WINDOW_SECS)
+                .map_err(|_| InvalidGossip::Tombstone)?;
+            Ok(ValidGossip::Tombstone(ack))
+        }
+        None => Err(InvalidGossip::Envelope),
     }
 }

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
-use super::protocol::gossip_is_valid;
+use super::protocol::{InvalidGossip, ValidGossip, check_gossip};
 use super::server::{Followup, Relay};
 use crate::metrics::Metrics;
 use crate::net::wire::{self, RejectCode, pb};
@@ -24,13 +24,13 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 const PUSHES_IN_FLIGHT: usize = 64;
 
 #[derive(Debug)]
-pub enum Work {
+pub(crate) enum Work {
     Request {
         peer: PeerId,
         kind: pb::request::Kind,
         reply: oneshot::Sender<wire::Response>,
     },
-    Gossip(Vec<u8>),
+    Gossip(ValidGossip),
 }
 
 /// Cloneable; the threads stop when the last handle is dropped, and that drop waits for them.
@@ -106,9 +106,19 @@ impl RelayHandle {
         }
     }
 
+    /// Queues a mailbox request; the answer comes through `reply`.
+    pub fn request(
+        &self,
+        peer: PeerId,
+        kind: pb::request::Kind,
+        reply: oneshot::Sender<wire::Response>,
+    ) {
+        self.submit(Work::Request { peer, kind, reply });
+    }
+
     /// Queues work; a full queue answers requests `rate_limited` and drops gossip (which other
     /// relays of the mesh still carry).
-    pub fn submit(&self, work: Work) {
+    fn submit(&self, work: Work) {
         self.metrics.relay_queue.inc();
         match self.tx.try_send(work) {
             Ok(()) => {}
@@ -133,16 +143,24 @@ impl MailboxSink for RelayHandle {
         kind: pb::request::Kind,
         reply: oneshot::Sender<wire::Response>,
     ) {
-        self.submit(Work::Request { peer, kind, reply });
+        RelayHandle::request(self, peer, kind, reply);
     }
 
     fn gossip(&self, data: Vec<u8>) -> bool {
-        if !gossip_is_valid(&data, now_secs()) {
-            self.metrics.envelopes_rejected.inc();
-            return false;
+        match check_gossip(&data, now_secs()) {
+            Ok(gossip) => {
+                self.submit(Work::Gossip(gossip));
+                true
+            }
+            Err(InvalidGossip::Envelope) => {
+                self.metrics.envelopes_rejected.inc();
+                false
+            }
+            Err(InvalidGossip::Tombstone) => {
+                self.metrics.acks_rejected.inc();
+                false
+            }
         }
-        self.submit(Work::Gossip(data));
-        true
     }
 
     fn peer_disconnected(&self, peer: &PeerId) {
@@ -183,7 +201,7 @@ fn serve(
                 let _ = reply.send(response);
                 followup
             }
-            Work::Gossip(data) => relay.on_gossip(&data),
+            Work::Gossip(gossip) => relay.on_gossip(gossip),
         };
         if let Some(push) = push {
             follow_up(push, followup);

@@ -14,7 +14,8 @@ use tokenim_store::{Store, StoreError};
 use tracing::{debug, warn};
 
 use super::protocol::{
-    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, gossip_envelope, shard_topic,
+    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, ValidGossip, gossip_envelope,
+    shard_topic,
 };
 use crate::metrics::Metrics;
 use crate::net::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
@@ -210,23 +211,16 @@ impl Relay {
             .push((shard_topic(mailbox), gossip_envelope(bytes.to_vec())));
     }
 
-    /// A message on a shard topic: store envelopes for mailboxes hosted here, apply tombstones.
-    /// Gossip has no one to answer, so failures are only counted.
-    pub(crate) fn on_gossip(&self, data: &[u8]) -> Followup {
+    /// A checked message on a shard topic: store envelopes for mailboxes hosted here, apply
+    /// tombstones. Gossip has no one to answer, so failures are only logged.
+    pub(crate) fn on_gossip(&self, gossip: ValidGossip) -> Followup {
         let mut followup = Followup::default();
-        let Ok(gossip) = <pb::Gossip as prost::Message>::decode(data) else {
-            self.metrics.envelopes_rejected.inc();
-            return followup;
-        };
-        match gossip.kind {
-            Some(pb::gossip::Kind::Envelope(bytes)) => {
-                let Ok(envelope) = Envelope::decode_checked(&bytes) else {
-                    self.metrics.envelopes_rejected.inc();
-                    return followup;
-                };
-                let Ok(mailbox) = envelope.mailbox() else {
-                    return followup;
-                };
+        match gossip {
+            ValidGossip::Envelope {
+                envelope,
+                mailbox,
+                bytes,
+            } => {
                 let ttl = u64::from(envelope.ttl_secs).min(self.retention_secs);
                 match self
                     .store
@@ -238,27 +232,14 @@ impl Relay {
                         followup.publish.clear();
                     }
                     Ok(_) | Err(StoreError::MailboxNotRegistered) => {}
-                    Err(e) => debug!("gossiped envelope not stored: {e}"),
+                    Err(e) => debug!(error = %e, "gossiped envelope not stored"),
                 }
             }
-            Some(pb::gossip::Kind::Tombstone(bytes)) => {
-                let Ok(ack) = MailboxAck::from_bytes(&bytes) else {
-                    self.metrics.acks_rejected.inc();
-                    return followup;
-                };
-                // Addressed to the relay that accepted it; the owner's signature is what counts.
-                if ack
-                    .verify(&ack.mailbox, &ack.relay_key, now_secs(), ACK_WINDOW_SECS)
-                    .is_err()
-                {
-                    self.metrics.acks_rejected.inc();
-                    return followup;
-                }
+            ValidGossip::Tombstone(ack) => {
                 if let Ok(n) = self.store.mailbox_delete(&ack.mailbox.0, &ack.message_ids) {
                     self.metrics.relay_acked.inc_by(n as u64);
                 }
             }
-            None => {}
         }
         followup
     }
