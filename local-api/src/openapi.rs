@@ -7,7 +7,7 @@ use utoipa::openapi::{Content, Ref, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{contacts, home_relays, messages, node, relay, system, tokens};
+use crate::routes::{contacts, home_relays, messages, node, relay, requests, system, tokens};
 use crate::token::Scope;
 use crate::types::*;
 
@@ -38,6 +38,11 @@ use crate::types::*;
         contacts::list_contacts,
         contacts::get_contact,
         contacts::delete_contact,
+        requests::list,
+        requests::accept,
+        requests::delete,
+        requests::block,
+        requests::unblock,
         messages::list_conversations,
         messages::send_message,
         messages::list_messages,
@@ -57,6 +62,7 @@ use crate::types::*;
         (name = "system", description = "Health, metrics, this document"),
         (name = "node", description = "Identity and network"),
         (name = "contacts", description = "Contacts imported from contact cards"),
+        (name = "requests", description = "Message requests from strangers, and blocking"),
         (name = "messages", description = "Sending, history, read state"),
         (name = "events", description = "WebSocket push of new messages and state changes"),
         (name = "tokens", description = "API tokens (admin scope)"),

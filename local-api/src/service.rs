@@ -7,7 +7,7 @@ use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
     ContactView, ConversationView, Event, HomeRelayView, IdentityView, MessagePage, MessageQuery,
-    MessageView, PeerView, RelayStats,
+    MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -39,6 +39,25 @@ pub trait NodeService: Send + Sync + 'static {
     fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
 
     /// Conversations, most recent activity first.
+    /// Strangers' message requests, newest first.
+    fn list_requests(&self) -> BoxFuture<'_, ServiceResult<Vec<RequestView>>>;
+
+    /// Makes a request's sender a contact: its held messages join the conversation.
+    fn accept_request(
+        &self,
+        address: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>>;
+
+    /// Deletes a request and its messages; the sender's next message is a request again.
+    fn delete_request(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Blocks a contact, a request's sender or any address: its messages are dropped unread.
+    fn block(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Undoes a block: a named contact is a contact again, anyone else a stranger.
+    fn unblock(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
+
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>>;
 
     /// Resolve `to` (an address or a contact's local name; `UnknownContact` if neither), put

@@ -53,11 +53,41 @@ pub struct ContactView {
     pub added_at: u64,
     /// Milliseconds since the Unix epoch.
     pub card_expires_at: Option<u64>,
+    /// Its messages are dropped unread (`POST /v1/contacts/{address}/block`).
+    pub blocked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContactList {
     pub contacts: Vec<ContactView>,
+}
+
+/// A stranger who wrote first. Its messages are held (read them with
+/// `GET /v1/messages?peer={address}`); nothing is sent back to it — no receipt, no handshake
+/// answer, no connection — until it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RequestView {
+    pub address: String,
+    /// The name the stranger chose, from its card (unverified: anyone can choose any name).
+    pub display_name: Option<String>,
+    /// Messages held (a request keeps a bounded number; later ones are dropped).
+    pub messages: u32,
+    /// Milliseconds since the Unix epoch.
+    pub first_seen: u64,
+    /// Milliseconds since the Unix epoch.
+    pub last_seen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RequestList {
+    pub requests: Vec<RequestView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// Local name for the new contact (1–64 characters).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -289,8 +319,13 @@ pub struct AddHomeRelayRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// A new message was stored (incoming, or outgoing sent by any app).
+    /// A new message was stored (incoming, or outgoing sent by any app), or a message
+    /// request's messages joined the conversation when it was accepted.
     Message {
+        message: MessageView,
+    },
+    /// A stranger wrote: the message is held in its message request (`GET /v1/requests`).
+    MessageRequest {
         message: MessageView,
     },
     /// A message's delivery state changed.

@@ -219,6 +219,7 @@ fn drain(n: usize) {
                     relays: 0,
                     envelope_id: None,
                     updated_at_ms: 0,
+                    held: false,
                 };
                 txn = txn
                     .put_message(&record)

@@ -24,7 +24,7 @@ pub use app::{
     start,
 };
 pub use config::Config;
-pub use delivery::{DeliveryError, DeliveryHandle, IdentityKey, MessageId};
+pub use delivery::{Consent, DeliveryError, DeliveryHandle, IdentityKey, MessageId};
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use net::{Transport, TransportFactory};

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub relay_expired: Counter,
     pub relay_pushes_skipped: Counter,
     pub acks_rejected: Counter,
+    pub requests: Gauge,
+    pub requests_dropped: Counter,
+    pub from_blocked: Counter,
 }
 
 impl Metrics {
@@ -69,6 +72,16 @@ impl Metrics {
                 &m.envelopes_dropped,
             ),
             (
+                "requests_dropped",
+                "Strangers' messages dropped: their request was full, or pushed out by newer ones",
+                &m.requests_dropped,
+            ),
+            (
+                "from_blocked",
+                "Envelopes from blocked peers, dropped unread",
+                &m.from_blocked,
+            ),
+            (
                 "relay_stored",
                 "Envelopes stored in mailboxes (relay role)",
                 &m.relay_stored,
@@ -102,6 +115,11 @@ impl Metrics {
             "outbox_depth",
             "Outbox entries not yet confirmed",
             m.outbox_depth.clone(),
+        );
+        r.register(
+            "requests",
+            "Message requests from strangers waiting for the user",
+            m.requests.clone(),
         );
         r.register(
             "relay_queue",

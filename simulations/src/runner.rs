@@ -228,10 +228,18 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     bar.finish_and_clear();
     let registered = sim.wait_for_mailboxes(&relays).await?;
 
-    // Hand each sender its recipients' cards (a user adding a contact).
-    let bar = progress(opts.progress, plan.pairs.len() as u64, "contacts");
+    // Both sides of each pair add the other's card, as users who talk do: a card a node never
+    // added is a stranger's, whose messages wait as a request and get no receipt.
+    let mut links: Vec<(usize, usize)> = plan
+        .pairs
+        .iter()
+        .flat_map(|&(from, to)| [(from, to), (to, from)])
+        .collect();
+    links.sort_unstable();
+    links.dedup();
+    let bar = progress(opts.progress, links.len() as u64, "contacts");
     let mut cards: HashMap<usize, String> = HashMap::new();
-    for &(from, to) in &plan.pairs {
+    for &(from, to) in &links {
         let card = match cards.get(&to) {
             Some(c) => c.clone(),
             None => {

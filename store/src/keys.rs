@@ -11,7 +11,7 @@
 //! | `outbox`         | outbox id (16)                                 | `OutboxPb`                              |
 //! | `messages`       | conversation (32) · received_at_ms (8) · id (16) | `MessagePb`                           |
 //! | `message_index`  | id (16)                                        | the `messages` key (56)                 |
-//! | `message_time`   | received_at_ms (8) · id (16)                   | conversation (32)                       |
+//! | `message_time`   | received_at_ms (8) · id (16), not held ones    | conversation (32)                       |
 //! | `mailboxes`      | mailbox (32) · seq (8)                         | `StoredEnvelopePb`                      |
 //! | `mailbox_meta`   | mailbox (32)                                   | `MailboxMetaPb`                         |
 //! | `mailbox_index`  | mailbox (32) · message id (32)                 | seq (8) · expires_at (8) · size (8)     |

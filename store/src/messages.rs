@@ -109,7 +109,8 @@ impl FromStr for Cursor {
 }
 
 impl Store {
-    /// One page of messages, newest first, of one conversation or (`None`) of all of them.
+    /// One page of messages, newest first, of one conversation or (`None`) of all of them
+    /// except the held ones (message requests).
     ///
     /// Without a cursor the page is the newest `limit` messages. With an
     /// [`older_than`](Cursor::older_than) cursor it is the `limit` messages just older than

@@ -35,7 +35,49 @@ fn decode_pb<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M
 
 // ---------------------------------------------------------------- contacts
 
-/// A contact: someone whose card was imported.
+/// Where a peer stands with the user: only an accepted contact is written to, answered or
+/// receipted; a stranger's messages wait as a request until the user decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ContactState {
+    /// A contact: the user imported its card, accepted its request or wrote to it.
+    #[default]
+    Accepted,
+    /// A stranger who wrote first: its messages are held as a message request.
+    Request,
+    /// Its messages are dropped unread.
+    Blocked,
+}
+
+impl ContactState {
+    /// Stable lowercase name, as used by the local API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactState::Accepted => "accepted",
+            ContactState::Request => "request",
+            ContactState::Blocked => "blocked",
+        }
+    }
+
+    // On-disk codes; 0 (absent) is `Accepted`, what every contact was before requests existed.
+    fn code(self) -> u32 {
+        match self {
+            ContactState::Accepted => 0,
+            ContactState::Request => 1,
+            ContactState::Blocked => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(ContactState::Accepted),
+            1 => Some(ContactState::Request),
+            2 => Some(ContactState::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// A peer the node holds a card of: a contact, a message request or a blocked peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRecord {
     /// Ed25519 identity key.
@@ -48,6 +90,7 @@ pub struct ContactRecord {
     pub added_at: u64,
     /// Unix seconds.
     pub updated_at: u64,
+    pub state: ContactState,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,6 +105,8 @@ struct ContactPb {
     added_at: u64,
     #[prost(uint64, tag = "5")]
     updated_at: u64,
+    #[prost(uint32, tag = "6")]
+    state: u32,
 }
 
 impl Record for ContactRecord {
@@ -72,6 +117,7 @@ impl Record for ContactRecord {
             card_uri: self.card_uri.clone(),
             added_at: self.added_at,
             updated_at: self.updated_at,
+            state: self.state.code(),
         }
         .encode_to_vec()
     }
@@ -85,6 +131,8 @@ impl Record for ContactRecord {
             card_uri: pb.card_uri,
             added_at: pb.added_at,
             updated_at: pb.updated_at,
+            state: ContactState::from_code(pb.state)
+                .ok_or_else(|| corrupt(WHAT, format!("unknown state {}", pb.state)))?,
         })
     }
 }
@@ -238,6 +286,9 @@ pub struct MessageRecord {
     pub envelope_id: Option<[u8; 32]>,
     /// Last change, unix ms.
     pub updated_at_ms: u64,
+    /// Part of a message request: kept out of the all-conversations timeline until the user
+    /// accepts its sender.
+    pub held: bool,
 }
 
 // The body is plaintext: never in logs.
@@ -254,6 +305,7 @@ impl fmt::Debug for MessageRecord {
             .field("state", &self.state)
             .field("relays", &self.relays)
             .field("updated_at_ms", &self.updated_at_ms)
+            .field("held", &self.held)
             .finish_non_exhaustive()
     }
 }
@@ -286,6 +338,8 @@ struct MessagePb {
     envelope_id: Option<Vec<u8>>,
     #[prost(uint64, tag = "13")]
     updated_at_ms: u64,
+    #[prost(bool, tag = "14")]
+    held: bool,
 }
 
 impl Record for MessageRecord {
@@ -304,6 +358,7 @@ impl Record for MessageRecord {
             relays: self.relays,
             envelope_id: self.envelope_id.map(|e| e.to_vec()),
             updated_at_ms: self.updated_at_ms,
+            held: self.held,
         }
         .encode_to_vec()
     }
@@ -330,6 +385,7 @@ impl Record for MessageRecord {
                 .map(|e| fixed(WHAT, "envelope_id", &e))
                 .transpose()?,
             updated_at_ms: pb.updated_at_ms,
+            held: pb.held,
         })
     }
 }
@@ -644,18 +700,19 @@ mod tests {
         fn message()(id in arr::<16>(), conversation in arr::<32>(), incoming in any::<bool>(),
                      from in arr::<32>(), to in arr::<32>(), kind in any::<u32>(), body in ".{0,40}",
                      sent in any::<u64>(), recv in any::<u64>(), state in state(), relays in any::<u32>(),
-                     env in proptest::option::of(arr::<32>()), upd in any::<u64>()) -> MessageRecord {
+                     env in proptest::option::of(arr::<32>()), upd in any::<u64>(), held in any::<bool>()) -> MessageRecord {
             MessageRecord { id, conversation,
                 direction: if incoming { Direction::Incoming } else { Direction::Outgoing },
                 from, to, kind, body, sent_at_ms: sent, received_at_ms: recv, state, relays,
-                envelope_id: env, updated_at_ms: upd }
+                envelope_id: env, updated_at_ms: upd, held }
         }
     }
 
     prop_compose! {
         fn contact()(identity_key in arr::<32>(), name in proptest::option::of(".{0,20}"),
-                     card_uri in ".{0,60}", added_at in any::<u64>(), updated_at in any::<u64>()) -> ContactRecord {
-            ContactRecord { identity_key, name, card_uri, added_at, updated_at }
+                     card_uri in ".{0,60}", added_at in any::<u64>(), updated_at in any::<u64>(),
+                     state in proptest::sample::select(vec![ContactState::Accepted, ContactState::Request, ContactState::Blocked])) -> ContactRecord {
+            ContactRecord { identity_key, name, card_uri, added_at, updated_at, state }
         }
     }
 
@@ -778,6 +835,7 @@ mod tests {
             relays: 0,
             envelope_id: None,
             updated_at_ms: 0,
+            held: false,
         };
         assert!(!format!("{m:?}").contains("dawn"));
         let t = TokenRecord {

@@ -329,11 +329,12 @@ impl<'s> Resolver<'s> {
         let key = message_key(&m.conversation, m.received_at_ms, &m.id);
         self.batch.put(Cf::Messages, key.clone(), m.to_bytes());
         self.batch.put(Cf::MessageIndex, m.id, key);
-        self.batch.put(
-            Cf::MessageTime,
-            message_time_key(m.received_at_ms, &m.id),
-            m.conversation,
-        );
+        let time_key = message_time_key(m.received_at_ms, &m.id);
+        if m.held {
+            self.batch.delete(Cf::MessageTime, time_key);
+        } else {
+            self.batch.put(Cf::MessageTime, time_key, m.conversation);
+        }
         self.messages.insert(m.id, Some(m.clone()));
     }
 

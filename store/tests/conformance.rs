@@ -4,8 +4,8 @@ mod common;
 
 use common::{Fixture, Kind, id16, id32, message, newest_first};
 use tokenim_store::{
-    Batch, Cf, ContactRecord, Cursor, MessageRecord, MessageState, OutboxRecord, Quota, Result,
-    SCHEMA_VERSION, SCHEMA_VERSION_KEY, StoreError, StoreOptions, TokenRecord,
+    Batch, Cf, ContactRecord, ContactState, Cursor, MessageRecord, MessageState, OutboxRecord,
+    Quota, Result, SCHEMA_VERSION, SCHEMA_VERSION_KEY, StoreError, StoreOptions, TokenRecord,
 };
 
 macro_rules! conformance {
@@ -34,6 +34,8 @@ conformance!(
     message_state_updates,
     list_messages_per_conversation_both_directions,
     list_messages_all_conversations,
+    held_messages_stay_out_of_the_timeline_until_released,
+    contact_states_round_trip,
     list_messages_limit_zero_and_empty,
     message_replace_moves_without_duplicates,
     message_id_conflict_is_refused,
@@ -87,6 +89,7 @@ fn contact(n: u64, name: Option<&str>) -> ContactRecord {
         card_uri: format!("tokenim:card{n}"),
         added_at: 100 + n,
         updated_at: 100 + n,
+        state: ContactState::Accepted,
     }
 }
 
@@ -400,6 +403,46 @@ mod cases {
             page_through(s, None, 4, Some(Cursor::newer_than(oldest)))?,
             want[..want.len() - 1].to_vec()
         );
+        Ok(())
+    }
+
+    pub fn held_messages_stay_out_of_the_timeline_until_released(f: Fixture) -> Result<()> {
+        let s = f.store();
+        let shown = message(id16(1), id32(1), 10, true);
+        let mut held = message(id16(2), id32(2), 20, true);
+        held.held = true;
+        s.put_message(&shown)?;
+        s.put_message(&held)?;
+        assert_eq!(s.list_messages(None, 10, None)?.0, vec![shown.clone()]);
+        // Its conversation and its id still find it.
+        assert_eq!(
+            s.list_messages(Some(&id32(2)), 10, None)?.0,
+            vec![held.clone()]
+        );
+        assert_eq!(s.get_message(&id16(2))?, Some(held.clone()));
+        held.held = false;
+        s.put_message(&held)?;
+        assert_eq!(s.list_messages(None, 10, None)?.0, vec![held, shown]);
+        Ok(())
+    }
+
+    pub fn contact_states_round_trip(f: Fixture) -> Result<()> {
+        let s = f.store();
+        for (n, state) in [
+            ContactState::Accepted,
+            ContactState::Request,
+            ContactState::Blocked,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = ContactRecord {
+                state,
+                ..contact(n as u64, None)
+            };
+            s.put_contact(&c)?;
+            assert_eq!(s.get_contact(&c.identity_key)?, Some(c));
+        }
         Ok(())
     }
 

@@ -45,6 +45,7 @@ fn message(n: u64) -> MessageRecord {
         relays: 0,
         envelope_id: None,
         updated_at_ms: n,
+        held: false,
     }
 }
 

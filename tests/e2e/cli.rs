@@ -35,6 +35,9 @@ async fn cli_commands_add_a_contact_send_and_list() -> Result<()> {
         contacts.contains(&bob.address) && contacts.contains("bob"),
         "{contacts}"
     );
+    // Bob adds Alice too: to him she would otherwise be a stranger (a message request).
+    let alice_card = alice.card().await?;
+    run_ok(tokenim(&bob.dir).args(["contact", "add", &alice_card, "--name", "alice"]))?;
 
     let mut bob_events = bob.client.events().await?;
     run_ok(tokenim(&alice.dir).args(["send", "bob", "sent from the CLI"]))?;

@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod consent;
 mod data_dir;
 mod hostile_apps;
 mod messaging;

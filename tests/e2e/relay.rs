@@ -8,9 +8,9 @@ use tokenim_node::peer::wire::{self, pb};
 
 use crate::harness::{NodeProc, init, wait_event};
 
-const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+pub(crate) const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
-async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
+pub(crate) async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
     NodeProc::start_with(&init(root, name)?, LOOPBACK, &["--relay".into()]).await
 }
 
@@ -34,7 +34,7 @@ async fn stats(relay: &NodeProc) -> Result<Value> {
 
 /// Polls until `check` holds, failing with `what` at the harness's limit. For what no event
 /// announces: relay mailbox changes, counters, circuit reservations.
-async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+pub(crate) async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -48,7 +48,7 @@ where
 }
 
 /// Polls a relay's stats until `field` equals `want`.
-async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
+pub(crate) async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
     poll_until(what, || async { Ok(stats(relay).await?[field] == want) }).await
 }
 

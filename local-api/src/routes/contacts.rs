@@ -58,7 +58,7 @@ pub(crate) async fn add_contact(
     Ok(resp)
 }
 
-fn validate_name(name: String) -> ApiResult<String> {
+pub(crate) fn validate_name(name: String) -> ApiResult<String> {
     let name = name.trim().to_owned();
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_CONTACT_NAME_CHARS || name.chars().any(char::is_control) {

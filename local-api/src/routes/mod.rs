@@ -14,6 +14,7 @@ pub(crate) mod home_relays;
 pub(crate) mod messages;
 pub(crate) mod node;
 pub(crate) mod relay;
+pub(crate) mod requests;
 pub(crate) mod system;
 pub(crate) mod tokens;
 
@@ -42,6 +43,16 @@ pub(crate) fn v1() -> Router<AppState> {
             "/v1/contacts/{address}",
             get(contacts::get_contact).delete(contacts::delete_contact),
         )
+        .route(
+            "/v1/contacts/{address}/block",
+            post(requests::block).delete(requests::unblock),
+        )
+        .route("/v1/requests", get(requests::list))
+        .route(
+            "/v1/requests/{address}",
+            axum::routing::delete(requests::delete),
+        )
+        .route("/v1/requests/{address}/accept", post(requests::accept))
         .route("/v1/conversations", get(messages::list_conversations))
         .route(
             "/v1/messages",

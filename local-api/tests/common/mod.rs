@@ -36,6 +36,7 @@ struct Inner {
     messages: Vec<MessageView>,
     tokens: BTreeMap<String, TokenRecord>,
     home_relays: Vec<HomeRelayView>,
+    requests: BTreeMap<String, RequestView>,
 }
 
 pub struct FakeNode {
@@ -178,6 +179,7 @@ impl NodeService for FakeNode {
                 display_name: Some(display.to_owned()),
                 added_at: 100,
                 card_expires_at: None,
+                blocked: false,
             };
             inner.contacts.insert(address.to_owned(), contact.clone());
             Ok(contact)
@@ -218,6 +220,88 @@ impl NodeService for FakeNode {
                 .remove(&address)
                 .map(|_| ())
                 .ok_or(ServiceError::UnknownContact(address))
+        });
+        ready(result)
+    }
+
+    fn list_requests(&self) -> BoxFuture<'_, ServiceResult<Vec<RequestView>>> {
+        ready(Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .requests
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn accept_request(
+        &self,
+        address: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        let result = check_address(&address).and_then(|()| {
+            let mut inner = self.inner.lock().unwrap();
+            let request = inner
+                .requests
+                .remove(&address)
+                .ok_or_else(|| ServiceError::UnknownContact(address.clone()))?;
+            let contact = ContactView {
+                address: address.clone(),
+                name,
+                display_name: request.display_name,
+                added_at: 100,
+                card_expires_at: None,
+                blocked: false,
+            };
+            inner.contacts.insert(address, contact.clone());
+            Ok(contact)
+        });
+        ready(result)
+    }
+
+    fn delete_request(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let result = check_address(&address).and_then(|()| {
+            let mut inner = self.inner.lock().unwrap();
+            inner
+                .requests
+                .remove(&address)
+                .map(|_| ())
+                .ok_or(ServiceError::UnknownContact(address))
+        });
+        ready(result)
+    }
+
+    fn block(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let result = check_address(&address).map(|()| {
+            let mut inner = self.inner.lock().unwrap();
+            inner.requests.remove(&address);
+            let contact = inner
+                .contacts
+                .entry(address.clone())
+                .or_insert(ContactView {
+                    address,
+                    name: None,
+                    display_name: None,
+                    added_at: 100,
+                    card_expires_at: None,
+                    blocked: true,
+                });
+            contact.blocked = true;
+        });
+        ready(result)
+    }
+
+    fn unblock(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        let result = check_address(&address).and_then(|()| {
+            let mut inner = self.inner.lock().unwrap();
+            match inner.contacts.get_mut(&address) {
+                Some(c) if c.blocked => {
+                    c.blocked = false;
+                    Ok(())
+                }
+                _ => Err(ServiceError::UnknownContact(address)),
+            }
         });
         ready(result)
     }
@@ -531,6 +615,7 @@ impl FakeNode {
             display_name: Some("Alice".to_owned()),
             added_at: 100,
             card_expires_at: None,
+            blocked: false,
         };
         self.inner
             .lock()

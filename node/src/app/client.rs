@@ -160,11 +160,69 @@ impl Client {
         let list = self.get("/contacts").await?;
         for c in list["contacts"].as_array().into_iter().flatten() {
             println!(
-                "{}  {}",
+                "{}  {}{}",
                 c["address"].as_str().unwrap_or(""),
-                c["name"].as_str().unwrap_or("-")
+                c["name"].as_str().unwrap_or("-"),
+                if c["blocked"] == true {
+                    "  (blocked)"
+                } else {
+                    ""
+                }
             );
         }
+        Ok(())
+    }
+
+    pub async fn remove_contact(&self, address: &str) -> Result<()> {
+        self.delete(&format!("/contacts/{address}")).await?;
+        println!("removed {address}");
+        Ok(())
+    }
+
+    pub async fn block(&self, address: &str) -> Result<()> {
+        self.post(&format!("/contacts/{address}/block"), json!({}))
+            .await?;
+        println!("blocked {address}");
+        Ok(())
+    }
+
+    pub async fn unblock(&self, address: &str) -> Result<()> {
+        self.delete(&format!("/contacts/{address}/block")).await?;
+        println!("unblocked {address}");
+        Ok(())
+    }
+
+    pub async fn list_requests(&self) -> Result<()> {
+        let list = self.get("/requests").await?;
+        for r in list["requests"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {}  {} message(s)",
+                r["address"].as_str().unwrap_or(""),
+                r["display_name"].as_str().unwrap_or("-"),
+                r["messages"]
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn accept_request(&self, address: &str, name: Option<&str>) -> Result<()> {
+        let c = self
+            .post(
+                &format!("/requests/{address}/accept"),
+                json!({ "name": name }),
+            )
+            .await?;
+        println!(
+            "accepted {} {}",
+            c["address"].as_str().unwrap_or(""),
+            c["name"].as_str().unwrap_or("")
+        );
+        Ok(())
+    }
+
+    pub async fn delete_request(&self, address: &str) -> Result<()> {
+        self.delete(&format!("/requests/{address}")).await?;
+        println!("deleted the request of {address}");
         Ok(())
     }
 

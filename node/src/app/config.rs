@@ -122,6 +122,12 @@ pub struct Limits {
     pub max_outbox: usize,
     /// Inbound envelopes per second accepted from one peer before `rate_limited` answers.
     pub inbound_per_peer_per_sec: u32,
+    /// Strangers whose message requests are kept; a new one beyond this pushes out the least
+    /// recent.
+    pub max_message_requests: usize,
+    /// Messages kept per message request (at most 64 KiB of text); later ones are dropped
+    /// until the request is accepted.
+    pub max_request_messages: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +176,8 @@ impl Default for Limits {
             max_inflight_per_peer: 32,
             max_outbox: 100_000,
             inbound_per_peer_per_sec: 2_000,
+            max_message_requests: 256,
+            max_request_messages: 20,
         }
     }
 }

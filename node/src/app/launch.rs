@@ -400,6 +400,11 @@ fn delivery_settings(cfg: &Config) -> delivery::Settings {
         max_inflight: cfg.limits.max_inflight_deliveries,
         max_inflight_per_peer: cfg.limits.max_inflight_per_peer,
         max_outbox: cfg.limits.max_outbox,
+        requests: delivery::RequestLimits {
+            max_requests: cfg.limits.max_message_requests,
+            max_messages: cfg.limits.max_request_messages,
+            ..Default::default()
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod client;
 pub mod config;
+mod contacts;
 mod errors;
 mod keyfile;
 mod launch;

@@ -9,17 +9,18 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
     ContactView, ConversationView, Event, HomeRelayView, IdentityView, MailboxUsageView,
-    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
+    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
-use tokenim_crypto::{Address, ContactCard, Identity};
-use tokenim_store::{ContactRecord, Cursor, Direction, MessageRecord, MessageState, Store};
+use tokenim_crypto::{ContactCard, Identity};
+use tokenim_store::{ContactState, Cursor, Direction, MessageRecord, MessageState, Store};
 use tokio::sync::broadcast;
 
+use super::contacts::Contacts;
 use super::errors::store_error as store_err;
 use super::tokens::{token_from_store, token_to_store};
-use super::views;
-use crate::delivery::{DeliveryHandle, IdentityKey, MessageId, parse_stored_card};
+use super::views::{self, parse_address};
+use crate::delivery::{DeliveryHandle, IdentityKey, MessageId};
 use crate::mailbox::HomeRelaysHandle;
 use crate::net::NetworkHandle;
 use crate::time::{now_ms, now_secs};
@@ -46,38 +47,11 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// `to` is an address or a contact's local name.
-    fn resolve(&self, to: &str) -> ServiceResult<ContactRecord> {
-        let to = to.trim();
-        let by_address = match to.parse::<Address>() {
-            Ok(a) => Some(a),
-            // Text that looks like an address but is not one is a typo, not a name.
-            Err(e) if to.starts_with("tim1") => {
-                return Err(ServiceError::InvalidAddress(e.to_string()));
-            }
-            Err(_) => None,
-        };
-        let found = match by_address {
-            Some(a) => self
-                .store
-                .get_contact(&a.identity_key())
-                .map_err(store_err)?,
-            None => self.store.find_contact_by_name(to).map_err(store_err)?,
-        };
-        found.ok_or_else(|| ServiceError::UnknownContact(to.to_string()))
-    }
-
-    fn contact_view(&self, c: &ContactRecord) -> ContactView {
-        let card = parse_stored_card(&c.card_uri).ok();
-        ContactView {
-            address: views::address_of(&c.identity_key),
-            name: c.name.clone(),
-            display_name: card
-                .as_ref()
-                .map(|c| c.display_name.clone())
-                .filter(|n| !n.is_empty()),
-            added_at: c.added_at * 1000,
-            card_expires_at: card.map(|c| c.expires_at * 1000),
+    fn contacts(&self) -> Contacts<'_> {
+        Contacts {
+            store: &self.store,
+            delivery: &self.delivery,
+            identity: &self.identity,
         }
     }
 
@@ -111,12 +85,6 @@ impl Service {
     }
 }
 
-fn parse_address(text: &str) -> ServiceResult<Address> {
-    text.trim()
-        .parse::<Address>()
-        .map_err(|e| ServiceError::InvalidAddress(e.to_string()))
-}
-
 impl NodeService for Service {
     fn identity(&self) -> BoxFuture<'_, ServiceResult<IdentityView>> {
         async move {
@@ -146,92 +114,59 @@ impl NodeService for Service {
         card: String,
         name: Option<String>,
     ) -> BoxFuture<'_, ServiceResult<ContactView>> {
-        async move {
-            let parsed = ContactCard::from_uri(card.trim(), now_secs())
-                .map_err(|e| ServiceError::InvalidCard(e.to_string()))?;
-            let key = parsed.identity.identity_key;
-            if key == self.identity.public().identity_key {
-                return Err(ServiceError::BadRequest(
-                    "that is this node's own card".into(),
-                ));
-            }
-            let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-            if let Some(n) = &name {
-                if n.starts_with("tim1") {
-                    return Err(ServiceError::BadRequest(
-                        "a contact name cannot look like an address".into(),
-                    ));
-                }
-                if let Some(other) = self.store.find_contact_by_name(n).map_err(store_err)?
-                    && other.identity_key != key
-                {
-                    return Err(ServiceError::Conflict(format!(
-                        "the name {n:?} is taken by another contact"
-                    )));
-                }
-            }
-            let existing = self.store.get_contact(&key).map_err(store_err)?;
-            let now = now_secs();
-            let record = ContactRecord {
-                identity_key: key,
-                name: name.or_else(|| existing.as_ref().and_then(|c| c.name.clone())),
-                card_uri: card.trim().to_string(),
-                added_at: existing.as_ref().map_or(now, |c| c.added_at),
-                updated_at: now,
-            };
-            self.store.put_contact(&record).map_err(store_err)?;
-            Ok(self.contact_view(&record))
-        }
-        .boxed()
+        async move { self.contacts().add_contact(card, name).await }.boxed()
     }
 
     fn list_contacts(&self) -> BoxFuture<'_, ServiceResult<Vec<ContactView>>> {
-        async move {
-            let list = self.store.list_contacts().map_err(store_err)?;
-            Ok(list.iter().map(|c| self.contact_view(c)).collect())
-        }
-        .boxed()
+        async move { self.contacts().list_contacts().await }.boxed()
     }
 
     fn get_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<ContactView>> {
-        async move {
-            let a = parse_address(&address)?;
-            let c = self
-                .store
-                .get_contact(&a.identity_key())
-                .map_err(store_err)?
-                .ok_or(ServiceError::UnknownContact(address))?;
-            Ok(self.contact_view(&c))
-        }
-        .boxed()
+        async move { self.contacts().get_contact(address).await }.boxed()
     }
 
     fn delete_contact(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
-        async move {
-            let a = parse_address(&address)?;
-            if !self
-                .store
-                .delete_contact(&a.identity_key())
-                .map_err(store_err)?
-            {
-                return Err(ServiceError::UnknownContact(address));
-            }
-            Ok(())
-        }
-        .boxed()
+        async move { self.contacts().delete_contact(address).await }.boxed()
+    }
+
+    fn list_requests(&self) -> BoxFuture<'_, ServiceResult<Vec<RequestView>>> {
+        async move { self.contacts().list_requests().await }.boxed()
+    }
+
+    fn accept_request(
+        &self,
+        address: String,
+        name: Option<String>,
+    ) -> BoxFuture<'_, ServiceResult<ContactView>> {
+        async move { self.contacts().accept_request(address, name).await }.boxed()
+    }
+
+    fn delete_request(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move { self.contacts().delete_request(address).await }.boxed()
+    }
+
+    fn block(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move { self.contacts().block(address).await }.boxed()
+    }
+
+    fn unblock(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move { self.contacts().unblock(address).await }.boxed()
     }
 
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {
         async move {
             let contacts = self.store.list_contacts().map_err(store_err)?;
             let mut out = Vec::new();
-            for c in contacts {
+            for c in contacts
+                .into_iter()
+                .filter(|c| c.state == ContactState::Accepted)
+            {
                 let (last, _) = self
                     .store
                     .list_messages(Some(&c.identity_key), 1, None)
                     .map_err(store_err)?;
                 let unread = self.unread(&c.identity_key)?;
-                let view = self.contact_view(&c);
+                let view = self.contacts().contact_view(&c);
                 out.push(ConversationView {
                     peer: view.address,
                     name: view.name,
@@ -254,7 +189,7 @@ impl NodeService for Service {
 
     fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
-            let contact = self.resolve(&to)?;
+            let contact = self.contacts().resolve(&to)?;
             let record = self
                 .delivery
                 .send(IdentityKey(contact.identity_key), body)

@@ -1,6 +1,7 @@
 //! Conversions from records and node events to the local API's views and events.
 
 use tokenim_api::types::{self as api, Event};
+use tokenim_crypto::Address;
 use tokenim_store::{Direction, MessageRecord, MessageState};
 
 use crate::delivery::IdentityKey;
@@ -47,6 +48,9 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
         NodeEvent::Message(m) => Event::Message {
             message: message(m),
         },
+        NodeEvent::MessageRequest(m) => Event::MessageRequest {
+            message: message(m),
+        },
         NodeEvent::MessageState(m) => Event::MessageState {
             id: hex::encode(m.id),
             state: state(m.state),
@@ -75,4 +79,10 @@ pub(crate) fn home_relay(s: &crate::mailbox::HomeRelayStatus) -> api::HomeRelayV
         last_sync_at: s.last_sync_ms,
         last_error: s.last_error.clone(),
     }
+}
+
+pub(crate) fn parse_address(text: &str) -> Result<Address, tokenim_api::ServiceError> {
+    text.trim()
+        .parse::<Address>()
+        .map_err(|e| tokenim_api::ServiceError::InvalidAddress(e.to_string()))
 }

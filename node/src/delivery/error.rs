@@ -6,6 +6,9 @@ use tokenim_store::StoreError;
 pub enum DeliveryError {
     #[error("unknown contact: {0}")]
     UnknownContact(String),
+    /// The peer is a message request or blocked: only contacts are written to.
+    #[error("{0}")]
+    NotAContact(String),
     #[error("invalid contact card: {0}")]
     InvalidCard(String),
     #[error("not found: {0}")]

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use libp2p::PeerId;
-use tokenim_store::MessageRecord;
+use tokenim_store::{ContactRecord, MessageRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::DeliveryError;
 use super::ids::{IdentityKey, MessageId};
+use super::requests::Consent;
 use crate::mailbox::Ingest;
 
 #[derive(Debug)]
@@ -23,6 +24,11 @@ pub(super) enum Msg {
     MarkRead {
         id: MessageId,
         reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
+    },
+    Consent {
+        peer: IdentityKey,
+        consent: Consent,
+        reply: oneshot::Sender<Result<Option<ContactRecord>, DeliveryError>>,
     },
     MyCard {
         reply: oneshot::Sender<Result<String, DeliveryError>>,
@@ -66,6 +72,21 @@ impl DeliveryHandle {
 
     pub async fn mark_read(&self, id: MessageId) -> Result<MessageRecord, DeliveryError> {
         self.call(|reply| Msg::MarkRead { id, reply }).await
+    }
+
+    /// Carries out the user's decision about a peer (a message request, a contact, a blocked
+    /// peer); the peer's record as it now stands (`None` when it was forgotten).
+    pub async fn consent(
+        &self,
+        peer: IdentityKey,
+        consent: Consent,
+    ) -> Result<Option<ContactRecord>, DeliveryError> {
+        self.call(|reply| Msg::Consent {
+            peer,
+            consent,
+            reply,
+        })
+        .await
     }
 
     /// This node's current contact card as a `tokenim:` URI.

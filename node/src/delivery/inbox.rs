@@ -7,7 +7,7 @@ use libp2p::PeerId;
 use tokenim_crypto::{
     ContactCard, CryptoError, Envelope, InnerKind, MailboxId, Opened, PublicIdentity,
 };
-use tokenim_store::{ContactRecord, MessageRecord, StoreError, Txn};
+use tokenim_store::{ContactRecord, ContactState, MessageRecord, StoreError, Txn};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -32,6 +32,10 @@ pub(super) struct Inbound<'s> {
     replies: HashMap<IdentityKey, Vec<u8>>,
     /// Delivery receipts owed, by peer.
     pub(super) receipts: HashMap<IdentityKey, Vec<MessageId>>,
+    /// Peers of this batch that are not contacts: their texts are held as requests.
+    pub(super) requesters: HashSet<IdentityKey>,
+    /// Requesters of whom this batch holds a text.
+    pub(super) held: HashSet<IdentityKey>,
     /// A frame could not be stored: nothing of the batch may be written.
     failed: bool,
 }
@@ -46,6 +50,8 @@ impl<'s> Inbound<'s> {
             events: Vec::new(),
             replies: HashMap::new(),
             receipts: HashMap::new(),
+            requesters: HashSet::new(),
+            held: HashSet::new(),
             failed: false,
         }
     }
@@ -207,6 +213,9 @@ impl Delivery {
     }
 
     /// Adds what an opened frame carries to `inbound`; returns whether it was a duplicate.
+    /// A contact's frames are stored, answered and receipted; a stranger's texts are held as
+    /// a message request, and nothing of a stranger's session is kept or answered; a blocked
+    /// peer's frames are dropped.
     fn accept(
         &mut self,
         opened: Opened,
@@ -221,11 +230,17 @@ impl Delivery {
         } = opened;
         let peer = IdentityKey(from.identity_key);
         inbound.peers.insert(peer);
-        // A contact the user named since the start (learnt cards have no name).
-        if !self.sessions.is_known(&peer.0)
-            && let Ok(Some(c)) = self.store.get_contact(&peer.0)
-            && c.name.is_some()
-        {
+        let standing = self.standing(&peer)?;
+        let state = standing.as_ref().map(|c| c.state);
+        if state == Some(ContactState::Blocked) {
+            self.sessions.forget_peer(&peer.0);
+            self.metrics.from_blocked.inc();
+            return Ok(false);
+        }
+        let contact = state == Some(ContactState::Accepted);
+        if !contact {
+            inbound.requesters.insert(peer);
+        } else if !self.sessions.is_known(&peer.0) {
             self.sessions.set_known(&peer.0, true);
         }
         let store = self.store.clone();
@@ -234,7 +249,7 @@ impl Delivery {
         let mut sender_card = None;
         if let Some(inner) = inner {
             if !inner.sender_card.is_empty() {
-                sender_card = self.learn_card(&from, &inner.sender_card);
+                sender_card = self.learn_card(&from, &inner.sender_card, standing.as_ref());
             }
             match InnerKind::try_from(inner.kind) {
                 Ok(InnerKind::Text) => {
@@ -246,6 +261,22 @@ impl Delivery {
                 }
                 _ => debug!(kind = inner.kind, "ignoring inner message of unknown kind"),
             }
+        }
+        if !contact {
+            // A request is listed by its record; nothing of a stranger's session is kept (it
+            // gets no answer, so it keeps writing inits, and the seen-set dedups them).
+            let held = inbound.held.contains(&peer);
+            let record = match sender_card {
+                Some(card) if standing.is_some() || held => Some(card),
+                None if standing.is_none() && held => Some(self.bare_request(&peer)),
+                _ => None,
+            };
+            if let Some(r) = record {
+                txn = txn.put_contact(&r);
+            }
+            self.sessions.forget_peer(&peer.0);
+            inbound.txn.append(txn);
+            return Ok(duplicate);
         }
         if let Some(card) = &sender_card {
             txn = txn.put_contact(card);
@@ -284,6 +315,10 @@ impl Delivery {
         }
         let mut outbox = Vec::new();
         for (peer, frame) in replies {
+            if self.owed_room().is_err() {
+                debug!("too much owed to contacts; a handshake response waits for the next init");
+                break;
+            }
             let Some(mailbox) = self.reply_route(&peer) else {
                 debug!("no route back to sender for the handshake response");
                 continue;
@@ -300,8 +335,9 @@ impl Delivery {
         }
         let now = Instant::now();
         for id in outbox {
-            self.schedule.schedule(id, now);
+            self.schedule.add(id, now, false);
         }
+        self.metrics.outbox_depth.set(self.schedule.len() as i64);
         for ev in events {
             self.events.emit(ev);
         }
@@ -332,11 +368,15 @@ impl Delivery {
     }
 
     /// Keeps the newest valid card a peer sent about itself, without touching the name the
-    /// user gave it.
-    fn learn_card(&mut self, from: &PublicIdentity, uri: &str) -> Option<ContactRecord> {
+    /// user gave it or where the peer stands (a new peer is a request).
+    fn learn_card(
+        &mut self,
+        from: &PublicIdentity,
+        uri: &str,
+        existing: Option<&ContactRecord>,
+    ) -> Option<ContactRecord> {
         let key = IdentityKey(from.identity_key);
-        let existing = self.store.get_contact(&key.0).ok().flatten();
-        if existing.as_ref().is_some_and(|old| old.card_uri == uri) {
+        if existing.is_some_and(|old| old.card_uri == uri) {
             return None; // the usual case, and it needs no signature check
         }
         let now = self.clock.now_secs();
@@ -345,19 +385,31 @@ impl Delivery {
             warn!("peer sent a card of another identity; ignored");
             return None;
         }
-        if existing.is_some()
-            && let Ok(old_card) = self.cards.contact(&self.store, &key)
+        if let Some(old) = existing
+            && let Ok(old_card) = super::parse_stored_card(&old.card_uri)
             && old_card.created_at > card.created_at
         {
             return None;
         }
         Some(ContactRecord {
             identity_key: key.0,
-            name: existing.as_ref().and_then(|c| c.name.clone()),
             card_uri: uri.to_string(),
-            added_at: existing.as_ref().map_or(now, |c| c.added_at),
             updated_at: now,
+            ..existing.cloned().unwrap_or_else(|| self.bare_request(&key))
         })
+    }
+
+    /// The record of a new message request, before any card is known.
+    fn bare_request(&self, peer: &IdentityKey) -> ContactRecord {
+        let now = self.clock.now_secs();
+        ContactRecord {
+            identity_key: peer.0,
+            name: None,
+            card_uri: String::new(),
+            added_at: now,
+            updated_at: now,
+            state: ContactState::Request,
+        }
     }
 }
 

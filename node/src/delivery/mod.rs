@@ -10,6 +10,7 @@
 
 mod attempt;
 mod cards;
+mod consent;
 mod error;
 mod handle;
 mod ids;
@@ -17,6 +18,7 @@ mod inbox;
 mod kinds;
 mod outbox;
 mod outcome;
+mod requests;
 mod seal;
 mod send;
 #[cfg(test)]
@@ -38,6 +40,8 @@ pub use handle::DeliveryHandle;
 use handle::Msg;
 use ids::OutboxId;
 pub use ids::{IdentityKey, MessageId};
+pub use requests::Consent;
+pub(crate) use requests::RequestLimits;
 
 use attempt::Attempt;
 
@@ -60,7 +64,10 @@ pub(crate) struct Settings {
     pub(crate) max_retry_backoff: Duration,
     pub(crate) max_inflight: usize,
     pub(crate) max_inflight_per_peer: usize,
+    /// User messages accepted and not yet confirmed, before sends are refused; receipts and
+    /// handshake answers owed to contacts have a bound of their own.
     pub(crate) max_outbox: usize,
+    pub(crate) requests: RequestLimits,
 }
 
 impl Settings {
@@ -100,6 +107,7 @@ pub(crate) struct Delivery {
     settings: Settings,
     clock: Clock,
     cards: cards::Cards,
+    requests: requests::Requests,
     schedule: outbox::Schedule,
     /// Where each contact's node is, so a reconnecting peer makes its queue due at once.
     peer_ids: std::collections::HashMap<PeerId, IdentityKey>,
@@ -146,6 +154,7 @@ impl Delivery {
             settings,
             clock,
             cards: cards::Cards::default(),
+            requests: requests::Requests::default(),
             peer_ids: std::collections::HashMap::new(),
             attempts_tx,
             attempts_rx,
@@ -158,13 +167,14 @@ impl Delivery {
         mut self,
         net_events: mpsc::Receiver<NetEvent>,
     ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), StoreError> {
-        // Contacts the user named (a card learnt from a stranger has no name) are marked before
-        // the sessions are restored, so that no stranger's state can push one out.
+        // Contacts are marked before the sessions are restored, so that no stranger's state
+        // can push one out.
         for c in self.store.list_contacts()? {
-            if c.name.is_some() {
+            if c.state == tokenim_store::ContactState::Accepted {
                 self.sessions.set_known(&c.identity_key, true);
             }
         }
+        self.load_requests()?;
         for (peer, bytes) in self.store.list_sessions()? {
             if let Err(e) = self.sessions.restore_peer(&bytes) {
                 tracing::warn!(peer = %hex::encode(peer), error = %e, "dropping unreadable session state");
@@ -174,7 +184,8 @@ impl Delivery {
         let now_ms = self.clock.now_ms();
         for entry in self.store.list_outbox()? {
             let delay = Duration::from_millis(entry.next_attempt_ms.saturating_sub(now_ms));
-            self.schedule.schedule(OutboxId(entry.id), now + delay);
+            let own = entry.message_id.is_some();
+            self.schedule.add(OutboxId(entry.id), now + delay, own);
         }
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
         let (tx, rx) = mpsc::channel(256);
@@ -213,6 +224,13 @@ impl Delivery {
             }
             Msg::MarkRead { id, reply } => {
                 let _ = reply.send(self.mark_read(id));
+            }
+            Msg::Consent {
+                peer,
+                consent,
+                reply,
+            } => {
+                let _ = reply.send(self.consent(peer, consent));
             }
             Msg::MyCard { reply } => {
                 let _ = reply.send(self.my_card().await);

@@ -1,7 +1,9 @@
-//! When each outbox entry is due, and how many deliveries are in flight (in total and per
-//! peer). Owns no I/O: callers pass `now`.
+//! When each outbox entry is due, how many deliveries are in flight (in total and per peer),
+//! and how many entries the user's own messages hold apart from what is owed to contacts
+//! (receipts, handshake answers), so that neither kind takes the other's room. Owns no I/O:
+//! callers pass `now`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tokio::time::Instant;
 
@@ -12,6 +14,10 @@ pub(super) struct Schedule {
     /// Entries not in flight, by due time.
     due: BTreeSet<(Instant, OutboxId)>,
     scheduled: HashMap<OutboxId, Instant>,
+    /// Unsettled entries (waiting or in flight) carrying the user's messages.
+    own: HashSet<OutboxId>,
+    /// Unsettled entries owed to contacts.
+    owed: HashSet<OutboxId>,
     in_flight: HashMap<IdentityKey, usize>,
     in_flight_total: usize,
     max_total: usize,
@@ -23,6 +29,8 @@ impl Schedule {
         Self {
             due: BTreeSet::new(),
             scheduled: HashMap::new(),
+            own: HashSet::new(),
+            owed: HashSet::new(),
             in_flight: HashMap::new(),
             in_flight_total: 0,
             max_total,
@@ -30,16 +38,36 @@ impl Schedule {
         }
     }
 
-    /// Entries waiting for their turn (not in flight).
+    /// Unsettled entries, waiting or in flight.
     pub(super) fn len(&self) -> usize {
-        self.scheduled.len()
+        self.own.len() + self.owed.len()
+    }
+
+    /// Unsettled entries carrying the user's own messages.
+    pub(super) fn own_len(&self) -> usize {
+        self.own.len()
+    }
+
+    /// Unsettled entries owed to contacts.
+    pub(super) fn owed_len(&self) -> usize {
+        self.owed.len()
+    }
+
+    /// A new entry, due at `at`; `own` when it carries a user's message.
+    pub(super) fn add(&mut self, id: OutboxId, at: Instant, own: bool) {
+        if own {
+            self.own.insert(id);
+        } else {
+            self.owed.insert(id);
+        }
+        self.schedule(id, at);
     }
 
     pub(super) fn ids(&self) -> impl Iterator<Item = OutboxId> + '_ {
         self.scheduled.keys().copied()
     }
 
-    /// (Re)schedules `id` at `at`.
+    /// Reschedules an entry at `at`.
     pub(super) fn schedule(&mut self, id: OutboxId, at: Instant) {
         if let Some(old) = self.scheduled.insert(id, at) {
             self.due.remove(&(old, id));
@@ -47,10 +75,13 @@ impl Schedule {
         self.due.insert((at, id));
     }
 
+    /// The entry is settled (delivered, failed or gone).
     pub(super) fn unschedule(&mut self, id: &OutboxId) {
         if let Some(at) = self.scheduled.remove(id) {
             self.due.remove(&(at, *id));
         }
+        self.own.remove(id);
+        self.owed.remove(id);
     }
 
     /// When the next entry may start; none while every delivery slot is taken (a result

@@ -20,7 +20,7 @@ impl Delivery {
             .first()
             .ok_or_else(|| DeliveryError::InvalidCard("contact card lists no mailbox".into()))?;
         let now = self.clock.now_secs();
-        // The user writes texts (receipts go to strangers too): never evict this peer for one.
+        // The user writes texts: never evict this peer for a stranger.
         if inner.kind == InnerKind::Text as i32 {
             self.sessions
                 .set_known(&contact.identity.identity_key, true);
@@ -72,12 +72,23 @@ impl Delivery {
             .ok_or_else(|| DeliveryError::internal("session state missing after seal/open"))
     }
 
+    /// Whether another entry owed to a contact fits (its own bound, apart from the user's).
+    pub(super) fn owed_room(&self) -> Result<(), DeliveryError> {
+        if self.schedule.owed_len() >= self.settings.max_outbox {
+            return Err(DeliveryError::OutboxFull {
+                queued: self.schedule.owed_len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Seals a receipt or other control message and queues it; it is not a conversation entry.
     pub(super) fn queue_control(
         &mut self,
         contact: &ContactCard,
         inner: &InnerMessage,
     ) -> Result<(), DeliveryError> {
+        self.owed_room()?;
         let envelope = self.seal(contact, inner)?;
         let peer = IdentityKey(contact.identity.identity_key);
         let outbox_id = OutboxId::random();
@@ -88,7 +99,8 @@ impl Delivery {
             .put_outbox(&outbox)
             .put_session(&peer.0, &session)
             .commit()?;
-        self.schedule.schedule(outbox_id, Instant::now());
+        self.schedule.add(outbox_id, Instant::now(), false);
+        self.metrics.outbox_depth.set(self.schedule.len() as i64);
         Ok(())
     }
 }

@@ -104,6 +104,7 @@ pub fn message(id: [u8; 16], peer: [u8; 32], received_at_ms: u64, incoming: bool
         relays: 0,
         envelope_id: None,
         updated_at_ms: received_at_ms,
+        held: false,
     }
 }
 

@@ -60,6 +60,10 @@ pub enum Command {
     },
     /// Print events (new messages, delivery states) as JSON lines until interrupted.
     Watch(ClientArgs),
+    /// Message requests: strangers who wrote first. Nothing is sent back to them until you
+    /// accept.
+    #[command(subcommand)]
+    Requests(RequestCmd),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -128,8 +132,52 @@ pub enum ContactCmd {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List contacts.
+    /// List contacts (blocked ones marked).
     List(ClientArgs),
+    /// Remove a contact (its conversation stays); its next message is a request.
+    Remove {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+    },
+    /// Block an address: its messages are dropped unread.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+    },
+    /// Unblock an address.
+    Unblock {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCmd {
+    /// List pending requests (read one with `inbox --peer ADDRESS`).
+    List(ClientArgs),
+    /// Accept a request: the sender becomes a contact and its messages join the inbox.
+    Accept {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Block the sender of a request; its messages are deleted.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+    },
+    /// Delete a request and its messages.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use clap::Parser;
 use tokenim_node::Client;
 use tokenim_node::config::{self, Config};
 
-use cli::{Cli, ClientArgs, Command, ContactCmd, RunArgs, TokenCmd};
+use cli::{Cli, ClientArgs, Command, ContactCmd, RequestCmd, RunArgs, TokenCmd};
 
 mod cli;
 mod demo;
@@ -49,6 +49,29 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
                 .await
         }
         Command::Contact(ContactCmd::List(c)) => connect(&data_dir, &c)?.list_contacts().await,
+        Command::Contact(ContactCmd::Remove { client, address }) => {
+            connect(&data_dir, &client)?.remove_contact(&address).await
+        }
+        Command::Contact(ContactCmd::Block { client, address })
+        | Command::Requests(RequestCmd::Block { client, address }) => {
+            connect(&data_dir, &client)?.block(&address).await
+        }
+        Command::Contact(ContactCmd::Unblock { client, address }) => {
+            connect(&data_dir, &client)?.unblock(&address).await
+        }
+        Command::Requests(RequestCmd::List(c)) => connect(&data_dir, &c)?.list_requests().await,
+        Command::Requests(RequestCmd::Accept {
+            client,
+            address,
+            name,
+        }) => {
+            connect(&data_dir, &client)?
+                .accept_request(&address, name.as_deref())
+                .await
+        }
+        Command::Requests(RequestCmd::Delete { client, address }) => {
+            connect(&data_dir, &client)?.delete_request(&address).await
+        }
         Command::Send { client, to, text } => connect(&data_dir, &client)?.send(&to, &text).await,
         Command::Inbox {
             client,

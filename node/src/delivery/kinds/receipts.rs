@@ -29,7 +29,10 @@ impl Delivery {
             .set_message_state(&id.0, MessageState::Read, None)?
             .unwrap_or(record);
         self.events.emit(NodeEvent::MessageState(updated.clone()));
-        self.send_receipt(peer, InnerKind::ReadReceipt, &[id]);
+        // Reading a request tells its sender nothing.
+        if self.is_contact(&peer) {
+            self.send_receipt(peer, InnerKind::ReadReceipt, &[id]);
+        }
         Ok(updated)
     }
 

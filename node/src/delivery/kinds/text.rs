@@ -1,7 +1,7 @@
 //! Text messages: the conversation entries users write.
 
 use tokenim_crypto::{InnerKind, InnerMessage};
-use tokenim_store::{Direction, MessageRecord, MessageState, Txn};
+use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Txn};
 use tokio::time::Instant;
 use tracing::debug_span;
 
@@ -22,10 +22,26 @@ impl Delivery {
         to: IdentityKey,
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
-        if self.schedule.len() >= self.settings.max_outbox {
+        if self.schedule.own_len() >= self.settings.max_outbox {
             return Err(DeliveryError::OutboxFull {
-                queued: self.schedule.len(),
+                queued: self.schedule.own_len(),
             });
+        }
+        match self.standing(&to)?.map(|c| c.state) {
+            Some(ContactState::Accepted) => {}
+            Some(ContactState::Request) => {
+                return Err(DeliveryError::NotAContact(format!(
+                    "{} wrote a message request: accept it before writing back",
+                    to.address()
+                )));
+            }
+            Some(ContactState::Blocked) => {
+                return Err(DeliveryError::NotAContact(format!(
+                    "{} is blocked",
+                    to.address()
+                )));
+            }
+            None => return Err(DeliveryError::UnknownContact(to.address())),
         }
         let contact = self.cards.contact(&self.store, &to)?;
         // The recipient learns our card from the first messages of a session; after that it
@@ -62,6 +78,7 @@ impl Delivery {
             relays: 0,
             envelope_id: Some(envelope.id()),
             updated_at_ms: sent_at_ms,
+            held: false,
         };
         // A message's outbox entry shares its id.
         let outbox_id = OutboxId(id.0);
@@ -74,7 +91,8 @@ impl Delivery {
             .put_session(&to.0, &session)
             .commit()?;
         self.metrics.messages_sent.inc();
-        self.schedule.schedule(outbox_id, Instant::now());
+        self.schedule.add(outbox_id, Instant::now(), true);
+        self.metrics.outbox_depth.set(self.schedule.len() as i64);
         self.events.emit(NodeEvent::Message(record.clone()));
         Ok(record)
     }
@@ -119,11 +137,23 @@ impl Delivery {
             relays: 0,
             envelope_id: None,
             updated_at_ms: now,
+            held: false,
         };
-        let txn = txn
-            .put_message(&record)
-            .mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
+        let txn = txn.mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
         inbound.seen.insert((peer, id));
+        if inbound.requesters.contains(&peer) {
+            // A stranger's text waits as a request: no receipt, announced as a request.
+            let (txn, held) = self.hold_request(record, txn)?;
+            let Some(record) = held else {
+                return Ok((txn, false)); // the request is full: dropped, and counted
+            };
+            inbound.held.insert(peer);
+            if self.events.listening() {
+                inbound.events.push(NodeEvent::MessageRequest(record));
+            }
+            return Ok((txn, false));
+        }
+        let txn = txn.put_message(&record);
         self.metrics.messages_received.inc();
         // A message that came through a relay gets an end-to-end delivery receipt.
         if via_relay {

@@ -102,6 +102,7 @@ fn settings() -> Settings {
         max_inflight: 256,
         max_inflight_per_peer: 32,
         max_outbox: 1000,
+        requests: RequestLimits::default(),
     }
 }
 
@@ -115,6 +116,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
                 card_uri: p.card(),
                 added_at: T0_MS / 1000,
                 updated_at: T0_MS / 1000,
+                state: tokenim_store::ContactState::Accepted,
             })
             .expect("contact");
     }
@@ -436,3 +438,5 @@ async fn a_resent_envelope_is_stored_and_announced_once() {
     let (inbox, _) = r.store.list_messages(None, 10, None).expect("inbox");
     assert_eq!(inbox.len(), 1);
 }
+
+mod consent;
