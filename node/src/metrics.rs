@@ -21,6 +21,7 @@ pub struct Metrics {
     pub relay_expired: Counter,
     pub relay_pushes_skipped: Counter,
     pub acks_rejected: Counter,
+    pub gossip_unvouched: Counter,
 }
 
 impl Metrics {
@@ -93,6 +94,12 @@ impl Metrics {
                 "acks_rejected",
                 "Acks refused (malformed, forged, replayed, foreign)",
                 &m.acks_rejected,
+            ),
+            (
+                "gossip_unvouched",
+                "Envelopes on the shard topics refused because no relay of this relay's mesh \
+                 signed them within the time window (plain peers, relays outside the mesh, replays)",
+                &m.gossip_unvouched,
             ),
         ];
         for (name, help, counter) in counters {

@@ -7,6 +7,7 @@ mod api;
 mod cli;
 mod data_dir;
 mod hostile_apps;
+mod mesh;
 mod messaging;
 mod relay;
 mod stalled_peers;
