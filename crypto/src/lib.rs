@@ -1,5 +1,6 @@
 //! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
-//! envelopes, and the signed receipts/acks of the relay protocol.
+//! envelopes, and the signed receipts/acks of the relay protocol and the copies relays sign for
+//! each other.
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod message;
 pub mod pb;
 pub mod receipt;
+pub mod relayed;
 pub mod session;
 mod sign;
 
@@ -23,6 +25,7 @@ pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
 pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_REF_IDS};
 pub use pb::{InnerKind, InnerMessage};
 pub use receipt::{CustodyReceipt, MAX_BATCH_IDS, MailboxAck, Registration};
+pub use relayed::RelayedEnvelope;
 pub use session::{NOISE_PROLOGUE, NOISE_PROTOCOL, Opened, SessionPolicy, Sessions};
 
 /// Re-exported so that callers name the same key types as this crate.

@@ -18,7 +18,7 @@ pub const MIN_CHALLENGE_BYTES: usize = 16;
 /// Longest relay challenge accepted.
 pub const MAX_CHALLENGE_BYTES: usize = 64;
 
-fn check_window(timestamp: u64, now: u64, window_secs: u64) -> Result<()> {
+pub(crate) fn check_window(timestamp: u64, now: u64, window_secs: u64) -> Result<()> {
     if timestamp.abs_diff(now) > window_secs {
         return Err(CryptoError::OutsideTimeWindow {
             timestamp,
@@ -485,6 +485,7 @@ mod tests {
             CTX_CUSTODY_RECEIPT,
             CTX_MAILBOX_ACK,
             CTX_REGISTRATION,
+            crate::sign::CTX_RELAYED_ENVELOPE,
         ];
         for a in ctxs {
             let sig = sign::sign(&k, a, &[b"same fields"]);

@@ -13,7 +13,7 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use tokenim_crypto::{
     Address, ContactCard, CustodyReceipt, Envelope, Identity, InnerKind, InnerMessage, MailboxAck,
-    MailboxId, PublicIdentity, Registration, RelayInfo, SessionPolicy, Sessions,
+    MailboxId, PublicIdentity, Registration, RelayInfo, RelayedEnvelope, SessionPolicy, Sessions,
 };
 
 fn seed(first: u8) -> [u8; 32] {
@@ -173,6 +173,7 @@ fn receipt_vectors() {
     );
     let ack = mk.sign_ack(&rk, &[mid, seed(0xc0)], 1_700_000_500);
     let reg = mk.sign_registration(&rk, &seed(0xe0), 1_700_000_010);
+    let copy = RelayedEnvelope::sign(&relay, seed(0xf0).to_vec(), 1_700_000_020);
     let v = check(
         "receipts",
         json!({
@@ -180,6 +181,7 @@ fn receipt_vectors() {
             "custody_receipt": h(rc.to_bytes()),
             "mailbox_ack": h(ack.to_bytes()),
             "registration": h(reg.to_bytes()),
+            "relayed_envelope": h(copy.to_bytes()),
         }),
     );
     CustodyReceipt::from_bytes(&unhex(&v["custody_receipt"]))
@@ -194,6 +196,9 @@ fn receipt_vectors() {
         .unwrap()
         .verify(&rk, &seed(0xe0), 1_700_000_010, 60)
         .unwrap();
+    let copy = RelayedEnvelope::from_bytes(&unhex(&v["relayed_envelope"])).unwrap();
+    copy.verify(1_700_000_020, 60).unwrap();
+    assert_eq!((copy.relay_key, copy.envelope), (rk, seed(0xf0).to_vec()));
 }
 
 fn msg(n: u8, body: &str) -> InnerMessage {

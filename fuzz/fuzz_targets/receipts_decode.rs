@@ -1,9 +1,10 @@
-//! Receipt, ack, registration and identity decoders (+ verification) on arbitrary bytes.
+//! Receipt, ack, registration, relayed-envelope and identity decoders (+ verification) on
+//! arbitrary bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tokenim_crypto::{
-    CustodyReceipt, Identity, MailboxAck, MailboxId, PublicIdentity, Registration,
+    CustodyReceipt, Identity, MailboxAck, MailboxId, PublicIdentity, Registration, RelayedEnvelope,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = Registration::from_bytes(data) {
         let _ = r.verify(&r.relay_key, &r.challenge, r.timestamp, 0);
+    }
+    if let Ok(r) = RelayedEnvelope::from_bytes(data) {
+        let _ = r.verify(r.stored_at, 0);
     }
     if let Ok(p) = PublicIdentity::from_bytes(data) {
         p.verify().expect("from_bytes verifies");

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub requests: Gauge,
     pub requests_dropped: Counter,
     pub from_blocked: Counter,
+    pub gossip_unvouched: Counter,
 }
 
 impl Metrics {
@@ -106,6 +107,12 @@ impl Metrics {
                 "acks_rejected",
                 "Acks refused (malformed, forged, replayed, foreign)",
                 &m.acks_rejected,
+            ),
+            (
+                "gossip_unvouched",
+                "Envelopes on the shard topics refused because no relay of this relay's mesh \
+                 signed them within the time window (plain peers, relays outside the mesh, replays)",
+                &m.gossip_unvouched,
             ),
         ];
         for (name, help, counter) in counters {

@@ -227,7 +227,8 @@ fn home_relays(s: &Scenario, i: usize) -> Vec<usize> {
 }
 
 /// Relays, spread round-robin over the regions that hold nodes. Each relay bootstraps to the
-/// relays before it, so the relays form a full mesh for mailbox gossip.
+/// relays before it, so the relays are connected; the runner lists all of them in each relay's
+/// `[relay] mesh`, so they form one mesh for mailbox gossip.
 fn relay_plans(s: &Scenario) -> impl Iterator<Item = NodePlan> + '_ {
     let mut regions: Vec<usize> = (0..s.regions.len())
         .filter(|&i| s.regions[i].share > 0.0)

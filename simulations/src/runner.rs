@@ -430,6 +430,13 @@ impl Sim {
         cfg.network.home_relays = node.plan.home_relays.iter().map(|&p| addr(p)).collect();
         if node.plan.relay {
             cfg.relay.enabled = true;
+            // All relays of the scenario form one mesh (gossip between them is mutual).
+            cfg.relay.mesh = self
+                .nodes
+                .iter()
+                .filter(|n| n.plan.relay && n.index != node.index)
+                .map(|n| n.peer_id.to_string())
+                .collect();
             // Every personal node may hold a connection to its home relay.
             cfg.network.max_connections = cfg
                 .network

@@ -8,6 +8,7 @@ mod cli;
 mod consent;
 mod data_dir;
 mod hostile_apps;
+mod mesh;
 mod messaging;
 mod relay;
 mod stalled_peers;

@@ -27,10 +27,10 @@ pub(crate) const LEN_PREFIX: usize = 4;
 /// Bytes of an init frame that are not the HandshakePayload.
 pub(crate) const INIT_FIXED_OVERHEAD: usize = HANDSHAKE_HEADER + IK1_OVERHEAD + LEN_PREFIX;
 /// Bytes of an encoded HandshakePayload that are not the inner message (worst case): init_id,
-/// created_at, sequence, sender (a PublicIdentity of 134 bytes), and the tag + length (< 2^21)
-/// of the inner message field.
+/// reply_id, created_at, sequence, sender (a PublicIdentity of 134 bytes), and the tag + length
+/// (< 2^21) of the inner message field.
 pub(crate) const INIT_PAYLOAD_OVERHEAD: usize =
-    (1 + 1 + ID_LEN) + 11 + 11 + (1 + varint_len(134) + 134) + (1 + 3);
+    2 * (1 + 1 + ID_LEN) + 11 + 11 + (1 + varint_len(134) + 134) + (1 + 3);
 /// Bytes of a transport frame that are not the InnerMessage.
 pub(crate) const TRANSPORT_OVERHEAD: usize = TRANSPORT_HEADER + LEN_PREFIX + TAG_LEN;
 /// Response frames are always the smallest bucket.
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(INIT_PAYLOAD_OVERHEAD, 18 + 11 + 11 + 137 + 4);
+        assert_eq!(INIT_PAYLOAD_OVERHEAD, 2 * 18 + 11 + 11 + 137 + 4);
         assert_eq!(transport_frame_len(1024), Some(2048));
         assert_eq!(init_frame_len(0), Some(512));
     }

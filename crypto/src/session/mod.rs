@@ -10,16 +10,20 @@
 //!   only travels on sessions A initiated; B writes to A on sessions B initiated.
 //! * **Init** (IK message 1) carries a message, so every message sent before B answers is
 //!   self-contained and readable by B whenever it comes online. Each init uses a fresh
-//!   ephemeral key and a fresh random 16-byte `init_id`. Its payload (`HandshakePayload`) holds
-//!   the sender's [`PublicIdentity`] — the sender appears only inside the encryption — and
-//!   must match the Noise static key that sent it.
+//!   ephemeral key and two fresh random 16-byte ids: `init_id`, in clear in the frame header
+//!   (and repeated inside, binding it), and `reply_id`, inside the encryption only. Its payload
+//!   (`HandshakePayload`) holds the sender's [`PublicIdentity`] — the sender appears only
+//!   inside the encryption — and must match the Noise static key that sent it.
 //! * **Response** (IK message 2, empty padded payload): B writes it as soon as it reads an
 //!   init ([`Opened::reply`]; the node sends it back to A like any message) and keeps the
-//!   receive key. A, on reading it, keeps the send key and uses **transport** frames from then
-//!   on. A keeps at most `max_pending` outstanding inits per peer, in memory only (snow's
-//!   `HandshakeState` cannot be serialised: losing them on restart costs another handshake,
-//!   never a message). A response for an unknown init is an error ([`CryptoError::UnknownSession`]),
-//!   never a panic; a response older than the current send session is ignored.
+//!   receive key. Its header carries the init's `reply_id`, not its `init_id`: a relay or
+//!   gossip peer that sees both frames (B's mailbox and A's) cannot pair them by id, so it
+//!   cannot link the two mailboxes that way. A finds the pending init by `reply_id`, keeps the
+//!   send key and uses **transport** frames from then on. A keeps at most `max_pending`
+//!   outstanding inits per peer, in memory only (snow's `HandshakeState` cannot be serialised:
+//!   losing them on restart costs another handshake, never a message). A response for an
+//!   unknown init is an error ([`CryptoError::UnknownSession`]), never a panic; a response
+//!   older than the current send session is ignored.
 //! * B keeps at most `max_inbound` receive sessions per peer, ordered by the initiator's
 //!   `(created_at, sequence)`; beyond that, the oldest that has carried no transport frame is
 //!   dropped, else the oldest (forward secrecy). A burst of inits therefore never pushes out
@@ -52,8 +56,16 @@
 //!   inits: its next transport frame is [`CryptoError::UnknownSession`] and the next message
 //!   starts a new handshake.
 //! * **Frames** are `kind (1=init, 2=response, 3=transport) || id (16) || [nonce u64 BE] ||
-//!   noise message`; the plaintext is `u32 BE length || payload || zero padding` so that the
-//!   frame is exactly one size bucket long (512, 2048, 8192, 32768, 65536).
+//!   noise message`, the id being the `init_id`, the `reply_id` or the transport session id;
+//!   the plaintext is `u32 BE length || payload || zero padding` so that the frame is exactly
+//!   one size bucket long (512, 2048, 8192, 32768, 65536).
+//! * **What the clear header still links:** the transport session id and the explicit nonce
+//!   are the same (resp. counting up) in every transport frame of one session, so whoever sees
+//!   them (the recipient's relays, the mesh) can tell which envelopes of a mailbox came over
+//!   one session, i.e. from one sender, and how many. Hiding them would need either trial
+//!   decryption against every receive session (unbounded work per frame, chosen by strangers)
+//!   or per-frame ids looked up in a table of ids precomputed per session (memory per session ×
+//!   window, and late frames beyond it lost); `docs/security.md` argues it as accepted.
 //!
 //! # Caller duties
 //!
@@ -162,7 +174,7 @@ pub struct Sessions {
     peers: HashMap<[u8; 32], Peer>,
     /// Receive session id → peer identity key.
     recv_index: HashMap<[u8; ID_LEN], [u8; 32]>,
-    /// Pending init id → peer identity key.
+    /// Reply id of a pending init (what its response will carry) → peer identity key.
     pending_index: HashMap<[u8; ID_LEN], [u8; 32]>,
     /// Peers the caller marked as known (its contacts), held or not: never evicted.
     known: HashSet<[u8; 32]>,
@@ -291,6 +303,9 @@ impl Sessions {
             }
         }
         let init_id: [u8; ID_LEN] = random(&mut self.rng);
+        // The response comes back under this id, which only the responder learns: nobody
+        // who sees both frames can pair them by their ids.
+        let reply_id: [u8; ID_LEN] = random(&mut self.rng);
         let hs_seed: [u8; 32] = random(&mut self.rng);
         peer.init_seq += 1;
         let seq = peer.init_seq;
@@ -302,6 +317,7 @@ impl Sessions {
                 sender: Some(me.public_ref().to_pb()),
                 inner: Some(inner.clone()),
                 sequence: seq,
+                reply_id: reply_id.to_vec(),
             }
             .encode_to_vec(),
         );
@@ -321,15 +337,15 @@ impl Sessions {
             return Err(CryptoError::FrameMalformed("init length mismatch"));
         }
         peer.pending.push_back(Pending {
-            init_id,
+            reply_id,
             hs,
             created_at: now_secs,
             seq,
         });
-        self.pending_index.insert(init_id, to.identity_key);
+        self.pending_index.insert(reply_id, to.identity_key);
         while peer.pending.len() > self.policy.max_pending.max(1) {
             if let Some(old) = peer.pending.pop_front() {
-                self.pending_index.remove(&old.init_id);
+                self.pending_index.remove(&old.reply_id);
             }
         }
         Ok(out)
@@ -389,7 +405,7 @@ impl Sessions {
             self.recv_index.insert(s.id, key);
         }
         for p in &restored.pending {
-            self.pending_index.insert(p.init_id, key);
+            self.pending_index.insert(p.reply_id, key);
         }
         let last_active = restored.last_active;
         self.insert_peer(restored, last_active);
@@ -508,7 +524,7 @@ impl Sessions {
                 self.recv_index.remove(&s.id);
             }
             for q in &p.pending {
-                self.pending_index.remove(&q.init_id);
+                self.pending_index.remove(&q.reply_id);
             }
         }
     }
@@ -523,7 +539,7 @@ impl Sessions {
                 if p.identity.dh_key != who.dh_key {
                     p.send = None;
                     for q in p.pending.drain(..) {
-                        self.pending_index.remove(&q.init_id);
+                        self.pending_index.remove(&q.reply_id);
                     }
                 }
                 p.identity = who.clone();
@@ -560,6 +576,10 @@ impl Sessions {
         if hp.init_id != init_id {
             return Err(CryptoError::FrameMalformed("init id differs from header"));
         }
+        let reply_id: [u8; ID_LEN] =
+            hp.reply_id.as_slice().try_into().map_err(|_| {
+                CryptoError::malformed("handshake payload", "reply id is not 16 bytes")
+            })?;
         let sender = PublicIdentity::from_pb(
             hp.sender
                 .as_ref()
@@ -598,7 +618,7 @@ impl Sessions {
         }
         let mut out = vec![0u8; RESPONSE_LEN];
         out[0] = KIND_RESPONSE;
-        out[1..HANDSHAKE_HEADER].copy_from_slice(&init_id);
+        out[1..HANDSHAKE_HEADER].copy_from_slice(&reply_id);
         let pt = frame::pad(&[], RESPONSE_PLAINTEXT);
         hs.write_message(&pt, &mut out[HANDSHAKE_HEADER..])
             .map_err(noise::err)?;
@@ -636,10 +656,10 @@ impl Sessions {
         })
     }
 
-    fn open_response(&mut self, init_id: [u8; ID_LEN], frame: &[u8], now: u64) -> Result<Opened> {
+    fn open_response(&mut self, reply_id: [u8; ID_LEN], frame: &[u8], now: u64) -> Result<Opened> {
         let key = *self
             .pending_index
-            .get(&init_id)
+            .get(&reply_id)
             .ok_or(CryptoError::UnknownSession)?;
         let peer = self
             .peers
@@ -648,7 +668,7 @@ impl Sessions {
         let pos = peer
             .pending
             .iter()
-            .position(|p| p.init_id == init_id)
+            .position(|p| p.reply_id == reply_id)
             .ok_or(CryptoError::UnknownSession)?;
         let mut buf = Zeroizing::new(vec![0u8; frame.len() - HANDSHAKE_HEADER]);
         // On failure snow rolls the handshake back, so a forged response cannot kill the
@@ -660,7 +680,7 @@ impl Sessions {
         let Some(mut p) = peer.pending.remove(pos) else {
             return Err(CryptoError::UnknownSession);
         };
-        self.pending_index.remove(&init_id);
+        self.pending_index.remove(&reply_id);
         frame::unpad(&buf[..n])?;
         let (k1, mut k2) = p.hs.dangerously_get_raw_split();
         k2.zeroize();
@@ -679,7 +699,7 @@ impl Sessions {
             peer.pending.retain(|q| {
                 let keep = q.seq > p.seq;
                 if !keep {
-                    index.remove(&q.init_id);
+                    index.remove(&q.reply_id);
                 }
                 keep
             });

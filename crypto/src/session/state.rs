@@ -39,7 +39,8 @@ pub(crate) struct RecvSession {
 
 /// An init we sent and whose response we wait for (memory only: snow cannot serialise it).
 pub(crate) struct Pending {
-    pub(crate) init_id: [u8; ID_LEN],
+    /// The id its response carries (sent inside the encrypted init, never in clear with it).
+    pub(crate) reply_id: [u8; ID_LEN],
     pub(crate) hs: HandshakeState,
     pub(crate) created_at: u64,
     pub(crate) seq: u64,

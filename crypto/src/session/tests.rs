@@ -256,6 +256,24 @@ fn a_rekey_keeps_the_old_session_until_answered() {
     assert_eq!(sb.open(&b, &next, 100).unwrap().inner.unwrap(), text(30));
 }
 
+/// An init frame from `a` to `b` carrying `payload` as it is, under header id `init_id`.
+fn handcrafted_init(
+    a: &Identity,
+    b: &Identity,
+    init_id: [u8; ID_LEN],
+    payload: &pb::HandshakePayload,
+) -> Vec<u8> {
+    let payload = payload.encode_to_vec();
+    let mut hs = noise::initiator(&a.dh_secret_bytes(), &b.public().dh_key, [8; 32]).unwrap();
+    let len = frame::init_frame_len(payload.len()).unwrap();
+    let pt = frame::pad(&payload, frame::init_plaintext_len(len));
+    let mut f = vec![0u8; len];
+    f[0] = KIND_INIT;
+    f[1..HANDSHAKE_HEADER].copy_from_slice(&init_id);
+    hs.write_message(&pt, &mut f[HANDSHAKE_HEADER..]).unwrap();
+    f
+}
+
 /// An init whose payload names another identity than the Noise static key is refused.
 #[test]
 fn sender_must_match_noise_static_key() {
@@ -268,15 +286,9 @@ fn sender_must_match_noise_static_key() {
         sender: Some(c.public().to_pb()), // claims to be C, but handshakes with A's key
         inner: Some(text(1)),
         sequence: 1,
-    }
-    .encode_to_vec();
-    let mut hs = noise::initiator(&a.dh_secret_bytes(), &b.public().dh_key, [8; 32]).unwrap();
-    let len = frame::init_frame_len(payload.len()).unwrap();
-    let pt = frame::pad(&payload, frame::init_plaintext_len(len));
-    let mut f = vec![0u8; len];
-    f[0] = KIND_INIT;
-    f[1..HANDSHAKE_HEADER].copy_from_slice(&init_id);
-    hs.write_message(&pt, &mut f[HANDSHAKE_HEADER..]).unwrap();
+        reply_id: vec![8; ID_LEN],
+    };
+    let f = handcrafted_init(&a, &b, init_id, &payload);
     let mut sb = Sessions::with_seed(SessionPolicy::default(), [9; 32]);
     assert!(matches!(
         sb.open(&b, &f, 1),
@@ -289,6 +301,63 @@ fn sender_must_match_noise_static_key() {
         sb.open(&b, &g, 1),
         Err(CryptoError::FrameMalformed(_))
     ));
+}
+
+/// A response carries the reply id the initiator put inside its init, not the init's clear
+/// id: an observer of both frames cannot pair them by their headers. The initiator finds its
+/// pending handshake by the reply id; a response under the init id is unknown to it.
+#[test]
+fn a_response_names_the_hidden_reply_id_not_the_init_id() {
+    let (a, b) = ids();
+    let mut sa = Sessions::with_seed(SessionPolicy::default(), [20; 32]);
+    let mut sb = Sessions::with_seed(SessionPolicy::default(), [21; 32]);
+    let bk = b.public().identity_key;
+    let init = sa.seal(&a, &b.public(), &text(1), 10).unwrap();
+    let response = sb.open(&b, &init, 10).unwrap().reply.unwrap();
+    let reply_id: [u8; ID_LEN] = response[1..HANDSHAKE_HEADER].try_into().unwrap();
+    assert_ne!(
+        reply_id,
+        init[1..HANDSHAKE_HEADER],
+        "response repeats the init id"
+    );
+    assert!(sa.pending_index.contains_key(&reply_id));
+    assert!(!contains(&init, &reply_id), "reply id in clear in the init");
+    // The same response relabelled with the init id finds nothing.
+    let mut relabelled = response.clone();
+    relabelled[1..HANDSHAKE_HEADER].copy_from_slice(&init[1..HANDSHAKE_HEADER]);
+    assert!(matches!(
+        sa.open(&a, &relabelled, 11),
+        Err(CryptoError::UnknownSession)
+    ));
+    sa.open(&a, &response, 11).unwrap();
+    assert!(sa.peers[&bk].send.is_some());
+    assert!(sa.pending_index.is_empty());
+    let t = sa.seal(&a, &b.public(), &text(2), 12).unwrap();
+    assert_eq!(t[0], KIND_TRANSPORT);
+    assert_eq!(sb.open(&b, &t, 12).unwrap().inner.unwrap(), text(2));
+}
+
+/// An init without a well-formed reply id is refused (there is no id to answer under).
+#[test]
+fn an_init_without_a_reply_id_is_refused() {
+    let (a, b) = ids();
+    let init_id = [7u8; ID_LEN];
+    for reply_id in [Vec::new(), vec![1; ID_LEN - 1], vec![1; ID_LEN + 1]] {
+        let payload = pb::HandshakePayload {
+            init_id: init_id.to_vec(),
+            created_at: 1,
+            sender: Some(a.public().to_pb()),
+            inner: Some(text(1)),
+            sequence: 1,
+            reply_id,
+        };
+        let f = handcrafted_init(&a, &b, init_id, &payload);
+        let mut sb = Sessions::with_seed(SessionPolicy::default(), [9; 32]);
+        assert!(matches!(
+            sb.open(&b, &f, 1),
+            Err(CryptoError::Malformed { .. })
+        ));
+    }
 }
 
 /// The table's indexes agree with the peers held: every stranger is in the eviction order once,
@@ -307,7 +376,7 @@ fn check_table(s: &Sessions) {
         assert!(s.peers[k].inbound.iter().any(|r| r.id == *id));
     }
     for (id, k) in &s.pending_index {
-        assert!(s.peers[k].pending.iter().any(|q| q.init_id == *id));
+        assert!(s.peers[k].pending.iter().any(|q| q.reply_id == *id));
     }
 }
 

@@ -44,6 +44,12 @@ pub struct RelayConfig {
     /// Threads that store, sign and page for the relay; 0 means two per CPU core (a page read
     /// that misses the cache waits for the disk, so one per core leaves cores idle).
     pub threads: usize,
+    /// The other relays of this relay's mesh, as peer ids (or multiaddrs ending in
+    /// `/p2p/<peer id>`): the only peers it gossips with on the mailbox shard topics, and the
+    /// only relays whose signed envelopes it takes from there. The relation must be mutual
+    /// (each lists the other). Empty: no gossip; senders still hand envelopes to every home
+    /// relay of a card directly.
+    pub mesh: Vec<String>,
 }
 
 impl RelayConfig {
@@ -55,6 +61,27 @@ impl RelayConfig {
                 .min(16),
             n => n,
         }
+    }
+
+    /// [`RelayConfig::mesh`], parsed; every entry must name an Ed25519 peer id (relays sign
+    /// with that key).
+    pub fn mesh_peers(&self) -> Result<Vec<libp2p::PeerId>, NodeError> {
+        self.mesh
+            .iter()
+            .map(|entry| {
+                let peer = entry.parse().ok().or_else(|| {
+                    let addr: libp2p::Multiaddr = entry.parse().ok()?;
+                    crate::net::peer_of(&addr)
+                });
+                peer.filter(|p| crate::mailbox::relay_key_of(p).is_some())
+                    .ok_or_else(|| {
+                        NodeError::Config(format!(
+                            "[relay] mesh entry {entry:?} must be an Ed25519 peer id or a \
+                             multiaddr ending in /p2p/<peer id>"
+                        ))
+                    })
+            })
+            .collect()
     }
 }
 
@@ -68,6 +95,7 @@ impl Default for RelayConfig {
             total_max_bytes: 10 * 1024 * 1024 * 1024,
             sync_writes: false,
             threads: 0,
+            mesh: Vec::new(),
         }
     }
 }

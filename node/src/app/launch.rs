@@ -244,6 +244,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let mesh = cfg.relay.mesh_peers()?;
     let net_cfg = net::NetworkConfig {
         listen: parse_addrs(&cfg.network.listen)?,
         bootstrap: parse_addrs(&cfg.network.bootstrap)?,
@@ -259,6 +260,8 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
             Vec::new()
         },
         request_timeout: Duration::from_secs(20),
+        // A relay gossips with its mesh only.
+        gossip_peers: cfg.relay.enabled.then(|| mesh.iter().copied().collect()),
     };
     let relay = if cfg.relay.enabled {
         let server = Relay::new(
@@ -266,7 +269,8 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
             relay_signing_key(&node_key)?,
             cfg.relay.retention_secs,
             metrics.clone(),
-        );
+        )
+        .with_mesh(mesh.iter().filter_map(mailbox::relay_key_of).collect());
         Some(RelayHandle::new(server, metrics.clone()))
     } else {
         None

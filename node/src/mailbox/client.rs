@@ -12,9 +12,7 @@ use tokenim_crypto::{CustodyReceipt, Envelope, Identity, MAX_BATCH_IDS, MailboxI
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::protocol::{
-    MAX_PAGE, MAX_STORE_BATCH, RelayRoute, gossip_envelope, relay_key_of, shard_topic,
-};
+use super::protocol::{MAX_PAGE, MAX_STORE_BATCH, RelayRoute, relay_key_of};
 use crate::net::wire::{self, MAX_BATCH_BYTES, RejectCode, pb};
 use crate::net::{DeliverError, NetworkHandle};
 use crate::time::now_secs;
@@ -217,7 +215,9 @@ async fn store_batch(
     }
 }
 
-/// Hands `envelope` to every relay; returns the receipts that verified.
+/// Hands `envelope` to every relay; returns the receipts that verified. Nothing goes on the
+/// shard topics from here: relays accept there only what a relay of their mesh signed, and
+/// each relay that stores the envelope signs and publishes it for its mesh.
 pub(crate) async fn store_at_relays(
     net: &NetworkHandle,
     batches: &StoreBatches,
@@ -233,14 +233,11 @@ pub(crate) async fn store_at_relays(
     let requests = relays
         .iter()
         .map(|r| batches.store(net, r, mailbox, id, envelope.to_vec()));
-    let receipts: Vec<_> = futures::future::join_all(requests)
+    futures::future::join_all(requests)
         .await
         .into_iter()
         .flatten()
-        .collect();
-    // Also on the mailbox's shard topic, so relays of the mesh that host it keep a copy.
-    net.publish(shard_topic(&mailbox), gossip_envelope(envelope.to_vec()));
-    receipts
+        .collect()
 }
 
 /// Registers this node's mailbox at `relay` and drains it.

@@ -1,13 +1,20 @@
 //! The mailbox protocol both roles share: limits, gossipsub shard topics, the relay routes a
 //! card names, and the key that signs a relay's receipts.
 
+use std::collections::HashSet;
+
 use libp2p::{Multiaddr, PeerId};
-use tokenim_crypto::{Envelope, MAX_BATCH_IDS, MailboxAck, MailboxId};
+use tokenim_crypto::ed25519_dalek::SigningKey;
+use tokenim_crypto::{Envelope, MAX_BATCH_IDS, MailboxAck, MailboxId, RelayedEnvelope};
 
 use crate::net::wire::{MAX_BATCH_BYTES, pb};
 
 /// Acks are accepted within this many seconds of the relay's clock.
 pub(crate) const ACK_WINDOW_SECS: u64 = 600;
+/// Relayed envelopes are accepted within this many seconds of the signing relay's clock:
+/// gossip takes seconds, the rest is for clock skew between relays. Replays within it are
+/// harmless (the envelope id dedupes), and after it a captured copy is worthless.
+pub(crate) const GOSSIP_WINDOW_SECS: u64 = 300;
 
 /// Most envelopes a relay hands out in one page.
 pub(crate) const MAX_PAGE: usize = 256;
@@ -42,9 +49,15 @@ pub(crate) fn all_topics() -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn gossip_envelope(envelope: Vec<u8>) -> Vec<u8> {
+/// The relays of a mesh, by the Ed25519 key behind their PeerId: whose relayed envelopes a
+/// relay stores and forwards (see [`check_gossip`]).
+pub(crate) type MeshKeys = HashSet<[u8; 32]>;
+
+/// An envelope this relay stored, signed for the rest of its mesh.
+pub(crate) fn relayed_gossip(key: &SigningKey, envelope: Vec<u8>, now_secs: u64) -> Vec<u8> {
+    let copy = RelayedEnvelope::sign(key, envelope, now_secs);
     prost::Message::encode_to_vec(&pb::Gossip {
-        kind: Some(pb::gossip::Kind::Envelope(envelope)),
+        kind: Some(pb::gossip::Kind::Relayed(copy.to_bytes())),
     })
 }
 
@@ -74,7 +87,8 @@ impl RelayRoute {
 /// A shard-topic message that a relay may forward, parsed once.
 #[derive(Debug)]
 pub(crate) enum ValidGossip {
-    /// An envelope that checks (its id is the hash of its ciphertext, its size a bucket).
+    /// An envelope that checks (its id is the hash of its ciphertext, its size a bucket),
+    /// freshly signed by a relay of the mesh.
     Envelope {
         envelope: Envelope,
         mailbox: MailboxId,
@@ -87,17 +101,34 @@ pub(crate) enum ValidGossip {
 /// Why a shard-topic message was rejected (each counts in its own metric).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum InvalidGossip {
+    /// Not a message of ours, or an envelope that does not check.
     Envelope,
+    /// An envelope no relay of the mesh signed, or signed out of its time window: what a
+    /// plain peer, a relay outside the mesh or a replay would publish.
+    Unvouched,
     Tombstone,
 }
 
-/// Checks a shard-topic message before it goes further; anything but a checked envelope or
-/// an owner-signed tombstone is rejected, and costs its sender score.
-pub(crate) fn check_gossip(data: &[u8], now_secs: u64) -> Result<ValidGossip, InvalidGossip> {
+/// Checks a shard-topic message before it goes further; anything but an envelope a relay of
+/// `mesh` signed within [`GOSSIP_WINDOW_SECS`] or an owner-signed tombstone is rejected, and
+/// costs its sender score. The signer is looked up before its signature is checked: an
+/// unknown one costs no signature check.
+pub(crate) fn check_gossip(
+    data: &[u8],
+    now_secs: u64,
+    mesh: &MeshKeys,
+) -> Result<ValidGossip, InvalidGossip> {
     let gossip =
         <pb::Gossip as prost::Message>::decode(data).map_err(|_| InvalidGossip::Envelope)?;
     match gossip.kind {
-        Some(pb::gossip::Kind::Envelope(bytes)) => {
+        Some(pb::gossip::Kind::Relayed(copy)) => {
+            let copy = RelayedEnvelope::from_bytes(&copy).map_err(|_| InvalidGossip::Envelope)?;
+            if !mesh.contains(&copy.relay_key) {
+                return Err(InvalidGossip::Unvouched);
+            }
+            copy.verify(now_secs, GOSSIP_WINDOW_SECS)
+                .map_err(|_| InvalidGossip::Unvouched)?;
+            let bytes = copy.envelope;
             let envelope = Envelope::decode_checked(&bytes).map_err(|_| InvalidGossip::Envelope)?;
             let mailbox = envelope.mailbox().map_err(|_| InvalidGossip::Envelope)?;
             Ok(ValidGossip::Envelope {

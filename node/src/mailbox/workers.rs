@@ -147,13 +147,17 @@ impl MailboxSink for RelayHandle {
     }
 
     fn gossip(&self, data: Vec<u8>) -> bool {
-        match check_gossip(&data, now_secs()) {
+        match check_gossip(&data, now_secs(), self.relay.mesh()) {
             Ok(gossip) => {
                 self.submit(Work::Gossip(gossip));
                 true
             }
             Err(InvalidGossip::Envelope) => {
                 self.metrics.envelopes_rejected.inc();
+                false
+            }
+            Err(InvalidGossip::Unvouched) => {
+                self.metrics.gossip_unvouched.inc();
                 false
             }
             Err(InvalidGossip::Tombstone) => {

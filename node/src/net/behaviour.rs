@@ -26,6 +26,11 @@ const MAX_STREAMS_PER_CONNECTION: usize = 48;
 
 const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");
 
+/// Gossipsub application score of a peer outside [`NetworkConfig::gossip_peers`]: far below the
+/// graylist threshold (-80), so nothing is published, forwarded or gossiped to it, it is never
+/// in a mesh, and what it sends is dropped unread.
+pub(super) const OUTSIDER_SCORE: f64 = -1000.0;
+
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)]
 pub(crate) struct Behaviour {
@@ -214,6 +219,8 @@ fn gossipsub_behaviour(topics: &[String]) -> Result<gossipsub::Behaviour, BuildE
             .iter()
             .map(|t| (gossipsub::IdentTopic::new(t.clone()).hash(), shard.clone()))
             .collect(),
+        // The application score only ever keeps outsiders off the topics ([`OUTSIDER_SCORE`]).
+        app_specific_weight: 1.0,
         ..Default::default()
     };
     behaviour.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;

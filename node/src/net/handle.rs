@@ -1,6 +1,7 @@
 //! The handle the rest of the node holds, the commands it sends the swarm task, and the
 //! events and routes the swarm task hands back.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
@@ -43,6 +44,10 @@ pub struct NetworkConfig {
     pub external: Vec<Multiaddr>,
     /// Gossipsub topics to join.
     pub topics: Vec<String>,
+    /// The only peers this node gossips with (a relay's mesh): every other peer is scored far
+    /// below gossipsub's graylist threshold, so it is neither sent nor heard on any topic.
+    /// `None`: no restriction.
+    pub gossip_peers: Option<HashSet<PeerId>>,
 }
 
 impl NetworkConfig {
@@ -60,6 +65,7 @@ impl NetworkConfig {
             relay_role: false,
             external: Vec::new(),
             topics: Vec::new(),
+            gossip_peers: None,
         }
     }
 }

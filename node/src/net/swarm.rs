@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::addr::{is_reachable, peer_of};
-use super::behaviour::{Behaviour, BehaviourEvent, Transport, build_swarm};
+use super::behaviour::{Behaviour, BehaviourEvent, OUTSIDER_SCORE, Transport, build_swarm};
 use super::circuit::CircuitListeners;
 use super::handle::{
     Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
@@ -109,6 +109,7 @@ pub(crate) async fn spawn(
         peers,
         rate: RateLimiter::new(cfg.inbound_per_peer_per_sec),
         mailbox,
+        gossip_peers: cfg.gossip_peers,
     };
     let join = tokio::spawn(task.run(cmd_rx));
     Ok((NetworkHandle { peer_id, tx }, ev_rx, join))
@@ -172,6 +173,7 @@ struct SwarmTask {
     peers: prometheus_client::metrics::gauge::Gauge,
     rate: RateLimiter,
     mailbox: Option<Arc<dyn MailboxSink>>,
+    gossip_peers: Option<HashSet<PeerId>>,
 }
 
 impl SwarmTask {
@@ -292,6 +294,15 @@ impl SwarmTask {
                     .or_default()
                     .insert(endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
+                    // Gossipsub has just added the peer and read nothing from it yet.
+                    if self
+                        .gossip_peers
+                        .as_ref()
+                        .is_some_and(|p| !p.contains(&peer_id))
+                    {
+                        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                        gossip.set_application_score(&peer_id, OUTSIDER_SCORE);
+                    }
                     self.peers.set(self.connected.len() as i64);
                     let _ = self.events.try_send(NetEvent::PeerConnected(peer_id));
                 }

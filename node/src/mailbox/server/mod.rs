@@ -14,8 +14,8 @@ use tokenim_store::{Store, StoreError};
 use tracing::{debug, warn};
 
 use super::protocol::{
-    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, ValidGossip, gossip_envelope,
-    shard_topic,
+    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, MeshKeys, ValidGossip,
+    relayed_gossip, shard_topic,
 };
 use crate::metrics::Metrics;
 use crate::net::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
@@ -45,6 +45,9 @@ pub struct Relay {
     challenges: Mutex<HashMap<PeerId, Challenge>>,
     /// Connected owners to push new envelopes to.
     subscribers: Mutex<HashMap<MailboxId, PeerId>>,
+    /// The relays whose signed envelopes this relay takes from gossip (its mesh); with none,
+    /// it gossips nothing.
+    mesh: MeshKeys,
     metrics: Metrics,
 }
 
@@ -81,8 +84,20 @@ impl Relay {
             retention_secs,
             challenges: Mutex::default(),
             subscribers: Mutex::default(),
+            mesh: MeshKeys::new(),
             metrics,
         }
+    }
+
+    /// The relays of this relay's mesh, by the Ed25519 key behind their PeerId.
+    #[must_use]
+    pub(crate) fn with_mesh(mut self, mesh: MeshKeys) -> Self {
+        self.mesh = mesh;
+        self
+    }
+
+    pub(crate) fn mesh(&self) -> &MeshKeys {
+        &self.mesh
     }
 
     pub fn handle(&self, peer: PeerId, kind: pb::request::Kind) -> (Response, Followup) {
@@ -189,7 +204,7 @@ impl Relay {
             if outcome.duplicate {
                 duplicates += 1;
             } else {
-                self.stored_followup(&mailbox, bytes, &mut followup);
+                self.stored_followup(&mailbox, bytes, !self.mesh.is_empty(), &mut followup);
             }
         }
         let response = Response {
@@ -201,14 +216,23 @@ impl Relay {
         (response, followup)
     }
 
-    fn stored_followup(&self, mailbox: &MailboxId, bytes: &[u8], followup: &mut Followup) {
+    /// A new envelope in custody: push it to its connected owner and, with `gossip`, sign it
+    /// for the mesh's other relays.
+    fn stored_followup(
+        &self,
+        mailbox: &MailboxId,
+        bytes: &[u8],
+        gossip: bool,
+        followup: &mut Followup,
+    ) {
         self.metrics.relay_stored.inc();
         if let Some(owner) = lock(&self.subscribers).get(mailbox) {
             followup.push.push((*owner, bytes.to_vec()));
         }
-        followup
-            .publish
-            .push((shard_topic(mailbox), gossip_envelope(bytes.to_vec())));
+        if gossip {
+            let copy = relayed_gossip(&self.key, bytes.to_vec(), now_secs());
+            followup.publish.push((shard_topic(mailbox), copy));
+        }
     }
 
     /// A checked message on a shard topic: store envelopes for mailboxes hosted here, apply
@@ -227,9 +251,8 @@ impl Relay {
                     .mailbox_put(&mailbox.0, &envelope.id(), &bytes, now_secs(), ttl)
                 {
                     Ok(outcome) if !outcome.duplicate => {
-                        self.stored_followup(&mailbox, &bytes, &mut followup);
                         // Already gossiped: only the owner push is left to do.
-                        followup.publish.clear();
+                        self.stored_followup(&mailbox, &bytes, false, &mut followup);
                     }
                     Ok(_) | Err(StoreError::MailboxNotRegistered) => {}
                     Err(e) => debug!(error = %e, "gossiped envelope not stored"),
@@ -390,7 +413,11 @@ impl Relay {
                 };
                 let followup = Followup {
                     push: Vec::new(),
-                    publish: vec![(shard_topic(&ack.mailbox), tombstone)],
+                    publish: if self.mesh.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![(shard_topic(&ack.mailbox), tombstone)]
+                    },
                 };
                 (response, followup)
             }

@@ -98,7 +98,9 @@ fn a_batch_is_stored_whole_under_one_receipt_or_not_at_all() {
     let store = Store::in_memory();
     let key = SigningKey::from_bytes(&[7; 32]);
     let relay_key = key.verifying_key().to_bytes();
-    let relay = Relay::new(store.clone(), key, 3600, Metrics::default());
+    // With a mesh, so that what it stores is gossiped.
+    let relay = Relay::new(store.clone(), key, 3600, Metrics::default())
+        .with_mesh(MeshKeys::from([[1; 32]]));
     let owner = Identity::from_seed([1; 32]).mailbox_key(0);
     let other = Identity::from_seed([2; 32]).mailbox_key(0);
     let now = now_secs();
@@ -286,37 +288,121 @@ fn refusals_do_not_say_how_full_a_mailbox_is() {
 }
 
 #[test]
-fn only_checked_envelopes_and_owner_signed_tombstones_pass_gossip_validation() {
-    use crate::mailbox::protocol::check_gossip;
-    let gossip_is_valid = |data: &[u8], now| check_gossip(data, now).is_ok();
+fn only_mesh_signed_envelopes_and_owner_signed_tombstones_pass_gossip_validation() {
+    use crate::mailbox::protocol::{GOSSIP_WINDOW_SECS, InvalidGossip, check_gossip};
+    let mesh_relay = SigningKey::from_bytes(&[8; 32]);
+    let outsider = SigningKey::from_bytes(&[9; 32]);
+    let mesh = MeshKeys::from([mesh_relay.verifying_key().to_bytes()]);
+    let check = |data: &[u8], now| check_gossip(data, now, &mesh).map(|_| ());
     let now = now_secs();
     let owner = Identity::from_seed([1; 32]).mailbox_key(0);
     let stranger = Identity::from_seed([2; 32]).mailbox_key(0);
-    let tombstone = |ack: Vec<u8>| {
-        prost::Message::encode_to_vec(&pb::Gossip {
-            kind: Some(pb::gossip::Kind::Tombstone(ack)),
-        })
-    };
+    let gossip = |kind| prost::Message::encode_to_vec(&pb::Gossip { kind: Some(kind) });
+    let tombstone = |ack: Vec<u8>| gossip(pb::gossip::Kind::Tombstone(ack));
     let envelope = Envelope::new(owner.id(), vec![3; 512], now, 600);
+    let bytes = prost::Message::encode_to_vec(&envelope);
     let ids = [envelope.id()];
     // A tombstone for any relay is fine if the owner signed it; a forged one is not.
     let signed = owner.sign_ack(&[9; 32], &ids, now);
     let mut forged = stranger.sign_ack(&[9; 32], &ids, now);
     forged.mailbox = owner.id();
-    assert!(gossip_is_valid(&tombstone(signed.to_bytes()), now));
-    assert!(!gossip_is_valid(&tombstone(forged.to_bytes()), now));
-    assert!(!gossip_is_valid(
-        &tombstone(
-            owner
-                .sign_ack(&[9; 32], &ids, now - 2 * ACK_WINDOW_SECS)
-                .to_bytes()
-        ),
-        now
-    ));
-    assert!(gossip_is_valid(
-        &gossip_envelope(prost::Message::encode_to_vec(&envelope)),
-        now
-    ));
-    assert!(!gossip_is_valid(&gossip_envelope(vec![3; 64]), now));
-    assert!(!gossip_is_valid(b"junk", now));
+    assert_eq!(check(&tombstone(signed.to_bytes()), now), Ok(()));
+    assert_eq!(
+        check(&tombstone(forged.to_bytes()), now),
+        Err(InvalidGossip::Tombstone)
+    );
+    let stale = owner.sign_ack(&[9; 32], &ids, now - 2 * ACK_WINDOW_SECS);
+    assert_eq!(
+        check(&tombstone(stale.to_bytes()), now),
+        Err(InvalidGossip::Tombstone)
+    );
+    // An envelope counts only as a relay of the mesh signed it, within the window.
+    assert_eq!(
+        check(&relayed_gossip(&mesh_relay, bytes.clone(), now), now),
+        Ok(())
+    );
+    for unvouched in [
+        relayed_gossip(&outsider, bytes.clone(), now),
+        relayed_gossip(&mesh_relay, bytes.clone(), now - GOSSIP_WINDOW_SECS - 1),
+        relayed_gossip(&mesh_relay, bytes.clone(), now + GOSSIP_WINDOW_SECS + 1),
+    ] {
+        assert_eq!(check(&unvouched, now), Err(InvalidGossip::Unvouched));
+    }
+    // An outsider's copy relabelled with a mesh relay's key does not verify.
+    let mut relabelled = tokenim_crypto::RelayedEnvelope::sign(&outsider, bytes.clone(), now);
+    relabelled.relay_key = mesh_relay.verifying_key().to_bytes();
+    let relabelled = gossip(pb::gossip::Kind::Relayed(relabelled.to_bytes()));
+    assert_eq!(check(&relabelled, now), Err(InvalidGossip::Unvouched));
+    // Even a mesh relay's signature does not make junk an envelope.
+    assert_eq!(
+        check(&relayed_gossip(&mesh_relay, vec![3; 64], now), now),
+        Err(InvalidGossip::Envelope)
+    );
+    assert_eq!(check(b"junk", now), Err(InvalidGossip::Envelope));
+    assert_eq!(
+        check(&gossip(pb::gossip::Kind::Relayed(bytes)), now),
+        Err(InvalidGossip::Envelope)
+    );
+}
+
+/// A relay with a mesh gossips what it stored, signed; a relay of that mesh stores the copy,
+/// a relay outside it does not; a relay without a mesh gossips nothing (neither envelopes nor
+/// tombstones).
+#[test]
+fn stored_envelopes_are_gossiped_signed_and_only_the_mesh_takes_them() {
+    use crate::mailbox::protocol::check_gossip;
+    let owner = Identity::from_seed([1; 32]).mailbox_key(0);
+    let (key_a, key_b) = (
+        SigningKey::from_bytes(&[7; 32]),
+        SigningKey::from_bytes(&[8; 32]),
+    );
+    let relay = |key: &SigningKey, mesh: MeshKeys| {
+        let store = Store::in_memory();
+        store.mailbox_register(&owner.id().0, 0).expect("register");
+        let relay = Relay::new(store.clone(), key.clone(), 3600, Metrics::default());
+        (relay.with_mesh(mesh), store)
+    };
+    let (a, _) = relay(&key_a, MeshKeys::from([key_b.verifying_key().to_bytes()]));
+    let (b, b_store) = relay(&key_b, MeshKeys::from([key_a.verifying_key().to_bytes()]));
+    let (lone, _) = relay(&key_a, MeshKeys::new());
+    let envelope = Envelope::new(owner.id(), vec![4; 512], now_secs(), 600);
+    let store = pb::request::Kind::Store(pb::StoreEnvelope {
+        envelopes: vec![prost::Message::encode_to_vec(&envelope)],
+    });
+    let (_, followup) = a.handle(PeerId::random(), store.clone());
+    let [(topic, data)] = followup.publish.as_slice() else {
+        panic!("one gossip message expected: {followup:?}");
+    };
+    assert_eq!(*topic, shard_topic(&owner.id()));
+    assert!(
+        check_gossip(data, now_secs(), lone.mesh()).is_err(),
+        "taken outside the mesh"
+    );
+    let copy = check_gossip(data, now_secs(), b.mesh()).expect("taken by the mesh");
+    let again = b.on_gossip(copy);
+    assert!(again.publish.is_empty(), "gossip is not published twice");
+    assert_eq!(
+        b_store
+            .mailbox_usage(&owner.id().0)
+            .expect("usage")
+            .messages,
+        1
+    );
+
+    let (_, followup) = lone.handle(PeerId::random(), store);
+    assert!(
+        followup.publish.is_empty(),
+        "a relay without a mesh gossiped"
+    );
+    let lone_key = key_a.verifying_key().to_bytes();
+    let ack = owner.sign_ack(&lone_key, &[envelope.id()], now_secs());
+    let ack = pb::request::Kind::Ack(pb::AckMailbox {
+        ack: ack.to_bytes(),
+    });
+    let (r, followup) = lone.handle(PeerId::random(), ack);
+    assert!(matches!(kind(&r), pb::response::Kind::Acked(a) if a.deleted == 1));
+    assert!(
+        followup.publish.is_empty(),
+        "a relay without a mesh gossiped a tombstone"
+    );
 }
