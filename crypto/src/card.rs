@@ -56,6 +56,8 @@ pub struct ContactCard {
     pub created_at: u64,
     /// Unix seconds; the card is refused after this.
     pub expires_at: u64,
+    /// An encoded first-contact [`crate::WriteGrant`] for the first mailbox; empty if none.
+    pub intro_grant: Vec<u8>,
 }
 
 impl ContactCard {
@@ -75,6 +77,7 @@ impl ContactCard {
             direct_addrs: Vec::new(),
             created_at: now,
             expires_at: now.saturating_add(valid_secs),
+            intro_grant: Vec::new(),
         }
     }
 
@@ -194,6 +197,9 @@ impl ContactCard {
         if self.created_at > self.expires_at {
             return bad("created after it expires");
         }
+        if self.intro_grant.len() > crate::MAX_GRANT_BYTES {
+            return bad("intro grant too long");
+        }
         Ok(())
     }
 
@@ -214,6 +220,7 @@ impl ContactCard {
             direct_addrs: self.direct_addrs.clone(),
             created_at: self.created_at,
             expires_at: self.expires_at,
+            intro_grant: self.intro_grant.clone(),
         }
     }
 
@@ -248,6 +255,7 @@ impl ContactCard {
             direct_addrs: p.direct_addrs,
             created_at: p.created_at,
             expires_at: p.expires_at,
+            intro_grant: p.intro_grant,
         })
     }
 }

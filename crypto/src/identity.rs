@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use crate::MessageId;
 use crate::address::Address;
 use crate::error::{CryptoError, Result};
+use crate::grant::{GrantScope, WriteGrant};
 use crate::pb;
 use crate::receipt::{MailboxAck, Registration};
 use crate::sign::{self, CTX_DH_KEY};
@@ -273,6 +274,19 @@ impl MailboxKey {
         now: u64,
     ) -> MailboxAck {
         MailboxAck::sign(&self.key, relay_key, message_ids, now)
+    }
+
+    /// The grant that lets the contact `contact_identity_key` store into this mailbox at
+    /// relays that require one; the same grant id every time for that contact.
+    pub fn contact_grant(&self, contact_identity_key: &[u8; 32], expires_at: u64) -> WriteGrant {
+        let id = WriteGrant::derive_id(&self.key, contact_identity_key);
+        WriteGrant::sign(&self.key, id, GrantScope::Contact, expires_at)
+    }
+
+    /// The first-contact grant a contact card carries.
+    pub fn first_contact_grant(&self, expires_at: u64) -> WriteGrant {
+        let id = WriteGrant::derive_id(&self.key, b"first contact");
+        WriteGrant::sign(&self.key, id, GrantScope::FirstContact, expires_at)
     }
 
     /// Proves ownership of the mailbox to the relay `relay_key` that sent `challenge`.

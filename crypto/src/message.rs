@@ -65,6 +65,9 @@ pub(crate) fn validate(m: &InnerMessage) -> Result<()> {
     if m.sender_card.len() > MAX_CARD_URI_BYTES {
         return Err(CryptoError::InvalidMessage("sender card too long"));
     }
+    if m.write_grant.len() > crate::MAX_GRANT_BYTES {
+        return Err(CryptoError::InvalidMessage("write grant too long"));
+    }
     Ok(())
 }
 
@@ -78,6 +81,7 @@ impl InnerMessage {
             ref_ids: Vec::new(),
             sent_at_ms,
             sender_card: String::new(),
+            write_grant: Vec::new(),
         }
     }
 
@@ -95,6 +99,7 @@ impl InnerMessage {
             ref_ids: ref_ids.iter().map(|r| r.to_vec()).collect(),
             sent_at_ms,
             sender_card: String::new(),
+            write_grant: Vec::new(),
         }
     }
 }

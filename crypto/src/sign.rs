@@ -14,6 +14,7 @@ pub(crate) const CTX_CUSTODY_RECEIPT: &str = "tokenim/v1/custody-receipt";
 pub(crate) const CTX_MAILBOX_ACK: &str = "tokenim/v1/mailbox-ack";
 pub(crate) const CTX_REGISTRATION: &str = "tokenim/v1/mailbox-registration";
 pub(crate) const CTX_RELAYED_ENVELOPE: &str = "tokenim/v1/relayed-envelope";
+pub(crate) const CTX_WRITE_GRANT: &str = "tokenim/v1/write-grant";
 
 /// Builds `context || 0x00 || parts...`.
 pub(crate) fn signing_input(context: &str, parts: &[&[u8]]) -> Vec<u8> {

@@ -30,6 +30,8 @@ pub struct IdentityView {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
     pub display_name: Option<String>,
+    /// This node's mailbox id (64 hex digits), which an allow-listing relay's operator lists.
+    pub mailbox: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

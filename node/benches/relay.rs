@@ -83,6 +83,7 @@ fn ingest(n: usize, batch: usize) {
         let (r, _) = relay.handle(
             peer,
             pb::request::Kind::Store(pb::StoreEnvelope {
+                grant: Vec::new(),
                 envelopes: chunk.to_vec(),
             }),
         );

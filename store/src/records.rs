@@ -91,6 +91,9 @@ pub struct ContactRecord {
     /// Unix seconds.
     pub updated_at: u64,
     pub state: ContactState,
+    /// The peer's write grant for its mailbox (an encoded `WriteGrant` it sent us), which its
+    /// home relays may require; empty if none.
+    pub write_grant: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -107,6 +110,8 @@ struct ContactPb {
     updated_at: u64,
     #[prost(uint32, tag = "6")]
     state: u32,
+    #[prost(bytes = "vec", tag = "7")]
+    write_grant: Vec<u8>,
 }
 
 impl Record for ContactRecord {
@@ -118,6 +123,7 @@ impl Record for ContactRecord {
             added_at: self.added_at,
             updated_at: self.updated_at,
             state: self.state.code(),
+            write_grant: self.write_grant.clone(),
         }
         .encode_to_vec()
     }
@@ -133,6 +139,7 @@ impl Record for ContactRecord {
             updated_at: pb.updated_at,
             state: ContactState::from_code(pb.state)
                 .ok_or_else(|| corrupt(WHAT, format!("unknown state {}", pb.state)))?,
+            write_grant: pb.write_grant,
         })
     }
 }
@@ -712,7 +719,7 @@ mod tests {
         fn contact()(identity_key in arr::<32>(), name in proptest::option::of(".{0,20}"),
                      card_uri in ".{0,60}", added_at in any::<u64>(), updated_at in any::<u64>(),
                      state in proptest::sample::select(vec![ContactState::Accepted, ContactState::Request, ContactState::Blocked])) -> ContactRecord {
-            ContactRecord { identity_key, name, card_uri, added_at, updated_at, state }
+            ContactRecord { identity_key, name, card_uri, added_at, updated_at, state, write_grant: Vec::new() }
         }
     }
 

@@ -90,6 +90,7 @@ fn contact(n: u64, name: Option<&str>) -> ContactRecord {
         added_at: 100 + n,
         updated_at: 100 + n,
         state: ContactState::Accepted,
+        write_grant: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ mod api;
 mod cli;
 mod consent;
 mod data_dir;
+mod grants;
 mod hostile_apps;
 mod mesh;
 mod messaging;

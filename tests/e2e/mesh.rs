@@ -187,7 +187,10 @@ async fn a_peer_outside_the_mesh_hears_nothing_on_the_shard_topics() -> Result<(
     for n in 0..5u32 {
         let e = envelope(mailbox, n);
         ids.push(e.id());
+        // The owner's grant for some contact: relays store only with one.
+        let grant = owner.mailbox_key(0).contact_grant(&[9; 32], u64::MAX);
         let store = pb::request::Kind::Store(pb::StoreEnvelope {
+            grant: grant.to_bytes(),
             envelopes: vec![prost::Message::encode_to_vec(&e)],
         });
         let answer = at_r1.ask(store).await?;

@@ -15,7 +15,7 @@ pub(crate) async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc
 }
 
 /// Rewrites a node's `config.toml` before it starts.
-fn edit_config(
+pub(crate) fn edit_config(
     dir: &std::path::Path,
     edit: impl FnOnce(&mut tokenim_node::config::Config),
 ) -> Result<()> {
@@ -53,7 +53,7 @@ pub(crate) async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &s
 }
 
 /// Bob registers at his home relays, Alice adds his card, Bob goes offline.
-async fn offline_bob(
+pub(crate) async fn offline_bob(
     root: &std::path::Path,
     relays: &[&NodeProc],
 ) -> Result<(NodeProc, std::path::PathBuf, Vec<String>)> {
@@ -395,7 +395,7 @@ impl BarePeer {
 }
 
 /// The identity in a node's data directory (for tests that play its owner or address it).
-fn identity_of(dir: &std::path::Path) -> Result<tokenim_crypto::Identity> {
+pub(crate) fn identity_of(dir: &std::path::Path) -> Result<tokenim_crypto::Identity> {
     Ok(tokenim_crypto::Identity::from_bytes(&std::fs::read(
         dir.join("identity.key"),
     )?)?)
@@ -511,15 +511,21 @@ async fn a_poison_pill_in_a_mailbox_page_holds_back_nothing_else() -> Result<()>
             ref_ids: Vec::new(),
             sent_at_ms: now * 1000,
             sender_card: String::new(),
+            write_grant: Vec::new(),
         };
         let frame = Sessions::new(SessionPolicy::default()).seal(&stranger, &bob, &inner, now)?;
         pills.push(prost::Message::encode_to_vec(&Envelope::new(
             mailbox, frame, now, 3600,
         )));
     }
+    // Strangers hold Bob's card, and with it his first-contact grant.
+    let grant = identity_of(&bob_dir)?
+        .mailbox_key(0)
+        .first_contact_grant(now + 3600);
     let peer = BarePeer::new(&r1).await?;
     let stored = peer
         .ask(pb::request::Kind::Store(pb::StoreEnvelope {
+            grant: grant.to_bytes(),
             envelopes: pills,
         }))
         .await?;

@@ -147,6 +147,7 @@ impl NodeService for FakeNode {
             peer_id: "12D3KooWFake".to_owned(),
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".to_owned()],
             display_name: Some("Me".to_owned()),
+            mailbox: "00".repeat(32),
         }))
     }
 

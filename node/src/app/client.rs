@@ -137,6 +137,7 @@ impl Client {
         let id = self.identity().await?;
         println!("address:      {}", id["address"].as_str().unwrap_or(""));
         println!("peer id:      {}", id["peer_id"].as_str().unwrap_or(""));
+        println!("mailbox:      {}", id["mailbox"].as_str().unwrap_or(""));
         println!(
             "contact card: {}",
             id["contact_card"].as_str().unwrap_or("")

@@ -50,9 +50,67 @@ pub struct RelayConfig {
     /// (each lists the other). Empty: no gossip; senders still hand envelopes to every home
     /// relay of a card directly.
     pub mesh: Vec<String>,
+    /// Store only what carries a write grant of the mailbox's owner (each contact has its own;
+    /// the contact card carries a first-contact grant), so no stranger can fill a mailbox.
+    pub require_write_grants: bool,
+    /// Envelopes the first-contact grant of a card may add to one mailbox between two drains
+    /// of its owner (all strangers share it).
+    pub first_contact_per_mailbox: u32,
+    /// Envelopes one contact may add to one mailbox between two drains of its owner.
+    pub per_sender_per_mailbox: u32,
+    /// Who may open a mailbox here: `open` (anyone) or `allowlist` (`allowed_mailboxes`).
+    pub registration: Registration,
+    /// Mailbox ids (64 hex digits, as `tokenim id` prints them) an `allowlist` relay hosts.
+    pub allowed_mailboxes: Vec<String>,
+    /// Distinct mailboxes one connection may register.
+    pub registrations_per_connection: usize,
+    /// Mailboxes new to this relay per minute, all peers together.
+    pub new_mailboxes_per_minute: u32,
+}
+
+/// Who may open a mailbox at a relay.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    #[default]
+    Open,
+    Allowlist,
 }
 
 impl RelayConfig {
+    /// The registration policy of the relay role; a bad mailbox id is a config error.
+    pub(crate) fn registration_policy(
+        &self,
+    ) -> Result<crate::mailbox::RegistrationPolicy, NodeError> {
+        let allowed = match self.registration {
+            Registration::Open => None,
+            Registration::Allowlist => Some(
+                self.allowed_mailboxes
+                    .iter()
+                    .map(|m| {
+                        m.parse::<tokenim_crypto::MailboxId>().map_err(|e| {
+                            NodeError::Config(format!("relay.allowed_mailboxes: {m:?}: {e}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(crate::mailbox::RegistrationPolicy {
+            allowed,
+            per_connection: self.registrations_per_connection,
+            new_per_minute: self.new_mailboxes_per_minute,
+        })
+    }
+
+    /// The write-grant policy of the relay role.
+    pub(crate) fn grant_policy(&self) -> crate::mailbox::GrantPolicy {
+        crate::mailbox::GrantPolicy {
+            required: self.require_write_grants,
+            first_contact_max: self.first_contact_per_mailbox,
+            per_grant_max: self.per_sender_per_mailbox,
+        }
+    }
+
     /// [`RelayConfig::threads`], with 0 resolved.
     pub fn worker_threads(&self) -> usize {
         match self.threads {
@@ -96,6 +154,13 @@ impl Default for RelayConfig {
             sync_writes: false,
             threads: 0,
             mesh: Vec::new(),
+            require_write_grants: true,
+            first_contact_per_mailbox: 200,
+            per_sender_per_mailbox: 2_000,
+            registration: Registration::Open,
+            allowed_mailboxes: Vec::new(),
+            registrations_per_connection: 4,
+            new_mailboxes_per_minute: 120,
         }
     }
 }

@@ -144,6 +144,7 @@ impl Contacts<'_> {
             // Importing a card is the user's consent, also to a request or a blocked peer;
             // the delivery core then releases what a request held.
             state: ContactState::Accepted,
+            write_grant: existing.map(|c| c.write_grant).unwrap_or_default(),
         };
         self.store.put_contact(&record).map_err(store_err)?;
         let record = self

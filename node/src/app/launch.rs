@@ -270,7 +270,9 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
             cfg.relay.retention_secs,
             metrics.clone(),
         )
-        .with_mesh(mesh.iter().filter_map(mailbox::relay_key_of).collect());
+        .with_mesh(mesh.iter().filter_map(mailbox::relay_key_of).collect())
+        .with_grants(cfg.relay.grant_policy())
+        .with_registration(cfg.relay.registration_policy()?);
         Some(RelayHandle::new(server, metrics.clone()))
     } else {
         None

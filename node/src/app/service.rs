@@ -104,6 +104,7 @@ impl NodeService for Service {
                 peer_id: info.peer_id.to_string(),
                 listen_addrs: info.listen_addrs.iter().map(ToString::to_string).collect(),
                 display_name,
+                mailbox: self.identity.mailbox_key(0).id().to_string(),
             })
         }
         .boxed()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use libp2p::{Multiaddr, PeerId};
 use tokenim_crypto::card::MAX_CARD_LIST;
-use tokenim_crypto::{ContactCard, CryptoError, Identity, MailboxId, RelayInfo};
+use tokenim_crypto::{ContactCard, CryptoError, Identity, MailboxKey, RelayInfo};
 use tokenim_store::Store;
 
 use super::error::DeliveryError;
@@ -26,7 +26,7 @@ const CARD_CACHE: usize = 10_000;
 pub(super) struct CardInputs<'a> {
     pub(super) me: &'a Identity,
     pub(super) display_name: &'a str,
-    pub(super) mailbox: MailboxId,
+    pub(super) mailbox: &'a MailboxKey,
     pub(super) home_relays: &'a [RelayRoute],
     pub(super) node: PeerId,
     pub(super) publish_direct: bool,
@@ -96,7 +96,7 @@ impl Cards {
         let card = ContactCard {
             identity: inputs.me.public(),
             display_name: inputs.display_name.to_owned(),
-            mailboxes: vec![inputs.mailbox],
+            mailboxes: vec![inputs.mailbox.id()],
             home_relays: inputs
                 .home_relays
                 .iter()
@@ -110,6 +110,10 @@ impl Cards {
             direct_addrs: card_addrs(&self.listen_addrs, inputs.publish_direct),
             created_at: now,
             expires_at: now + CARD_TTL_SECS,
+            intro_grant: inputs
+                .mailbox
+                .first_contact_grant(now + CARD_TTL_SECS)
+                .to_bytes(),
         };
         let uri = card.to_uri(inputs.me).map_err(DeliveryError::internal)?;
         self.mine = Some((uri.clone(), now));

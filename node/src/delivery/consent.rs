@@ -103,6 +103,7 @@ impl Delivery {
             added_at: now,
             updated_at: now,
             state: ContactState::Request,
+            write_grant: Vec::new(),
         });
         record.updated_at = now;
         let result = match consent {

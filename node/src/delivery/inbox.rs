@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
 use tokenim_crypto::{
-    ContactCard, CryptoError, Envelope, InnerKind, MailboxId, Opened, PublicIdentity,
+    ContactCard, CryptoError, Envelope, GrantScope, InnerKind, MailboxId, Opened, PublicIdentity,
+    WriteGrant,
 };
 use tokenim_store::{ContactRecord, ContactState, MessageRecord, StoreError, Txn};
 use tokio::time::Instant;
@@ -247,9 +248,14 @@ impl Delivery {
         let mut txn = store.txn();
         let mut duplicate = false;
         let mut sender_card = None;
-        if let Some(inner) = inner {
+        if let Some(mut inner) = inner {
             if !inner.sender_card.is_empty() {
                 sender_card = self.learn_card(&from, &inner.sender_card, standing.as_ref());
+            }
+            let grant = std::mem::take(&mut inner.write_grant);
+            if !grant.is_empty() {
+                let known = sender_card.clone().or_else(|| standing.clone());
+                sender_card = self.learn_grant(known, grant).or(sender_card);
             }
             match InnerKind::try_from(inner.kind) {
                 Ok(InnerKind::Text) => {
@@ -399,6 +405,26 @@ impl Delivery {
         })
     }
 
+    /// `record` with the write grant the peer sent for its mailbox, if it is new and valid: a
+    /// contact grant of a mailbox the peer's card lists.
+    fn learn_grant(&self, record: Option<ContactRecord>, grant: Vec<u8>) -> Option<ContactRecord> {
+        let mut record = record?;
+        if record.write_grant == grant {
+            return None;
+        }
+        let parsed = WriteGrant::from_bytes(&grant).ok()?;
+        let card = super::parse_stored_card(&record.card_uri).ok()?;
+        let valid = parsed.scope == GrantScope::Contact
+            && card.mailboxes.contains(&parsed.mailbox)
+            && parsed.verify(self.clock.now_secs()).is_ok();
+        if !valid {
+            debug!("peer sent a write grant that does not check; ignored");
+            return None;
+        }
+        record.write_grant = grant;
+        Some(record)
+    }
+
     /// The record of a new message request, before any card is known.
     fn bare_request(&self, peer: &IdentityKey) -> ContactRecord {
         let now = self.clock.now_secs();
@@ -409,6 +435,7 @@ impl Delivery {
             added_at: now,
             updated_at: now,
             state: ContactState::Request,
+            write_grant: Vec::new(),
         }
     }
 }

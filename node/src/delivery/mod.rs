@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
-use tokenim_crypto::{Identity, MailboxId, Sessions};
+use tokenim_crypto::{Identity, MailboxId, MailboxKey, Sessions};
 use tokenim_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -98,6 +98,8 @@ pub(crate) struct Parts {
 pub(crate) struct Delivery {
     me: Arc<Identity>,
     mailbox: MailboxId,
+    /// Signs the write grants this node hands out for its mailbox.
+    mailbox_key: MailboxKey,
     sessions: Sessions,
     store: Store,
     net: NetworkHandle,
@@ -138,12 +140,14 @@ impl Delivery {
             settings,
             clock,
         } = parts;
-        let mailbox = me.mailbox_key(0).id();
+        let mailbox_key = me.mailbox_key(0);
+        let mailbox = mailbox_key.id();
         // Every attempt in flight reports exactly once, so this depth never blocks a sender.
         let (attempts_tx, attempts_rx) = mpsc::channel(settings.max_inflight.max(1));
         Self {
             me,
             mailbox,
+            mailbox_key,
             sessions,
             store,
             net,
@@ -288,7 +292,7 @@ impl Delivery {
         let inputs = cards::CardInputs {
             me: &self.me,
             display_name: &self.settings.display_name,
-            mailbox: self.mailbox,
+            mailbox: &self.mailbox_key,
             home_relays: &home_relays,
             node: self.net.peer_id(),
             publish_direct: self.settings.publish_direct_addrs,

@@ -86,6 +86,7 @@ impl Delivery {
             ref_ids: Vec::new(),
             sent_at_ms: message.sent_at_ms,
             sender_card: self.cards.mine().unwrap_or_default().to_owned(),
+            write_grant: self.grant_for(&peer),
         };
         let sealed = self
             .cards

@@ -8,6 +8,9 @@ use super::Delivery;
 use super::error::DeliveryError;
 use super::ids::{IdentityKey, MessageId, OutboxId};
 
+/// How long a write grant handed to a contact holds; every new session hands out a fresh one.
+const GRANT_TTL_SECS: u64 = 365 * 24 * 3600;
+
 impl Delivery {
     /// Seals `inner` on the session with `contact` (starting one if needed).
     pub(super) fn seal(
@@ -40,6 +43,15 @@ impl Delivery {
             now,
             self.settings.message_ttl_secs as u32,
         ))
+    }
+
+    /// This node's write grant for `peer` (a grant id of its own), sent with the card so that
+    /// the peer can store at this node's home relays when they require grants.
+    pub(super) fn grant_for(&self, peer: &IdentityKey) -> Vec<u8> {
+        let expires_at = self.clock.now_secs() + GRANT_TTL_SECS;
+        self.mailbox_key
+            .contact_grant(&peer.0, expires_at)
+            .to_bytes()
     }
 
     pub(super) fn outbox_record(

@@ -63,6 +63,12 @@ impl Delivery {
             self.retry_later(entry);
             return Ok(true);
         }
+        // Relays that require grants take the contact's own grant, or else its card's
+        // first-contact grant.
+        let grant = match self.store.get_contact(&peer.0)? {
+            Some(c) if !c.write_grant.is_empty() => c.write_grant,
+            _ => card.intro_grant.clone(),
+        };
         self.schedule.started(&id, peer);
         if let Some((peer_id, _)) = &direct {
             self.peer_ids.insert(*peer_id, peer);
@@ -74,7 +80,8 @@ impl Delivery {
         let span = debug_span!("deliver", envelope = %envelope_tag(&entry.envelope));
         tokio::spawn(
             async move {
-                let outcome = deliver(&net, &batches, direct, &relays, entry.envelope).await;
+                let envelope = entry.envelope;
+                let outcome = deliver(&net, &batches, direct, &relays, envelope, &grant).await;
                 let _ = tx
                     .send(Attempt {
                         outbox_id: id,
@@ -115,6 +122,7 @@ async fn deliver(
     direct: Option<(PeerId, Vec<Multiaddr>)>,
     relays: &[RelayRoute],
     envelope: Vec<u8>,
+    grant: &[u8],
 ) -> Outcome {
     if let Some((peer, addrs)) = direct {
         let result = net
@@ -124,7 +132,7 @@ async fn deliver(
             return Outcome::Direct(result);
         }
     }
-    Outcome::Relayed(store_at_relays(net, batches, relays, &envelope).await)
+    Outcome::Relayed(store_at_relays(net, batches, relays, &envelope, grant).await)
 }
 
 /// The first bytes of an envelope's id, as it appears in the logs of sender, relay and

@@ -29,6 +29,8 @@ const BATCHER_IDLE: Duration = Duration::from_secs(30);
 
 struct Pending {
     envelope: Vec<u8>,
+    /// The recipient's write grant for its mailbox (a batch carries one).
+    grant: Vec<u8>,
     id: MessageId,
     reply: oneshot::Sender<Option<CustodyReceipt>>,
 }
@@ -56,10 +58,12 @@ impl StoreBatches {
         mailbox: MailboxId,
         id: MessageId,
         envelope: Vec<u8>,
+        grant: Vec<u8>,
     ) -> Option<CustodyReceipt> {
         let (reply, answer) = oneshot::channel();
         let mut pending = Pending {
             envelope,
+            grant,
             id,
             reply,
         };
@@ -117,7 +121,7 @@ async fn run_batcher(
         let mut batch = vec![first];
         while batch.len() < MAX_STORE_BATCH {
             let Ok(p) = rx.try_recv() else { break };
-            if bytes + p.envelope.len() > MAX_BATCH_BYTES {
+            if bytes + p.envelope.len() > MAX_BATCH_BYTES || p.grant != batch[0].grant {
                 carry = Some(p);
                 break;
             }
@@ -173,6 +177,7 @@ async fn store_batch(
     let request = wire::Request {
         kind: Some(pb::request::Kind::Store(pb::StoreEnvelope {
             envelopes: batch.iter().map(|p| p.envelope.clone()).collect(),
+            grant: batch.first().map(|p| p.grant.clone()).unwrap_or_default(),
         })),
     };
     match net.request(relay.peer, relay.addrs.clone(), request).await {
@@ -215,7 +220,8 @@ async fn store_batch(
     }
 }
 
-/// Hands `envelope` to every relay; returns the receipts that verified. Nothing goes on the
+/// Hands `envelope` to every relay, with the recipient's write `grant` (may be empty); returns
+/// the receipts that verified. Nothing goes on the
 /// shard topics from here: relays accept there only what a relay of their mesh signed, and
 /// each relay that stores the envelope signs and publishes it for its mesh.
 pub(crate) async fn store_at_relays(
@@ -223,6 +229,7 @@ pub(crate) async fn store_at_relays(
     batches: &StoreBatches,
     relays: &[RelayRoute],
     envelope: &[u8],
+    grant: &[u8],
 ) -> Vec<CustodyReceipt> {
     let Ok(parsed) = Envelope::decode_checked(envelope) else {
         return Vec::new();
@@ -232,7 +239,7 @@ pub(crate) async fn store_at_relays(
     };
     let requests = relays
         .iter()
-        .map(|r| batches.store(net, r, mailbox, id, envelope.to_vec()));
+        .map(|r| batches.store(net, r, mailbox, id, envelope.to_vec(), grant.to_vec()));
     futures::future::join_all(requests)
         .await
         .into_iter()

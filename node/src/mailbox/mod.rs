@@ -17,4 +17,5 @@ pub use protocol::relay_key_of;
 pub(crate) use protocol::{RelayRoute, all_topics};
 pub(crate) use registry::{HomeRelayError, HomeRelayStatus};
 pub use server::{Followup, Relay};
+pub(crate) use server::{GrantPolicy, RegistrationPolicy};
 pub use workers::{Idle, RelayHandle};

@@ -189,6 +189,7 @@ pub(crate) async fn relay_ingest(
         let net = net.clone();
         let ids: Vec<_> = chunk.iter().map(Envelope::id).collect();
         let store = pb::StoreEnvelope {
+            grant: Vec::new(),
             envelopes: chunk.iter().map(prost::Message::encode_to_vec).collect(),
         };
         tasks.push(tokio::spawn(async move {

@@ -46,10 +46,10 @@ impl Delivery {
         let contact = self.cards.contact(&self.store, &to)?;
         // The recipient learns our card from the first messages of a session; after that it
         // only costs bytes.
-        let sender_card = if self.sessions.has_send_session(&to.0) {
-            String::new()
+        let (sender_card, write_grant) = if self.sessions.has_send_session(&to.0) {
+            (String::new(), Vec::new())
         } else {
-            self.my_card().await?
+            (self.my_card().await?, self.grant_for(&to))
         };
         let id = MessageId::random();
         let _span = debug_span!("send", msg = %id).entered();
@@ -61,6 +61,7 @@ impl Delivery {
             ref_ids: Vec::new(),
             sent_at_ms,
             sender_card,
+            write_grant,
         };
         let envelope = self.seal(&contact, &inner)?;
         tracing::debug!(envelope = %hex::encode(&envelope.id()[..8]), "sealed");

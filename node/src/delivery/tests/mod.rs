@@ -60,6 +60,7 @@ impl Peer {
             ref_ids: Vec::new(),
             sent_at_ms: T0_MS,
             sender_card: String::new(),
+            write_grant: Vec::new(),
         }
     }
 
@@ -117,6 +118,7 @@ fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
                 added_at: T0_MS / 1000,
                 updated_at: T0_MS / 1000,
                 state: tokenim_store::ContactState::Accepted,
+                write_grant: Vec::new(),
             })
             .expect("contact");
     }

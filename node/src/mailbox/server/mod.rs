@@ -20,6 +20,10 @@ use super::protocol::{
 use crate::metrics::Metrics;
 use crate::net::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
 use crate::time::now_secs;
+use admission::Admission;
+pub(crate) use admission::RegistrationPolicy;
+use grants::GrantCounts;
+pub(crate) use grants::GrantPolicy;
 
 /// How long a challenge may be used for registration and fetch proofs.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
@@ -48,6 +52,10 @@ pub struct Relay {
     /// The relays whose signed envelopes this relay takes from gossip (its mesh); with none,
     /// it gossips nothing.
     mesh: MeshKeys,
+    grants: GrantPolicy,
+    grant_counts: GrantCounts,
+    registration: RegistrationPolicy,
+    admission: Admission,
     metrics: Metrics,
 }
 
@@ -85,6 +93,10 @@ impl Relay {
             challenges: Mutex::default(),
             subscribers: Mutex::default(),
             mesh: MeshKeys::new(),
+            grants: GrantPolicy::OPEN,
+            grant_counts: GrantCounts::default(),
+            registration: RegistrationPolicy::open(),
+            admission: Admission::default(),
             metrics,
         }
     }
@@ -96,6 +108,20 @@ impl Relay {
         self
     }
 
+    /// What stores must carry: owner-issued write grants, and how much each may add.
+    #[must_use]
+    pub(crate) fn with_grants(mut self, grants: GrantPolicy) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Who may register a mailbox here.
+    #[must_use]
+    pub(crate) fn with_registration(mut self, policy: RegistrationPolicy) -> Self {
+        self.registration = policy;
+        self
+    }
+
     pub(crate) fn mesh(&self) -> &MeshKeys {
         &self.mesh
     }
@@ -103,7 +129,7 @@ impl Relay {
     pub fn handle(&self, peer: PeerId, kind: pb::request::Kind) -> (Response, Followup) {
         use pb::request::Kind;
         match kind {
-            Kind::Store(s) => self.store_envelopes(&s.envelopes),
+            Kind::Store(s) => self.store_envelopes(&s.envelopes, &s.grant),
             Kind::GetChallenge(_) => (self.challenge(peer), Followup::default()),
             Kind::Register(r) => (self.register(peer, &r.registration), Followup::default()),
             Kind::Fetch(f) => (self.fetch(peer, &f), Followup::default()),
@@ -121,11 +147,12 @@ impl Relay {
     pub(crate) fn peer_disconnected(&self, peer: &PeerId) {
         lock(&self.challenges).remove(peer);
         lock(&self.subscribers).retain(|_, p| p != peer);
+        self.admission.disconnected(peer);
     }
 
     /// Stores a batch for one mailbox in one atomic write and signs one receipt for all of it.
     /// All or nothing: any envelope that fails its checks rejects the whole request.
-    fn store_envelopes(&self, batch: &[Vec<u8>]) -> (Response, Followup) {
+    fn store_envelopes(&self, batch: &[Vec<u8>], grant: &[u8]) -> (Response, Followup) {
         let n = batch.len() as u64;
         self.metrics.envelopes_in.inc_by(n);
         let reject = |code: RejectCode, detail: String| {
@@ -172,6 +199,13 @@ impl Relay {
             return reject(RejectCode::Malformed, "no envelopes".into());
         };
         let now = now_secs();
+        let counted = match self
+            .grant_counts
+            .admit(&self.grants, grant, &mailbox, n as u32, now)
+        {
+            Ok(c) => c,
+            Err((code, detail)) => return reject(code, detail.into()),
+        };
         let items: Vec<(&[u8; 32], &[u8])> = ids
             .iter()
             .zip(batch)
@@ -206,6 +240,10 @@ impl Relay {
             } else {
                 self.stored_followup(&mailbox, bytes, !self.mesh.is_empty(), &mut followup);
             }
+        }
+        if let Some(grant_id) = counted {
+            self.grant_counts
+                .add(mailbox, grant_id, n as u32 - duplicates);
         }
         let response = Response {
             kind: Some(pb::response::Kind::Stored(pb::Stored {
@@ -338,6 +376,17 @@ impl Relay {
                 return r;
             }
         };
+        let known = self
+            .store
+            .mailbox_is_registered(&mailbox.0)
+            .unwrap_or(false);
+        if let Err((code, detail)) = self
+            .admission
+            .admit(&self.registration, peer, mailbox, known)
+        {
+            self.metrics.envelopes_rejected.inc();
+            return Response::rejected(code, detail);
+        }
         if let Err(e) = self.store.mailbox_register(&mailbox.0, now_secs()) {
             warn!("registering a mailbox failed: {e}");
             return Response::rejected(RejectCode::Internal, "storage error");
@@ -357,6 +406,7 @@ impl Relay {
         match self.store.mailbox_page(&mailbox.0, after, limit) {
             Ok(page) => {
                 lock(&self.subscribers).insert(mailbox, peer);
+                self.grant_counts.drained(&mailbox);
                 let full = page.len() == limit;
                 let mut bytes = 0;
                 let mut envelopes = Vec::with_capacity(page.len());
@@ -441,5 +491,9 @@ impl Relay {
     }
 }
 
+mod admission;
+#[cfg(test)]
+mod grant_tests;
+mod grants;
 #[cfg(test)]
 mod tests;

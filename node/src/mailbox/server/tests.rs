@@ -34,6 +34,7 @@ fn forged_foreign_and_stale_acks_are_rejected_and_delete_nothing() {
     let (r, _) = relay.handle(
         peer,
         pb::request::Kind::Store(pb::StoreEnvelope {
+            grant: Vec::new(),
             envelopes: vec![bytes.clone()],
         }),
     );
@@ -44,6 +45,7 @@ fn forged_foreign_and_stale_acks_are_rejected_and_delete_nothing() {
     let (r, _) = relay.handle(
         peer,
         pb::request::Kind::Store(pb::StoreEnvelope {
+            grant: Vec::new(),
             envelopes: vec![bytes],
         }),
     );
@@ -111,6 +113,7 @@ fn a_batch_is_stored_whole_under_one_receipt_or_not_at_all() {
         |m: &tokenim_crypto::MailboxKey, i: u8| Envelope::new(m.id(), vec![i; 512], now, 600);
     let store_req = |envelopes: Vec<&Envelope>| {
         pb::request::Kind::Store(pb::StoreEnvelope {
+            grant: Vec::new(),
             envelopes: envelopes
                 .into_iter()
                 .map(prost::Message::encode_to_vec)
@@ -129,6 +132,7 @@ fn a_batch_is_stored_whole_under_one_receipt_or_not_at_all() {
     let (r, _) = relay.handle(PeerId::random(), store_req(vec![&a, &c]));
     assert_eq!(rejected_code(&r), RejectCode::Malformed);
     let garbage = pb::request::Kind::Store(pb::StoreEnvelope {
+        grant: Vec::new(),
         envelopes: vec![prost::Message::encode_to_vec(&a), vec![9; 40]],
     });
     let (r, _) = relay.handle(PeerId::random(), garbage);
@@ -266,6 +270,7 @@ fn refusals_do_not_say_how_full_a_mailbox_is() {
             .handle(
                 PeerId::random(),
                 pb::request::Kind::Store(pb::StoreEnvelope {
+                    grant: Vec::new(),
                     envelopes: vec![bytes],
                 }),
             )
@@ -367,6 +372,7 @@ fn stored_envelopes_are_gossiped_signed_and_only_the_mesh_takes_them() {
     let (lone, _) = relay(&key_a, MeshKeys::new());
     let envelope = Envelope::new(owner.id(), vec![4; 512], now_secs(), 600);
     let store = pb::request::Kind::Store(pb::StoreEnvelope {
+        grant: Vec::new(),
         envelopes: vec![prost::Message::encode_to_vec(&envelope)],
     });
     let (_, followup) = a.handle(PeerId::random(), store.clone());
