@@ -4,9 +4,11 @@
 mod harness;
 
 mod api;
+mod circuit;
 mod cli;
 mod data_dir;
 mod hostile_apps;
 mod messaging;
 mod relay;
 mod stalled_peers;
+mod sybils;

@@ -15,7 +15,7 @@ async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
 }
 
 /// Rewrites a node's `config.toml` before it starts.
-fn edit_config(
+pub(crate) fn edit_config(
     dir: &std::path::Path,
     edit: impl FnOnce(&mut tokenim_node::config::Config),
 ) -> Result<()> {
@@ -34,7 +34,7 @@ async fn stats(relay: &NodeProc) -> Result<Value> {
 
 /// Polls until `check` holds, failing with `what` at the harness's limit. For what no event
 /// announces: relay mailbox changes, counters, circuit reservations.
-async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+pub(crate) async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
