@@ -46,6 +46,7 @@ pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, N
     let node_key = Keypair::generate_ed25519();
     let node_key_bytes = node_key
         .to_protobuf_encoding()
+        .map(zeroize::Zeroizing::new)
         .map_err(|e| NodeError::Network(format!("encoding node key: {e}")))?;
     keyfile::write_secret(&data_dir.join(config::NODE_KEY_FILE), &node_key_bytes)?;
     let config_path = data_dir.join(config::CONFIG_FILE);
