@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
+use zeroize::Zeroizing;
 
 use crate::types::{TokenView, UnixMillis};
 
@@ -104,17 +105,19 @@ impl TokenRecord {
     }
 }
 
-/// The full token text. Debug-prints redacted; call [`TokenText::expose`] to hand it to the user.
+/// The full token text. Debug-prints redacted and is wiped from memory when dropped; call
+/// [`TokenText::expose`] to hand it to the user.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TokenText(String);
+pub struct TokenText(Zeroizing<String>);
 
 impl TokenText {
     pub fn expose(&self) -> &str {
         &self.0
     }
 
-    pub fn into_exposed(self) -> String {
-        self.0
+    /// The text itself, for a caller that wipes it in turn (e.g. [`crate::CreatedToken`]).
+    pub fn into_exposed(mut self) -> String {
+        std::mem::take(&mut *self.0)
     }
 }
 
@@ -170,22 +173,35 @@ pub fn generate_token_with<R: CryptoRng + ?Sized>(
     created_at: UnixMillis,
 ) -> (TokenText, TokenRecord) {
     let mut id = [0u8; TOKEN_ID_BYTES];
-    let mut secret = [0u8; TOKEN_SECRET_BYTES];
+    let mut secret = Zeroizing::new([0u8; TOKEN_SECRET_BYTES]);
     rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut secret);
+    rng.fill_bytes(&mut *secret);
     let id = hex::encode(id);
-    let secret = hex::encode(secret);
+    // Written once into a buffer of the final size, so no copy of the secret is left behind
+    // by a reallocation; the buffer is wiped with the `TokenText`.
+    let secret_len = 2 * TOKEN_SECRET_BYTES;
+    let mut text = Zeroizing::new(String::with_capacity(
+        TOKEN_PREFIX.len() + id.len() + 1 + secret_len,
+    ));
+    text.push_str(TOKEN_PREFIX);
+    text.push_str(&id);
+    text.push('_');
+    for b in secret.iter() {
+        for nibble in [b >> 4, b & 0xf] {
+            text.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+        }
+    }
     let mut scopes = scopes.to_vec();
     scopes.sort();
     scopes.dedup();
     let record = TokenRecord {
-        secret_hash: hash_secret(&secret),
-        id: id.clone(),
+        secret_hash: hash_secret(&text[text.len() - secret_len..]),
+        id,
         name: name.to_owned(),
         scopes,
         created_at,
     };
-    (TokenText(format!("{TOKEN_PREFIX}{id}_{secret}")), record)
+    (TokenText(text), record)
 }
 
 pub(crate) fn now_millis() -> UnixMillis {
@@ -212,6 +228,23 @@ mod tests {
         assert!(record.verify_secret(parsed.secret));
         assert!(!record.verify_secret(&"0".repeat(64)));
         assert_eq!(text.expose().len(), 4 + 16 + 1 + 64);
+    }
+
+    #[test]
+    fn the_secret_is_the_hex_of_the_random_bytes_in_a_buffer_written_once() {
+        let (text, _) = generate_token_with(&mut seeded(), "bot", &[Scope::Send], 5);
+        fn fill<R: CryptoRng>(rng: &mut R, buf: &mut [u8]) {
+            rng.fill_bytes(buf);
+        }
+        let mut rng = seeded();
+        let (mut id, mut secret) = ([0u8; TOKEN_ID_BYTES], [0u8; TOKEN_SECRET_BYTES]);
+        fill(&mut rng, &mut id);
+        fill(&mut rng, &mut secret);
+        let want = format!("{TOKEN_PREFIX}{}_{}", hex::encode(id), hex::encode(secret));
+        assert_eq!(text.expose(), want);
+        // Sized exactly: pushing the text never reallocated (which would leave a copy behind).
+        assert_eq!(text.0.capacity(), want.len());
+        assert_eq!(text.into_exposed(), want);
     }
 
     #[test]

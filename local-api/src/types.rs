@@ -250,6 +250,13 @@ pub struct CreatedToken {
     pub created_at: u64,
 }
 
+/// The text is wiped from memory once the response is written.
+impl Drop for CreatedToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.token);
+    }
+}
+
 impl std::fmt::Debug for CreatedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreatedToken")

@@ -34,7 +34,9 @@ pub use net::{Transport, TransportFactory};
 pub mod peer {
     pub use crate::mailbox::relay_key_of;
     pub use crate::net::wire;
-    pub use crate::net::{DeliverError, NetEvent, NetInfo, NetworkConfig, NetworkHandle};
+    pub use crate::net::{
+        CircuitAccess, DeliverError, IpLimits, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
+    };
 
     /// Starts the peer's swarm on `cfg.listen` over TCP and QUIC.
     pub async fn spawn(

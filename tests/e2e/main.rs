@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod circuit;
 mod cli;
 mod consent;
 mod data_dir;
@@ -13,3 +14,4 @@ mod mesh;
 mod messaging;
 mod relay;
 mod stalled_peers;
+mod sybils;

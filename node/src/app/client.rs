@@ -6,15 +6,26 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use super::config;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     api: SocketAddr,
-    token: String,
+    /// Wiped from memory with the client (reqwest's copies in request headers are not).
+    token: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -36,10 +47,11 @@ impl Client {
             Some(t) => t,
             None => {
                 let path = data_dir.join(config::TOKEN_FILE);
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?
-                    .trim()
-                    .to_string()
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                );
+                text.trim().to_string()
             }
         };
         Ok(Self::with(api, token))
@@ -54,7 +66,7 @@ impl Client {
                 .unwrap_or_default(),
             base: format!("http://{api}/v1"),
             api,
-            token,
+            token: Zeroizing::new(token),
         }
     }
 
@@ -78,7 +90,7 @@ impl Client {
             .http
             .request(method, format!("{}{path}", self.base))
             .query(query)
-            .bearer_auth(&self.token);
+            .bearer_auth(self.token.as_str());
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -105,7 +117,7 @@ impl Client {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.as_str())
             .send()
             .await
             .with_context(|| format!("calling the node API at {}", self.api))?;
@@ -296,8 +308,10 @@ impl Client {
     ) -> Result<impl futures::Stream<Item = Result<Value>> + Unpin + use<>> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{}/v1/events", self.api).into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {}", self.token).parse()?);
+        req.headers_mut().insert(
+            "authorization",
+            Zeroizing::new(format!("Bearer {}", *self.token)).parse()?,
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .context("opening /v1/events")?;

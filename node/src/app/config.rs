@@ -66,6 +66,9 @@ pub struct RelayConfig {
     pub registrations_per_connection: usize,
     /// Mailboxes new to this relay per minute, all peers together.
     pub new_mailboxes_per_minute: u32,
+    /// Who gets a circuit relay reservation (to be reached through this relay while behind
+    /// NAT): `owners`, peers that registered a mailbox here; `open`, anyone; `off`, no one.
+    pub circuit: CircuitMode,
 }
 
 /// Who may open a mailbox at a relay.
@@ -75,6 +78,16 @@ pub enum Registration {
     #[default]
     Open,
     Allowlist,
+}
+
+/// `[relay] circuit`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CircuitMode {
+    #[default]
+    Owners,
+    Open,
+    Off,
 }
 
 impl RelayConfig {
@@ -161,6 +174,7 @@ impl Default for RelayConfig {
             allowed_mailboxes: Vec::new(),
             registrations_per_connection: 4,
             new_mailboxes_per_minute: 120,
+            circuit: CircuitMode::Owners,
         }
     }
 }
@@ -186,6 +200,15 @@ pub struct NetworkConfig {
     pub publish_direct_addrs: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Inbound connections from one address (an IPv6 /64 counts as one), and separately
+    /// handshakes in progress from it: peer ids cost nothing, addresses do.
+    pub max_connections_per_ip: u32,
+    /// The same per prefix: an IPv4 /24 or an IPv6 /48.
+    pub max_connections_per_prefix: u32,
+    /// Leave connections from loopback (this machine) out of the per-IP caps and rate limit.
+    /// A node reached through a local proxy (e.g. a Tor onion service) sees everyone at
+    /// loopback; if it turns this off it should raise the caps.
+    pub exempt_loopback: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -215,6 +238,8 @@ pub struct Limits {
     pub max_outbox: usize,
     /// Inbound envelopes per second accepted from one peer before `rate_limited` answers.
     pub inbound_per_peer_per_sec: u32,
+    /// The same for all peers at one address together (an IPv6 /64 counts as one).
+    pub inbound_per_ip_per_sec: u32,
     /// Strangers whose message requests are kept; a new one beyond this pushes out the least
     /// recent.
     pub max_message_requests: usize,
@@ -246,6 +271,9 @@ impl Default for NetworkConfig {
             publish_direct_addrs: true,
             max_connections: 512,
             max_connections_per_peer: 2,
+            max_connections_per_ip: 16,
+            max_connections_per_prefix: 64,
+            exempt_loopback: true,
         }
     }
 }
@@ -269,6 +297,7 @@ impl Default for Limits {
             max_inflight_per_peer: 32,
             max_outbox: 100_000,
             inbound_per_peer_per_sec: 2_000,
+            inbound_per_ip_per_sec: 4_000,
             max_message_requests: 256,
             max_request_messages: 20,
         }

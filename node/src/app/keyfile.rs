@@ -6,6 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use zeroize::Zeroizing;
+
 use crate::error::NodeError;
 
 /// Writes `bytes` to a new file readable only by its owner. Fails if the file exists.
@@ -27,8 +29,9 @@ pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Io(format!("writing {}", path.display()), e))
 }
 
-/// Reads a secret file, refusing one that group or others may read.
-pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, NodeError> {
+/// Reads a secret file, refusing one that group or others may read; the bytes are wiped when
+/// dropped.
+pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, NodeError> {
     let meta = fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             NodeError::NotInitialised(path.display().to_string())
@@ -43,7 +46,9 @@ pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, NodeError> {
             reason: format!("mode {mode:o} lets other users read it; run chmod 600"),
         });
     }
-    fs::read(path).map_err(|e| NodeError::Io(format!("reading {}", path.display()), e))
+    fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| NodeError::Io(format!("reading {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -59,7 +64,7 @@ mod tests {
             fs::metadata(&p).expect("meta").permissions().mode() & 0o777,
             0o600
         );
-        assert_eq!(read_secret(&p).expect("read"), b"secret");
+        assert_eq!(read_secret(&p).expect("read").as_slice(), b"secret");
         assert!(matches!(
             write_secret(&p, b"other"),
             Err(NodeError::AlreadyInitialised(_))

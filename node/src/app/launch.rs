@@ -46,6 +46,7 @@ pub fn init(data_dir: &Path, display_name: Option<&str>) -> Result<InitReport, N
     let node_key = Keypair::generate_ed25519();
     let node_key_bytes = node_key
         .to_protobuf_encoding()
+        .map(zeroize::Zeroizing::new)
         .map_err(|e| NodeError::Network(format!("encoding node key: {e}")))?;
     keyfile::write_secret(&data_dir.join(config::NODE_KEY_FILE), &node_key_bytes)?;
     let config_path = data_dir.join(config::CONFIG_FILE);
@@ -251,8 +252,19 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         mdns: cfg.network.mdns,
         max_connections: cfg.network.max_connections,
         max_connections_per_peer: cfg.network.max_connections_per_peer,
+        ip_limits: net::IpLimits {
+            per_ip: cfg.network.max_connections_per_ip,
+            per_prefix: cfg.network.max_connections_per_prefix,
+            exempt_loopback: cfg.network.exempt_loopback,
+        },
         inbound_per_peer_per_sec: cfg.limits.inbound_per_peer_per_sec,
+        inbound_per_ip_per_sec: cfg.limits.inbound_per_ip_per_sec,
         relay_role: cfg.relay.enabled,
+        circuit: match cfg.relay.circuit {
+            config::CircuitMode::Owners => net::CircuitAccess::Owners,
+            config::CircuitMode::Open => net::CircuitAccess::Open,
+            config::CircuitMode::Off => net::CircuitAccess::Off,
+        },
         external: parse_addrs(&cfg.network.external_addrs)?,
         topics: if cfg.relay.enabled {
             mailbox::all_topics()

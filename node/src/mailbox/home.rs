@@ -161,7 +161,6 @@ impl HomeTask {
             });
         };
         for route in self.registry.routes() {
-            listen_via(&ctx.net, &route).await;
             start(route, &mut syncing);
         }
         // Relays push new envelopes, but a push can be skipped or fail: a periodic drain
@@ -185,7 +184,6 @@ impl HomeTask {
                         let result = self.registry.add(&addr, &self.store);
                         if let Ok((route, _, true)) = &result {
                             self.routes.send_replace(self.registry.routes());
-                            listen_via(&ctx.net, route).await;
                             start(route.clone(), &mut syncing);
                         }
                         let _ = reply.send(result.map(|(_, status, added)| (status, added)));
@@ -211,6 +209,10 @@ impl HomeTask {
                             relay,
                             drained: *drained as u64,
                         });
+                        // Registered: the relay now grants this node a circuit reservation.
+                        if let Some(route) = self.registry.get(&relay).cloned() {
+                            listen_via(&ctx.net, &route).await;
+                        }
                     }
                     if let Some(delay) = self.registry.sync_done(&relay, result, now_ms()) {
                         retries.push(Box::pin(async move {
@@ -229,7 +231,9 @@ impl HomeTask {
     }
 }
 
-/// Reachable through the relay's circuit too, for peers that cannot dial this node.
+/// Reachable through the relay's circuit too, for peers that cannot dial this node. Asked after
+/// each sync that registered this node's mailbox there (relays reserve for their mailbox
+/// owners); a no-op while the reservation holds.
 async fn listen_via(net: &NetworkHandle, relay: &RelayRoute) {
     if let Some(addr) = relay.addrs.first() {
         net.listen_via(relay.peer, addr.clone()).await;

@@ -12,7 +12,8 @@ use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
 use super::handle::NetworkConfig;
-use super::wire;
+use super::owners::{CircuitAccess, Owners};
+use super::{ip_limits, wire};
 use crate::error::NodeError;
 
 /// Streams one connection may have open for `/tokenim/msg` at once, inbound and outbound
@@ -35,6 +36,8 @@ pub(super) const OUTSIDER_SCORE: f64 = -1000.0;
 #[allow(missing_debug_implementations)]
 pub(crate) struct Behaviour {
     pub(super) limits: connection_limits::Behaviour,
+    /// Inbound connections per source address and prefix, which peer ids do not bound.
+    pub(super) ip_limits: ip_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) msg: request_response::Behaviour<wire::Codec>,
@@ -80,9 +83,11 @@ impl std::fmt::Debug for Transport {
 
 type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
+/// `owners`: who registered a mailbox here, when reservations are for them only.
 pub(super) fn build_swarm(
     keypair: identity::Keypair,
     cfg: &NetworkConfig,
+    owners: Option<&Owners>,
     transport: Transport,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, NodeError> {
@@ -93,7 +98,7 @@ pub(super) fn build_swarm(
         Transport::Custom(factory) => builder
             .with_other_transport(factory)
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, cfg, None))
+            .with_behaviour(|key| behaviour(key, cfg, owners, None))
             .map_err(|e| net(&e))?
             .with_swarm_config(idle)
             .build(),
@@ -108,7 +113,7 @@ pub(super) fn build_swarm(
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| net(&e))?
             .with_bandwidth_metrics(registry)
-            .with_behaviour(|key, client| behaviour(key, cfg, Some(client)))
+            .with_behaviour(|key, client| behaviour(key, cfg, owners, Some(client)))
             .map_err(|e| net(&e))?
             .with_swarm_config(idle)
             .build(),
@@ -119,6 +124,7 @@ pub(super) fn build_swarm(
 fn behaviour(
     key: &identity::Keypair,
     cfg: &NetworkConfig,
+    owners: Option<&Owners>,
     relay_client: Option<libp2p::relay::client::Behaviour>,
 ) -> Result<Behaviour, BuildError> {
     let peer_id = key.public().to_peer_id();
@@ -159,6 +165,7 @@ fn behaviour(
     };
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
+        ip_limits: ip_limits::Behaviour::new(cfg.ip_limits),
         identify: identify::Behaviour::new(identify::Config::new(
             "/tokenim/1.0.0".into(),
             key.public(),
@@ -169,25 +176,42 @@ fn behaviour(
         kad: Toggle::from(kad),
         mdns: Toggle::from(mdns),
         circuit: Toggle::from(
-            cfg.relay_role
-                .then(|| libp2p::relay::Behaviour::new(peer_id, circuit_limits())),
+            (cfg.relay_role && cfg.circuit != CircuitAccess::Off)
+                .then(|| libp2p::relay::Behaviour::new(peer_id, circuit_limits(owners))),
         ),
         relay_client: Toggle::from(relay_client),
     })
 }
 
-/// Circuits carry messages, not bulk data, yet libp2p's defaults (2 minutes, 128 KiB) would
-/// close a chatty conversation's circuit every few dozen messages; and a community relay
-/// serves more than the default 128 NAT-ed nodes.
-fn circuit_limits() -> libp2p::relay::Config {
-    libp2p::relay::Config {
-        max_reservations: 4096,
-        max_circuits: 1024,
-        max_circuits_per_peer: 16,
-        max_circuit_duration: Duration::from_secs(30 * 60),
-        max_circuit_bytes: 16 << 20,
+/// Circuit relay limits, near libp2p's defaults: circuits cost the relay bandwidth for traffic
+/// it cannot store or check, so they stay short and few.
+///
+/// * Reservations: 512 (libp2p 128), since only owners of mailboxes hosted here get one (with
+///   `owners`) and a community relay hosts more than 128 NAT-ed nodes; as many as connections
+///   (`max_connections`), which every reservation holds one of. Per peer, an hour each, and
+///   libp2p's rate limits per peer and per IP address: as the defaults.
+/// * Circuits: 64 at once (libp2p 16; a relay of hundreds of owners sees more conversations),
+///   4 per peer as the default, each for at most 10 minutes and 1 MiB (libp2p 2 minutes and
+///   128 KiB): enough for a conversation's worth of messages (an envelope is at most 64 KiB,
+///   most are padded to 512 bytes or 2 KiB) before the sender dials a new one; rate limits per
+///   source peer (30, then one per 2 minutes) and IP address (60, one a minute) as the
+///   defaults.
+///
+/// With `owners` the first check on every reservation request, new or renewed, is that the
+/// peer registered a mailbox here; refused requests take no rate-limit token.
+fn circuit_limits(owners: Option<&Owners>) -> libp2p::relay::Config {
+    let mut cfg = libp2p::relay::Config {
+        max_reservations: 512,
+        max_circuits: 64,
+        max_circuit_duration: Duration::from_secs(10 * 60),
+        max_circuit_bytes: 1 << 20,
         ..Default::default()
+    };
+    if let Some(owners) = owners {
+        cfg.reservation_rate_limiters
+            .insert(0, owners.reservation_check());
     }
+    cfg
 }
 
 /// Gossipsub as the design asks: anonymous publishing (an author would reveal the sending

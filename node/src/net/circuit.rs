@@ -43,14 +43,19 @@ impl std::fmt::Debug for CircuitListeners {
 
 impl CircuitListeners {
     /// Starts wanting a reservation at `relay`; the address to listen on, unless a listener
-    /// is already up or a retry is pending.
+    /// is already up. Asked again while a retry is pending, it tries at once: the caller
+    /// learned the relay should now accept (relays reserve for the mailbox owners registered
+    /// there, and this node just registered), so the backoff need not be waited out.
     pub(crate) fn want(&mut self, relay: PeerId, addr: Multiaddr) -> Option<Multiaddr> {
         let addr = match addr.iter().last() {
             Some(Protocol::P2p(p)) if p == relay => addr,
             _ => addr.with(Protocol::P2p(relay)),
         };
-        if self.wanted.contains_key(&relay) {
-            return None;
+        if let Some(w) = self.wanted.get(&relay) {
+            return w
+                .listener
+                .is_none()
+                .then(|| w.addr.clone().with(Protocol::P2pCircuit));
         }
         let circuit = addr.clone().with(Protocol::P2pCircuit);
         self.wanted.insert(
@@ -182,10 +187,14 @@ mod tests {
         c.started(relay, Some(id));
         c.reserved(id);
         assert_eq!(c.closed(id), Some((relay, RETRY.first)));
-        // While a retry is pending (no listener), wanting again does not listen twice.
-        assert!(
-            c.want(relay, "/ip4/127.0.0.1/tcp/1".parse().expect("addr"))
-                .is_none()
+        // While a retry is pending (no listener), wanting again tries at once, at the address
+        // first given; with a listener up it does nothing.
+        let again = c.want(relay, "/ip4/127.0.0.1/tcp/1".parse().expect("addr"));
+        assert_eq!(
+            again.map(|a| a.to_string()),
+            Some(format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit"))
         );
+        c.started(relay, Some(ListenerId::next()));
+        assert!(c.want(relay, relay_addr().1).is_none());
     }
 }

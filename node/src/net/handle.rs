@@ -8,6 +8,8 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use super::ip_limits::IpLimits;
+use super::owners::CircuitAccess;
 use super::wire;
 use crate::error::NodeError;
 
@@ -35,10 +37,16 @@ pub struct NetworkConfig {
     pub mdns: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Inbound connections per source address and prefix.
+    pub ip_limits: IpLimits,
     pub inbound_per_peer_per_sec: u32,
+    /// Inbound requests per second from one source address (all its peer ids together).
+    pub inbound_per_ip_per_sec: u32,
     pub request_timeout: Duration,
     /// Relay role: answer Kademlia queries and serve circuit relay v2; personal nodes only ask.
     pub relay_role: bool,
+    /// Who may take a circuit relay reservation (relay role only).
+    pub circuit: CircuitAccess,
     /// Addresses others reach this node at (a relay hands them out in circuit reservations).
     /// Empty on a relay: its concrete listen addresses are taken as reachable.
     pub external: Vec<Multiaddr>,
@@ -60,9 +68,16 @@ impl NetworkConfig {
             mdns: false,
             max_connections: 16,
             max_connections_per_peer: 2,
+            ip_limits: IpLimits {
+                per_ip: 16,
+                per_prefix: 16,
+                exempt_loopback: true,
+            },
             inbound_per_peer_per_sec: 1_000,
+            inbound_per_ip_per_sec: 1_000,
             request_timeout: Duration::from_secs(30),
             relay_role: false,
+            circuit: CircuitAccess::Off,
             external: Vec::new(),
             topics: Vec::new(),
             gossip_peers: None,
@@ -182,7 +197,7 @@ impl NetworkHandle {
     /// Keeps a reservation at the circuit relay `relay` (reached at `addr`), so that peers
     /// that cannot dial this node directly reach it through the relay; retried with backoff
     /// until [`NetworkHandle::stop_listen_via`]. Idempotent.
-    pub(crate) async fn listen_via(&self, relay: PeerId, addr: Multiaddr) {
+    pub async fn listen_via(&self, relay: PeerId, addr: Multiaddr) {
         let _ = self.tx.send(Command::ListenVia { relay, addr }).await;
     }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -19,6 +18,8 @@ use super::circuit::CircuitListeners;
 use super::handle::{
     Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
 };
+use super::listen::wait_for_listeners;
+use super::owners::{CircuitAccess, Owners};
 use super::rate::RateLimiter;
 use super::wire::{self, RejectCode};
 use crate::error::NodeError;
@@ -43,7 +44,11 @@ pub(crate) async fn spawn(
     ),
     NodeError,
 > {
-    let mut swarm = build_swarm(keypair, &cfg, transport, registry)?;
+    // Who may reserve a circuit: owners remembered up to four per connection slot, so that
+    // registrations by throwaway peers must churn many to push out an owner who is online.
+    let owners = (cfg.relay_role && cfg.circuit == CircuitAccess::Owners)
+        .then(|| Owners::new(4 * cfg.max_connections as usize));
+    let mut swarm = build_swarm(keypair, &cfg, owners.as_ref(), transport, registry)?;
     let mut listeners = HashSet::new();
     for addr in &cfg.listen {
         let id = swarm
@@ -107,45 +112,13 @@ pub(crate) async fn spawn(
         circuits: CircuitListeners::default(),
         connected: HashMap::new(),
         peers,
-        rate: RateLimiter::new(cfg.inbound_per_peer_per_sec),
+        rate: RateLimiter::new(cfg.inbound_per_peer_per_sec, cfg.inbound_per_ip_per_sec),
         mailbox,
         gossip_peers: cfg.gossip_peers,
+        owners,
     };
     let join = tokio::spawn(task.run(cmd_rx));
     Ok((NetworkHandle { peer_id, tx }, ev_rx, join))
-}
-
-/// Drives the swarm until every listener reported an address, so the first contact card this
-/// node hands out already says where to reach it.
-async fn wait_for_listeners(
-    swarm: &mut Swarm<Behaviour>,
-    mut pending: HashSet<libp2p::core::transport::ListenerId>,
-) -> Result<Vec<Multiaddr>, NodeError> {
-    let mut addrs = Vec::new();
-    let deadline = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(deadline);
-    while !pending.is_empty() {
-        tokio::select! {
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { listener_id, address } => {
-                    info!(%address, "listening");
-                    pending.remove(&listener_id);
-                    addrs.push(address);
-                }
-                SwarmEvent::ListenerError { error, .. } => {
-                    return Err(NodeError::Network(format!("listener failed: {error}")));
-                }
-                SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
-                    return Err(NodeError::Network(format!("listener failed: {error}")));
-                }
-                _ => {}
-            },
-            () = &mut deadline => {
-                return Err(NodeError::Network("listeners did not start within 10 s".into()));
-            }
-        }
-    }
-    Ok(addrs)
 }
 
 type PendingResponse = futures::future::BoxFuture<
@@ -174,6 +147,7 @@ struct SwarmTask {
     rate: RateLimiter,
     mailbox: Option<Arc<dyn MailboxSink>>,
     gossip_peers: Option<HashSet<PeerId>>,
+    owners: Option<Owners>,
 }
 
 impl SwarmTask {
@@ -391,7 +365,7 @@ impl SwarmTask {
             }
             BehaviourEvent::Circuit(event) => self.metrics.record(&event),
             BehaviourEvent::RelayClient(event) => debug!(?event, "circuit relay client"),
-            BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
+            BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) | BehaviourEvent::IpLimits(_) => {}
         }
     }
 
@@ -400,13 +374,14 @@ impl SwarmTask {
         match event {
             Event::Message {
                 peer,
+                connection_id,
                 message:
                     Message::Request {
                         request, channel, ..
                     },
-                ..
             } => {
-                if !self.rate.allow(peer) {
+                let source = self.swarm.behaviour().ip_limits.source_of(connection_id);
+                if !self.rate.allow(peer, source.map(|s| s.ip)) {
                     let _ = self.swarm.behaviour_mut().msg.send_response(
                         channel,
                         wire::Response::rejected(RejectCode::RateLimited, "slow down"),
@@ -456,6 +431,11 @@ impl SwarmTask {
         channel: request_response::ResponseChannel<wire::Response>,
     ) {
         let (reply, rx) = oneshot::channel();
+        // An accepted registration makes the peer a mailbox owner (circuit reservations).
+        let owners = match request.kind {
+            Some(wire::pb::request::Kind::Register(_)) => self.owners.clone(),
+            _ => None,
+        };
         let routed = match request.kind {
             Some(wire::pb::request::Kind::Deliver(_)) => self
                 .events
@@ -485,6 +465,9 @@ impl SwarmTask {
                 let response = rx.await.unwrap_or_else(|_| {
                     wire::Response::rejected(RejectCode::Internal, "request dropped")
                 });
+                if let Some(owners) = owners {
+                    owners.note(peer, &response);
+                }
                 (channel, response)
             })),
             Err(response) => {

@@ -112,12 +112,15 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// The token from TOKENIM_TOKEN or `--token-file`, if either is given.
     pub fn token(&self) -> std::io::Result<Option<String>> {
+        // What is read is wiped; the trimmed copy is the caller's (the client wipes it).
         if let Ok(t) = std::env::var("TOKENIM_TOKEN") {
-            return Ok(Some(t.trim().to_owned()));
+            return Ok(Some(zeroize::Zeroizing::new(t).trim().to_owned()));
         }
         self.token_file
             .as_ref()
-            .map(|p| std::fs::read_to_string(p).map(|t| t.trim().to_owned()))
+            .map(|p| {
+                std::fs::read_to_string(p).map(|t| zeroize::Zeroizing::new(t).trim().to_owned())
+            })
             .transpose()
     }
 }
