@@ -1,4 +1,4 @@
-//! `tokenim demo`: a relay and two personal nodes (Alice and Bob) on loopback in this process,
+//! `tokenim demo`: a relay and personal nodes (Alice, Bob, then Carol) on loopback in this process,
 //! each with its own data directory, RocksDB and local API. They swap contact cards through the
 //! API and chat; the demo prints what Bob's app sees on its event stream and how Alice's delivery
 //! states move. Then Bob goes offline: Alice's messages wait in his mailbox on the relay, and
@@ -218,7 +218,55 @@ pub async fn run(messages: usize) -> Result<()> {
     let held = relay.client.get("/relay/stats").await?;
     println!("  relay now holds {} envelope(s)", held["stored_messages"]);
 
-    for peer in [alice, bob, relay] {
+    println!("\n7. Carol, a stranger holding Alice's card, writes: a message request");
+    let carol = start_peer(&root, "carol", |_| {}).await?;
+    let card = alice.client.identity().await?["contact_card"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    carol
+        .client
+        .post("/contacts", json!({ "card": card, "name": "alice" }))
+        .await?;
+    carol
+        .client
+        .post(
+            "/messages",
+            json!({ "to": "alice", "body": "hi Alice, we met at the meetup" }),
+        )
+        .await?;
+    let ev = next_event(&mut alice_events, "message_request").await?;
+    println!(
+        "  alice's app gets a message_request: {:?}",
+        ev["message"]["body"].as_str().unwrap_or("")
+    );
+    let requests = alice.client.get("/requests").await?;
+    let contacts = alice.client.get("/contacts").await?;
+    println!(
+        "  alice: {} request(s); her contacts are still {}; nothing went back to Carol",
+        requests["requests"].as_array().map_or(0, Vec::len),
+        contacts["contacts"].as_array().map_or(0, Vec::len)
+    );
+    let mut carol_events = carol.client.events().await?;
+    alice
+        .client
+        .post(
+            &format!("/requests/{}/accept", carol.address),
+            json!({ "name": "carol" }),
+        )
+        .await?;
+    alice
+        .client
+        .post("/messages", json!({ "to": "carol", "body": "hi Carol!" }))
+        .await?;
+    let ev = next_event(&mut carol_events, "message").await?;
+    println!(
+        "  alice accepts and answers; carol ← {:?}",
+        ev["message"]["body"].as_str().unwrap_or("")
+    );
+    drop(carol_events);
+
+    for peer in [alice, bob, carol, relay] {
         peer.node.shutdown().await;
     }
     let _ = std::fs::remove_dir_all(&root);
