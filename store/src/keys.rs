@@ -17,6 +17,7 @@
 //! | `mailbox_index`  | mailbox (32) · message id (32)                 | seq (8) · expires_at (8) · size (8)     |
 //! | `mailbox_expiry` | expires_at (8) · mailbox (32) · seq (8)        | message id (32) · size (8)              |
 //! | `tokens`         | token id (utf-8)                               | `TokenPb`                               |
+//! | `groups`         | group id (32)                                  | `GroupPb`                               |
 //! | `seen`           | `0x00` · peer (32) · inner id (16)             | expires_at (8)                          |
 //! | `seen`           | `0x01` · expires_at (8) · peer (32) · inner id (16) | empty (expiry order for purges)    |
 //!

@@ -26,8 +26,8 @@ pub use error::{Quota, Result, StoreError};
 pub use mailbox::{MailboxStats, MailboxUsage, PurgeReport, PutOutcome};
 pub use messages::Cursor;
 pub use records::{
-    ContactRecord, ContactState, Direction, MessageRecord, MessageState, OutboxRecord, Record,
-    StoredEnvelope, TokenRecord,
+    ContactRecord, ContactState, Direction, GroupRecord, MessageRecord, MessageState, OutboxRecord,
+    Record, StoredEnvelope, TokenRecord,
 };
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 pub use store::{Store, StoreOptions};

@@ -144,6 +144,99 @@ impl Record for ContactRecord {
     }
 }
 
+// ---------------------------------------------------------------- groups
+
+/// A group this node belongs to. `log` and `cipher` are opaque to the store (the membership
+/// log and the sender-key state the crypto crate serialises); `cipher` holds secret keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group id (the hash of its genesis change).
+    pub id: [u8; 32],
+    /// The signed membership log.
+    pub log: Vec<u8>,
+    /// Sender-key state of the local member (secret).
+    pub cipher: Vec<u8>,
+    /// Members' contact cards (identity key, `tokenim:` URI): how to reach each.
+    pub member_cards: Vec<([u8; 32], String)>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+impl fmt::Debug for GroupRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupRecord")
+            .field("id", &Hex(&self.id))
+            .field("log_len", &self.log.len())
+            .field("members", &self.member_cards.len())
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MemberCardPb {
+    #[prost(bytes = "vec", tag = "1")]
+    identity_key: Vec<u8>,
+    #[prost(string, tag = "2")]
+    card_uri: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GroupPb {
+    #[prost(bytes = "vec", tag = "1")]
+    id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    log: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    cipher: Vec<u8>,
+    #[prost(message, repeated, tag = "4")]
+    member_cards: Vec<MemberCardPb>,
+    #[prost(uint64, tag = "5")]
+    created_at: u64,
+    #[prost(uint64, tag = "6")]
+    updated_at: u64,
+}
+
+impl Record for GroupRecord {
+    fn to_bytes(&self) -> Vec<u8> {
+        GroupPb {
+            id: self.id.to_vec(),
+            log: self.log.clone(),
+            cipher: self.cipher.clone(),
+            member_cards: self
+                .member_cards
+                .iter()
+                .map(|(k, c)| MemberCardPb {
+                    identity_key: k.to_vec(),
+                    card_uri: c.clone(),
+                })
+                .collect(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+        .encode_to_vec()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        const WHAT: &str = "group record";
+        let pb: GroupPb = decode_pb(WHAT, bytes)?;
+        Ok(Self {
+            id: fixed(WHAT, "id", &pb.id)?,
+            log: pb.log,
+            cipher: pb.cipher,
+            member_cards: pb
+                .member_cards
+                .into_iter()
+                .map(|m| Ok((fixed(WHAT, "member", &m.identity_key)?, m.card_uri)))
+                .collect::<Result<_>>()?,
+            created_at: pb.created_at,
+            updated_at: pb.updated_at,
+        })
+    }
+}
+
 // ---------------------------------------------------------------- messages
 
 /// Delivery state of a message. Outgoing: queued → sent → stored (by N relays) → delivered
@@ -739,7 +832,21 @@ mod tests {
         }
     }
 
+    prop_compose! {
+        fn group()(id in arr::<32>(), log in proptest::collection::vec(any::<u8>(), 0..64),
+                   cipher in proptest::collection::vec(any::<u8>(), 0..64),
+                   cards in proptest::collection::vec((arr::<32>(), ".{0,20}"), 0..4),
+                   created_at in any::<u64>(), updated_at in any::<u64>()) -> GroupRecord {
+            GroupRecord { id, log, cipher, member_cards: cards, created_at, updated_at }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn group_round_trip(g in group()) {
+            prop_assert_eq!(GroupRecord::from_bytes(&g.to_bytes()).ok(), Some(g));
+        }
+
         #[test]
         fn message_round_trip(m in message()) {
             prop_assert_eq!(MessageRecord::from_bytes(&m.to_bytes()).ok(), Some(m));

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::backend::{Backend, Cf, MemBackend, RocksBackend, StorageStats};
 use crate::keys::{seen_key, successor};
 use crate::mailbox::MailboxState;
-use crate::records::{ContactRecord, OutboxRecord, Record, TokenRecord};
+use crate::records::{ContactRecord, GroupRecord, OutboxRecord, Record, TokenRecord};
 use crate::{Result, StoreError, schema};
 
 /// Entries fetched per backend call when walking a whole column family.
@@ -372,6 +372,23 @@ impl Store {
         let existed = self.be().get(Cf::Tokens, id.as_bytes())?.is_some();
         self.txn().delete_token(id).commit()?;
         Ok(existed)
+    }
+
+    // ------------------------------------------------------------ groups
+
+    /// Insert or replace a group.
+    pub fn put_group(&self, g: &GroupRecord) -> Result<()> {
+        self.txn().put_group(g).commit()
+    }
+
+    /// A group by id.
+    pub fn get_group(&self, id: &[u8; 32]) -> Result<Option<GroupRecord>> {
+        self.get_record(Cf::Groups, id)
+    }
+
+    /// All groups, by id (records that do not decode are skipped and counted).
+    pub fn list_groups(&self) -> Result<Vec<GroupRecord>> {
+        self.collect(Cf::Groups)
     }
 
     // ------------------------------------------------------------ storage

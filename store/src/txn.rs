@@ -8,7 +8,8 @@ use crate::keys::{
     self, MESSAGE_KEY_LEN, message_key, message_time_key, seen_expiry_key, seen_key,
 };
 use crate::records::{
-    ContactRecord, Direction, MessageRecord, MessageState, OutboxRecord, Record, TokenRecord,
+    ContactRecord, Direction, GroupRecord, MessageRecord, MessageState, OutboxRecord, Record,
+    TokenRecord,
 };
 use crate::store::{Store, StoreOptions, lock, meta_key_checked, now_ms};
 use crate::{Result, StoreError};
@@ -36,6 +37,8 @@ enum Op {
     DeleteMeta(String),
     PutToken(TokenRecord),
     DeleteToken(String),
+    PutGroup(GroupRecord),
+    DeleteGroup([u8; 32]),
 }
 
 /// A builder of typed changes that [`commit`](Txn::commit) writes as one atomic batch: after
@@ -217,6 +220,16 @@ impl<'a> Txn<'a> {
         self.op(Op::DeleteToken(id.to_owned()))
     }
 
+    /// Insert or replace a group.
+    pub fn put_group(self, g: &GroupRecord) -> Self {
+        self.op(Op::PutGroup(g.clone()))
+    }
+
+    /// Remove a group (its messages stay).
+    pub fn delete_group(self, id: &[u8; 32]) -> Self {
+        self.op(Op::DeleteGroup(*id))
+    }
+
     /// Moves `other`'s operations to the end of this transaction.
     pub fn append(&mut self, other: Txn<'_>) {
         self.ops.extend(other.ops);
@@ -311,6 +324,12 @@ impl<'s> Resolver<'s> {
             }
             Op::DeleteToken(id) => {
                 self.batch.delete(Cf::Tokens, id.as_bytes());
+            }
+            Op::PutGroup(g) => {
+                self.batch.put(Cf::Groups, g.id, g.to_bytes());
+            }
+            Op::DeleteGroup(id) => {
+                self.batch.delete(Cf::Groups, id);
             }
         }
         Ok(())

@@ -4,8 +4,9 @@ mod common;
 
 use common::{Fixture, Kind, id16, id32, message, newest_first};
 use tokenim_store::{
-    Batch, Cf, ContactRecord, ContactState, Cursor, MessageRecord, MessageState, OutboxRecord,
-    Quota, Result, SCHEMA_VERSION, SCHEMA_VERSION_KEY, StoreError, StoreOptions, TokenRecord,
+    Batch, Cf, ContactRecord, ContactState, Cursor, GroupRecord, MessageRecord, MessageState,
+    OutboxRecord, Quota, Result, SCHEMA_VERSION, SCHEMA_VERSION_KEY, StoreError, StoreOptions,
+    TokenRecord,
 };
 
 macro_rules! conformance {
@@ -36,6 +37,7 @@ conformance!(
     list_messages_all_conversations,
     held_messages_stay_out_of_the_timeline_until_released,
     contact_states_round_trip,
+    groups_put_get_list_delete,
     list_messages_limit_zero_and_empty,
     message_replace_moves_without_duplicates,
     message_id_conflict_is_refused,
@@ -424,6 +426,26 @@ mod cases {
         held.held = false;
         s.put_message(&held)?;
         assert_eq!(s.list_messages(None, 10, None)?.0, vec![held, shown]);
+        Ok(())
+    }
+
+    pub fn groups_put_get_list_delete(f: Fixture) -> Result<()> {
+        let s = f.store();
+        let group = |n: u64| GroupRecord {
+            id: id32(n),
+            log: vec![n as u8; 8],
+            cipher: vec![0xee; 16],
+            member_cards: vec![(id32(100 + n), format!("tokenim:card{n}"))],
+            created_at: n,
+            updated_at: n,
+        };
+        s.put_group(&group(2))?;
+        s.put_group(&group(1))?;
+        assert_eq!(s.get_group(&id32(2))?, Some(group(2)));
+        assert_eq!(s.list_groups()?, vec![group(1), group(2)]);
+        s.txn().delete_group(&id32(1)).commit()?;
+        assert_eq!(s.get_group(&id32(1))?, None);
+        assert_eq!(s.list_groups()?, vec![group(2)]);
         Ok(())
     }
 

@@ -43,11 +43,13 @@ pub enum Cf {
     Tokens,
     /// Ids of already-processed incoming messages, with expiry.
     Seen,
+    /// Groups this node is a member of: membership log and sender-key state.
+    Groups,
 }
 
 impl Cf {
     /// All column families, in a fixed order.
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Meta,
         Cf::Contacts,
         Cf::Sessions,
@@ -61,6 +63,7 @@ impl Cf {
         Cf::MailboxExpiry,
         Cf::Tokens,
         Cf::Seen,
+        Cf::Groups,
     ];
 
     /// Name on disk. Never change one: it is part of the on-disk schema.
@@ -79,6 +82,7 @@ impl Cf {
             Cf::MailboxExpiry => "mailbox_expiry",
             Cf::Tokens => "tokens",
             Cf::Seen => "seen",
+            Cf::Groups => "groups",
         }
     }
 
