@@ -24,7 +24,7 @@ pub use envelope::{BUCKETS, Envelope, MAX_ENVELOPE_BYTES, MessageId, bucket_for,
 pub use error::{CryptoError, Result};
 pub use grant::{GrantScope, MAX_GRANT_BYTES, WriteGrant};
 pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
-pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_REF_IDS};
+pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_PAYLOAD_BYTES, MAX_REF_IDS};
 pub use pb::{InnerKind, InnerMessage};
 pub use receipt::{CustodyReceipt, MAX_BATCH_IDS, MailboxAck, Registration};
 pub use relayed::RelayedEnvelope;

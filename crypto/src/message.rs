@@ -19,6 +19,8 @@ pub const MAX_INNER_BYTES: usize =
 /// of up to [`MAX_CARD_URI_BYTES`], up to [`MAX_REF_IDS`] ref ids) fits the largest bucket;
 /// `seal` of a bigger body returns [`CryptoError::MessageTooLarge`].
 pub const MAX_BODY_BYTES: usize = 56 * 1024;
+/// Most bytes of `InnerMessage::payload` (group control messages).
+pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
 
 /// Worst-case encoded size of an `InnerMessage` whose body is `body` bytes long.
 const fn worst_inner_len(body: usize) -> usize {
@@ -65,6 +67,10 @@ pub(crate) fn validate(m: &InnerMessage) -> Result<()> {
     if m.sender_card.len() > MAX_CARD_URI_BYTES {
         return Err(CryptoError::InvalidMessage("sender card too long"));
     }
+    // A payload takes the room of a body: together they stay within what one frame holds.
+    if m.payload.len() > MAX_PAYLOAD_BYTES || m.payload.len() + m.body.len() > MAX_BODY_BYTES {
+        return Err(CryptoError::InvalidMessage("payload too long"));
+    }
     if m.write_grant.len() > crate::MAX_GRANT_BYTES {
         return Err(CryptoError::InvalidMessage("write grant too long"));
     }
@@ -82,6 +88,7 @@ impl InnerMessage {
             sent_at_ms,
             sender_card: String::new(),
             write_grant: Vec::new(),
+            payload: Vec::new(),
         }
     }
 
@@ -100,6 +107,7 @@ impl InnerMessage {
             sent_at_ms,
             sender_card: String::new(),
             write_grant: Vec::new(),
+            payload: Vec::new(),
         }
     }
 }

@@ -87,6 +87,7 @@ impl Delivery {
             sent_at_ms: message.sent_at_ms,
             sender_card: self.cards.mine().unwrap_or_default().to_owned(),
             write_grant: self.grant_for(&peer),
+            payload: Vec::new(),
         };
         let sealed = self
             .cards

@@ -62,6 +62,7 @@ impl Delivery {
             sent_at_ms,
             sender_card,
             write_grant,
+            payload: Vec::new(),
         };
         let envelope = self.seal(&contact, &inner)?;
         tracing::debug!(envelope = %hex::encode(&envelope.id()[..8]), "sealed");

@@ -61,6 +61,7 @@ impl Peer {
             sent_at_ms: T0_MS,
             sender_card: String::new(),
             write_grant: Vec::new(),
+            payload: Vec::new(),
         }
     }
 
