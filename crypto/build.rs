@@ -19,6 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tokenim.v1.InnerMessage",
             "tokenim.v1.SendSessionState",
             "tokenim.v1.RecvSessionState",
+            "tokenim.v1.SenderKeyDistribution",
+            "tokenim.v1.OwnSenderKeyState",
+            "tokenim.v1.SenderKeyState",
+            "tokenim.v1.SkippedMessageKey",
         ])
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())

@@ -88,5 +88,36 @@ fn decoders(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transport, handshake, decoders);
+/// Group sender keys: one seal per group message (any number of members), one open per member.
+fn group(c: &mut Criterion) {
+    use tokenim_crypto::group::sender_key::GroupCipher;
+    let mut a = GroupCipher::with_seed([1; 32], [2; 32], [3; 32]);
+    let mut b = GroupCipher::with_seed([1; 32], [4; 32], [5; 32]);
+    b.add_distribution(a.my_distribution()).unwrap();
+    let msg = vec![b'x'; 1024];
+    let mut g = c.benchmark_group("group");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seal 1KiB", |bench| {
+        bench.iter(|| black_box(a.seal(black_box(&msg)).unwrap()))
+    });
+    // After the loop above the receiver's chain is far behind: start a fresh epoch.
+    b.add_distribution(a.rotate()).unwrap();
+    g.bench_function("seal+open 1KiB", |bench| {
+        bench.iter(|| {
+            let f = a.seal(black_box(&msg)).unwrap();
+            black_box(b.open(&f).unwrap());
+        })
+    });
+    // What a forged frame costs a receiver at worst: the chain walked MAX_FORWARD steps ahead,
+    // then a failed decryption.
+    let mut far = a.seal(black_box(&msg)).unwrap();
+    let n = tokenim_crypto::group::sender_key::MAX_FORWARD - 1;
+    far[17..25].copy_from_slice(&u64::from(n).to_be_bytes());
+    g.bench_function("open forged frame MAX_FORWARD ahead", |bench| {
+        bench.iter(|| assert!(b.open(black_box(&far)).is_err()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, transport, handshake, decoders, group);
 criterion_main!(benches);

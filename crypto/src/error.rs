@@ -174,6 +174,33 @@ pub enum CryptoError {
         window_secs: u64,
     },
 
+    // --- groups (sender keys) ---
+    /// A sender-key distribution for another group than the cipher's.
+    #[error("sender key of another group")]
+    WrongGroup,
+    /// A group frame under a sender key we do not hold: never given to us, superseded by newer
+    /// epochs of its sender, or its sender was removed.
+    #[error("unknown sender key")]
+    UnknownSenderKey,
+    /// A distribution older than every epoch held of its sender.
+    #[error("sender key older than the epochs held")]
+    StaleSenderKey,
+    /// The message key of a group frame is no longer held: the frame is older than the
+    /// distribution we were given, or than the skipped keys we keep.
+    #[error("group frame too old for the keys held")]
+    SenderKeyTooOld,
+    /// A group frame too far ahead of its sender's chain.
+    #[error("group frame {ahead} messages ahead of its chain, max {max}")]
+    SenderKeyTooFarAhead {
+        /// Iterations between the chain and the frame.
+        ahead: u32,
+        /// Limit.
+        max: u32,
+    },
+    /// More senders in one group than [`crate::group::sender_key::MAX_SENDERS`].
+    #[error("too many group senders")]
+    TooManySenders,
+
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Rng,

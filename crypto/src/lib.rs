@@ -1,6 +1,6 @@
-//! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
-//! envelopes, and the signed receipts/acks of the relay protocol and the copies relays sign for
-//! each other.
+//! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions, group
+//! sender keys, envelopes, and the signed receipts/acks of the relay protocol and the copies
+//! relays sign for each other.
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
@@ -10,6 +10,7 @@ pub mod card;
 pub mod envelope;
 pub mod error;
 pub mod grant;
+pub mod group;
 pub mod identity;
 pub mod message;
 pub mod pb;
@@ -38,6 +39,7 @@ const _: fn() = || {
     fn send<T: Send>() {}
     fn send_sync<T: Send + Sync>() {}
     send::<Sessions>();
+    send::<group::sender_key::GroupCipher>();
     send_sync::<Identity>();
     send_sync::<PublicIdentity>();
     send_sync::<ContactCard>();

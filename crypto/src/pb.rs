@@ -45,6 +45,44 @@ impl fmt::Debug for RecvSessionState {
     }
 }
 
+impl fmt::Debug for SenderKeyDistribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderKeyDistribution")
+            .field("version", &self.version)
+            .field("epoch", &self.epoch)
+            .field("iteration", &self.iteration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for OwnSenderKeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnSenderKeyState")
+            .field("epoch", &self.epoch)
+            .field("iteration", &self.iteration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SenderKeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderKeyState")
+            .field("epoch", &self.epoch)
+            .field("iteration", &self.iteration)
+            .field("floor", &self.floor)
+            .field("skipped", &self.skipped.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SkippedMessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SkippedMessageKey")
+            .field("iteration", &self.iteration)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

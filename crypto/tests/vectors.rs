@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use ed25519_dalek::SigningKey;
 use prost::Message as _;
 use serde_json::{Value, json};
+use tokenim_crypto::group::sender_key::{GroupCipher, SenderKeyDistribution};
 use tokenim_crypto::{
     Address, ContactCard, CustodyReceipt, Envelope, Identity, InnerKind, InnerMessage, MailboxAck,
     MailboxId, PublicIdentity, Registration, RelayInfo, RelayedEnvelope, SessionPolicy, Sessions,
@@ -266,4 +267,56 @@ fn session_vectors() {
         sb.open(&b, &t4, T + 10).unwrap().inner.unwrap(),
         msg(5, "after restore")
     );
+}
+
+/// Group sender keys: A's distribution, two frames, a rotation and a frame on the new epoch;
+/// B's state after reading them.
+#[test]
+fn sender_key_vectors() {
+    let (group, a_id, b_id) = (seed(0x90), seed(0xa0), seed(0xb0));
+    let mut a = GroupCipher::with_seed(group, a_id, seed(0x31));
+    let mut b = GroupCipher::with_seed(group, b_id, seed(0x32));
+    let d0 = a.my_distribution();
+    b.add_distribution(d0.clone()).unwrap();
+    let f0 = a.seal(b"hello, group").unwrap();
+    let f1 = a.seal(&[0x5a; 600]).unwrap();
+    let d1 = a.rotate();
+    b.add_distribution(d1.clone()).unwrap();
+    let f2 = a.seal(b"new epoch").unwrap();
+    for f in [&f0, &f1, &f2] {
+        b.open(f).unwrap();
+    }
+    let generated = json!({
+        "group": h(group), "a": h(a_id), "b": h(b_id),
+        "rng_seed_a": h(seed(0x31)), "rng_seed_b": h(seed(0x32)),
+        "distribution_epoch0": h(&*d0.to_bytes()),
+        "distribution_epoch1": h(&*d1.to_bytes()),
+        "frames": [
+            { "epoch": 0, "iteration": 0, "plaintext": h(b"hello, group"), "frame": h(&f0) },
+            { "epoch": 0, "iteration": 1, "plaintext": h([0x5a; 600]), "frame": h(&f1) },
+            { "epoch": 1, "iteration": 0, "plaintext": h(b"new epoch"), "frame": h(&f2) },
+        ],
+        "state_b": h(&*b.to_bytes()),
+    });
+    let v = check("sender_keys", generated);
+    // Consume the stored bytes with a member who has only them.
+    let mut c = GroupCipher::with_seed(group, seed(0xc0), seed(0x33));
+    for k in ["distribution_epoch0", "distribution_epoch1"] {
+        let d = SenderKeyDistribution::from_bytes(&unhex(&v[k])).unwrap();
+        assert_eq!((d.group(), d.sender()), (group, a_id));
+        c.add_distribution(d).unwrap();
+    }
+    for f in v["frames"].as_array().unwrap() {
+        let frame = unhex(&f["frame"]);
+        assert_eq!(
+            &frame[17..25],
+            &f["iteration"].as_u64().unwrap().to_be_bytes()
+        );
+        assert_eq!(c.open(&frame).unwrap(), (a_id, unhex(&f["plaintext"])));
+    }
+    // The stored receiver state has consumed them all.
+    let mut b2 = GroupCipher::from_bytes(&unhex(&v["state_b"])).unwrap();
+    for f in v["frames"].as_array().unwrap() {
+        assert!(b2.open(&unhex(&f["frame"])).is_err());
+    }
 }

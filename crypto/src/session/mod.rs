@@ -82,7 +82,7 @@
 pub(crate) mod frame;
 mod noise;
 mod state;
-mod transport;
+pub(crate) mod transport;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
