@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tokenim.v1.InnerMessage",
             "tokenim.v1.SendSessionState",
             "tokenim.v1.RecvSessionState",
+            "tokenim.v1.GroupChangeCreate",
+            "tokenim.v1.GroupChangeRename",
         ])
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())

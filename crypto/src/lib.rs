@@ -1,6 +1,6 @@
 //! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
 //! envelopes, and the signed receipts/acks of the relay protocol and the copies relays sign for
-//! each other.
+//! each other, and group membership logs.
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
@@ -10,6 +10,7 @@ pub mod card;
 pub mod envelope;
 pub mod error;
 pub mod grant;
+pub mod group;
 pub mod identity;
 pub mod message;
 pub mod pb;
@@ -41,4 +42,6 @@ const _: fn() = || {
     send_sync::<Identity>();
     send_sync::<PublicIdentity>();
     send_sync::<ContactCard>();
+    send_sync::<group::GroupLog>();
+    send_sync::<group::Change>();
 };
