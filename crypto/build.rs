@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tokenim.v1.OwnSenderKeyState",
             "tokenim.v1.SenderKeyState",
             "tokenim.v1.SkippedMessageKey",
+            "tokenim.v1.GroupChangeCreate",
+            "tokenim.v1.GroupChangeRename",
         ])
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())

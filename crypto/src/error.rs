@@ -175,9 +175,6 @@ pub enum CryptoError {
     },
 
     // --- groups (sender keys) ---
-    /// A sender-key distribution for another group than the cipher's.
-    #[error("sender key of another group")]
-    WrongGroup,
     /// A group frame under a sender key we do not hold: never given to us, superseded by newer
     /// epochs of its sender, or its sender was removed.
     #[error("unknown sender key")]
@@ -200,6 +197,34 @@ pub enum CryptoError {
     /// More senders in one group than [`crate::group::sender_key::MAX_SENDERS`].
     #[error("too many group senders")]
     TooManySenders,
+    // --- groups ---
+    /// The signer of a group change or invite is not entitled to it at that point of the log,
+    /// or the change would do nothing.
+    #[error("group change not allowed: {0}")]
+    GroupNotAllowed(&'static str),
+    /// The group has as many members as its limit allows.
+    #[error("group is full: at most {max} members")]
+    GroupFull {
+        /// The group's member limit.
+        max: u32,
+    },
+    /// A change, invite or sender key of another group.
+    #[error("change, invite or sender key of another group")]
+    WrongGroup,
+    /// A bound of a group log was reached (changes waiting for parents, log size).
+    #[error("group log limit reached: {0}")]
+    GroupLimit(&'static str),
+    /// A group invite past its expiry.
+    #[error("group invite expired at {expires_at} (now {now})")]
+    InviteExpired {
+        /// When it expired (Unix seconds).
+        expires_at: u64,
+        /// The time it was checked at (for a join: the join's own time).
+        now: u64,
+    },
+    /// As many joins as the invite allows already counted.
+    #[error("group invite used up")]
+    InviteUsedUp,
 
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]

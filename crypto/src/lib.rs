@@ -1,6 +1,6 @@
-//! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions, group
-//! sender keys, envelopes, and the signed receipts/acks of the relay protocol and the copies
-//! relays sign for each other.
+//! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
+//! envelopes, the signed receipts/acks of the relay protocol and the copies relays sign for each
+//! other, and groups (membership logs and sender keys).
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
@@ -43,4 +43,6 @@ const _: fn() = || {
     send_sync::<Identity>();
     send_sync::<PublicIdentity>();
     send_sync::<ContactCard>();
+    send_sync::<group::GroupLog>();
+    send_sync::<group::Change>();
 };

@@ -83,6 +83,25 @@ impl fmt::Debug for SkippedMessageKey {
     }
 }
 
+// Group names are user content: print only their length.
+impl fmt::Debug for GroupChangeCreate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupChangeCreate")
+            .field("name_len", &self.name.len())
+            .field("members", &self.members.len())
+            .field("max_members", &self.max_members)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for GroupChangeRename {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupChangeRename")
+            .field("name_len", &self.name.len())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +122,17 @@ mod tests {
             inbound: vec![r],
             ..Default::default()
         };
-        let out = format!("{m:?} {p:?}");
+        let g = GroupChange {
+            kind: Some(group_change::Kind::Rename(GroupChangeRename {
+                name: "secret club".into(),
+            })),
+            ..Default::default()
+        };
+        let c = GroupChangeCreate {
+            name: "secret club".into(),
+            ..Default::default()
+        };
+        let out = format!("{m:?} {p:?} {g:?} {c:?}");
         assert!(!out.contains("secret"));
         assert!(!out.contains("abab") && !out.contains("171, 171"));
         assert!(!out.contains("cdcd") && !out.contains("205, 205"));

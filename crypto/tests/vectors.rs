@@ -12,6 +12,7 @@ use ed25519_dalek::SigningKey;
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokenim_crypto::group::sender_key::{GroupCipher, SenderKeyDistribution};
+use tokenim_crypto::group::{Change, ChangeKind, GroupLog, Invite, Role};
 use tokenim_crypto::{
     Address, ContactCard, CustodyReceipt, Envelope, Identity, InnerKind, InnerMessage, MailboxAck,
     MailboxId, PublicIdentity, Registration, RelayInfo, RelayedEnvelope, SessionPolicy, Sessions,
@@ -200,6 +201,78 @@ fn receipt_vectors() {
     let copy = RelayedEnvelope::from_bytes(&unhex(&v["relayed_envelope"])).unwrap();
     copy.verify(1_700_000_020, 60).unwrap();
     assert_eq!((copy.relay_key, copy.envelope), (rk, seed(0xf0).to_vec()));
+}
+
+/// A group's membership log: genesis (owner, one admin, one member), the admin adds someone,
+/// the owner renames and makes an invite, an outsider joins through it.
+#[test]
+fn group_vectors() {
+    let (owner, admin, member) = (
+        Identity::from_seed(seed(0)),
+        Identity::from_seed(seed(0x10)),
+        Identity::from_seed(seed(0x20)),
+    );
+    let (added, joiner) = (
+        Identity::from_seed(seed(0x30)),
+        Identity::from_seed(seed(0x40)),
+    );
+    let key = |i: &Identity| i.public_ref().identity_key;
+    let initial = [(key(&admin), Role::Admin), (key(&member), Role::Member)];
+    let (mut log, genesis) =
+        GroupLog::create_with_nonce(&owner, "Book club", &initial, 1_000, [7; 16], 1_700_000_000)
+            .unwrap();
+    let add = ChangeKind::Add {
+        member: key(&added),
+        role: Role::Member,
+    };
+    let add = log.propose(&admin, add, 1_700_000_060).unwrap();
+    let rename = ChangeKind::Rename {
+        name: "Book club 2".into(),
+    };
+    let rename = log.propose(&owner, rename, 1_700_000_120).unwrap();
+    let invite = log
+        .create_invite_with_id(&owner, 1_700_086_400, 5, "", [9; 16])
+        .unwrap();
+    let join = invite.join(&joiner, 1_700_000_180).unwrap();
+    log.apply(join.clone()).unwrap();
+    let members: Vec<Value> = log
+        .members()
+        .iter()
+        .map(|(k, r)| json!([h(k), r.as_str()]))
+        .collect();
+    let v = check(
+        "group",
+        json!({
+            "seeds": [h(seed(0)), h(seed(0x10)), h(seed(0x20)), h(seed(0x30)), h(seed(0x40))],
+            "group_id": log.id().to_string(),
+            "changes": [h(genesis.to_bytes()), h(add.to_bytes()), h(rename.to_bytes()), h(join.to_bytes())],
+            "change_ids": [h(genesis.id()), h(add.id()), h(rename.id()), h(join.id())],
+            "invite_uri": invite.to_uri(),
+            "name": log.name(),
+            "members": members,
+            "heads": log.heads().iter().map(h).collect::<Vec<_>>(),
+        }),
+    );
+    // Consume: a member reading the stored changes ends in the stored state.
+    let changes: Vec<Change> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Change::from_bytes(&unhex(c)).unwrap())
+        .collect();
+    for (c, id) in changes.iter().zip(v["change_ids"].as_array().unwrap()) {
+        assert_eq!(c.id().to_vec(), unhex(id));
+    }
+    let mut read = GroupLog::from_genesis(changes[0].clone()).unwrap();
+    for c in &changes[1..] {
+        read.apply(c.clone()).unwrap();
+    }
+    assert_eq!(read.id().to_string(), v["group_id"].as_str().unwrap());
+    assert_eq!(read.name(), v["name"].as_str().unwrap());
+    assert_eq!(read.members(), log.members());
+    assert_eq!(read.role_of(&key(&joiner)), Some(Role::Member));
+    let stored_invite = Invite::from_uri(v["invite_uri"].as_str().unwrap(), 1_700_000_000).unwrap();
+    assert_eq!(stored_invite, invite);
 }
 
 fn msg(n: u8, body: &str) -> InnerMessage {
