@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod cli;
 mod data_dir;
+mod full_disk;
 mod hostile_apps;
 mod messaging;
 mod relay;

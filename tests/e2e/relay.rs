@@ -8,14 +8,14 @@ use tokenim_node::peer::wire::{self, pb};
 
 use crate::harness::{NodeProc, init, wait_event};
 
-const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+pub(crate) const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
 async fn relay(root: &std::path::Path, name: &str) -> Result<NodeProc> {
     NodeProc::start_with(&init(root, name)?, LOOPBACK, &["--relay".into()]).await
 }
 
 /// Rewrites a node's `config.toml` before it starts.
-fn edit_config(
+pub(crate) fn edit_config(
     dir: &std::path::Path,
     edit: impl FnOnce(&mut tokenim_node::config::Config),
 ) -> Result<()> {
@@ -28,13 +28,13 @@ fn edit_config(
     Ok(())
 }
 
-async fn stats(relay: &NodeProc) -> Result<Value> {
+pub(crate) async fn stats(relay: &NodeProc) -> Result<Value> {
     relay.client.get("/relay/stats").await
 }
 
 /// Polls until `check` holds, failing with `what` at the harness's limit. For what no event
 /// announces: relay mailbox changes, counters, circuit reservations.
-async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+pub(crate) async fn poll_until<F, Fut>(what: &str, mut check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -48,7 +48,7 @@ where
 }
 
 /// Polls a relay's stats until `field` equals `want`.
-async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
+pub(crate) async fn wait_stat(relay: &NodeProc, field: &str, want: u64, what: &str) -> Result<()> {
     poll_until(what, || async { Ok(stats(relay).await?[field] == want) }).await
 }
 
@@ -89,7 +89,12 @@ async fn send_all(alice: &NodeProc, n: usize) -> Result<Vec<String>> {
 }
 
 /// Waits until each message reaches `state` with at least `relays` custody receipts.
-async fn wait_states(alice: &NodeProc, ids: &[String], state: &str, relays: u64) -> Result<()> {
+pub(crate) async fn wait_states(
+    alice: &NodeProc,
+    ids: &[String],
+    state: &str,
+    relays: u64,
+) -> Result<()> {
     let mut events = alice.client.events().await?;
     for id in ids {
         let m = alice.client.get(&format!("/messages/{id}")).await?;

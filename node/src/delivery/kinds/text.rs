@@ -27,6 +27,8 @@ impl Delivery {
                 queued: self.schedule.len(),
             });
         }
+        // Refused before sealing advances the session (the commit below checks again).
+        self.store.ensure_space(body.len() as u64)?;
         let contact = self.cards.contact(&self.store, &to)?;
         // The recipient learns our card from the first messages of a session; after that it
         // only costs bytes.
@@ -72,7 +74,7 @@ impl Delivery {
             .put_message(&record)
             .put_outbox(&outbox)
             .put_session(&to.0, &session)
-            .commit()?;
+            .commit_durable()?;
         self.metrics.messages_sent.inc();
         self.schedule.schedule(outbox_id, Instant::now());
         self.events.emit(NodeEvent::Message(record.clone()));

@@ -164,6 +164,11 @@ impl Relay {
             .collect();
         let outcomes = match self.store.mailbox_put_many(&mailbox.0, &items, now, ttl) {
             Ok(o) => o,
+            Err(StoreError::StorageFull(why)) => {
+                debug!(%why, "store refused: disk full");
+                self.metrics.envelopes_rejected.inc_by(n);
+                return (Response::storage_full(), Followup::default());
+            }
             Err(e) => {
                 // The detail says what kind of refusal it is, never how full a mailbox is.
                 let (code, detail) = match &e {
@@ -179,7 +184,8 @@ impl Relay {
                 return reject(code, detail.into());
             }
         };
-        // The promise holds for the whole batch: until the earliest expiry in it.
+        // `mailbox_put_many` has fsynced the batch: the receipt cannot outlive the envelopes
+        // in a power cut. The promise holds for the whole batch: until the earliest expiry.
         let expires_at = outcomes.iter().map(|o| o.expires_at).min().unwrap_or(now);
         let receipt = CustodyReceipt::sign(&self.key, &ids, mailbox, now, expires_at);
         let mut followup = Followup::default();
@@ -315,9 +321,13 @@ impl Relay {
                 return r;
             }
         };
-        if let Err(e) = self.store.mailbox_register(&mailbox.0, now_secs()) {
-            warn!("registering a mailbox failed: {e}");
-            return Response::rejected(RejectCode::Internal, "storage error");
+        match self.store.mailbox_register(&mailbox.0, now_secs()) {
+            Ok(()) => {}
+            Err(StoreError::StorageFull(_)) => return Response::storage_full(),
+            Err(e) => {
+                warn!("registering a mailbox failed: {e}");
+                return Response::rejected(RejectCode::Internal, "storage error");
+            }
         }
         debug!(%peer, "mailbox registered");
         lock(&self.subscribers).insert(mailbox, peer);
@@ -394,10 +404,27 @@ impl Relay {
                 };
                 (response, followup)
             }
+            Err(StoreError::StorageFull(_)) => (Response::storage_full(), Followup::default()),
             Err(e) => {
                 warn!("mailbox delete failed: {e}");
                 let r = Response::rejected(RejectCode::Internal, "storage error");
                 (r, Followup::default())
+            }
+        }
+    }
+
+    /// Whether the disk was full at the last look: stores are refused before they queue.
+    pub(crate) fn storage_full(&self) -> bool {
+        self.store.is_full()
+    }
+
+    /// When space is short, turns owners' acks into free space; whether the disk is full.
+    pub(crate) fn reclaim(&self) -> bool {
+        match self.store.reclaim_space() {
+            Ok(status) => status.full,
+            Err(e) => {
+                warn!("reclaiming disk space: {e}");
+                self.store.is_full()
             }
         }
     }
