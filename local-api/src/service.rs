@@ -110,4 +110,10 @@ pub trait NodeService: Send + Sync + 'static {
 
     /// Metrics in OpenMetrics text (what `prometheus_client::encoding::text::encode` writes).
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>>;
+
+    /// What keeps the node from doing all of its work, as `/v1/health` reasons (e.g.
+    /// `disk_full`); empty when nothing does. Called on every health request: keep it cheap.
+    fn health_issues(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

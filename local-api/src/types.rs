@@ -15,9 +15,16 @@ pub type UnixMillis = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
-    /// Always `"ok"` when the API answers.
+    /// `"ok"`, or `"degraded"` when the node runs but cannot do all of its work: see
+    /// `reasons`.
     pub status: String,
     pub version: String,
+    /// Why the status is `degraded`; empty when `ok`. `disk_full`: the disk holding the
+    /// database is below its free-space reserve, so new messages (and, on a relay, stores for
+    /// its mailboxes) are refused, senders being told to retry later; reading, fetching and
+    /// acknowledging go on, and the node takes writes again by itself once space returns.
+    /// `storage_error`: the node could not look at its disk (details in its log).
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -19,6 +19,21 @@ async fn health_needs_no_token() {
     assert_eq!(reply.body["status"], "ok");
     assert_eq!(reply.body["version"], env!("CARGO_PKG_VERSION"));
     assert!(reply.headers.contains_key("x-request-id"));
+    assert_eq!(reply.body["reasons"], json!([]));
+}
+
+#[tokio::test]
+async fn health_says_degraded_and_why() {
+    let node = FakeNode::new();
+    let app = app(&node);
+    node.set_health_issues(&["disk_full"]);
+    let reply = call(&app, empty(req("GET", "/v1/health"))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["status"], "degraded");
+    assert_eq!(reply.body["reasons"], json!(["disk_full"]));
+    node.set_health_issues(&[]);
+    let reply = call(&app, empty(req("GET", "/v1/health"))).await;
+    assert_eq!(reply.body["status"], "ok");
 }
 
 /// The routes that need no token: a route only joins this list on purpose.

@@ -76,6 +76,11 @@ pub enum StoreError {
         /// What the rejected put needed.
         requested: u64,
     },
+    /// The disk is (nearly) full: a write that would grow the database was refused to keep
+    /// the free-space reserve, or the filesystem itself said it has no space. Nothing was
+    /// written; it passes once space returns.
+    #[error("disk full: {0}")]
+    StorageFull(String),
     /// Mailbox operation on a mailbox this relay does not host.
     #[error("mailbox is not registered on this relay")]
     MailboxNotRegistered,

@@ -9,7 +9,8 @@
 //! * The on-disk schema is the key layouts in [`keys`] plus the protobuf records in
 //!   [`records`], versioned by [`schema::SCHEMA_VERSION`] and checked on open.
 //!
-//! Durability: see [`StoreOptions::sync_writes`].
+//! Durability: see [`StoreOptions::sync_writes`] and [`Txn::commit_durable`]; full disks:
+//! [`StoreOptions::disk_reserve_bytes`] and [`Store::reclaim_space`].
 
 pub mod backend;
 mod error;
@@ -18,10 +19,13 @@ mod mailbox;
 mod messages;
 pub mod records;
 pub mod schema;
+mod space;
 mod store;
 mod txn;
 
-pub use backend::{Backend, Batch, BatchOp, Cf, KeyValue, MemBackend, RocksBackend, StorageStats};
+pub use backend::{
+    Backend, Batch, BatchOp, Cf, DiskSpace, KeyValue, MemBackend, RocksBackend, StorageStats,
+};
 pub use error::{Quota, Result, StoreError};
 pub use mailbox::{MailboxStats, MailboxUsage, PurgeReport, PutOutcome};
 pub use messages::Cursor;
@@ -30,5 +34,6 @@ pub use records::{
     Record, StoredEnvelope, TokenRecord,
 };
 pub use schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+pub use space::SpaceStatus;
 pub use store::{Store, StoreOptions};
 pub use txn::Txn;

@@ -209,7 +209,8 @@ impl Store {
         };
         let mut batch = Batch::new();
         batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
-        self.be().write(batch)?;
+        // Synced: the owner is told it is registered.
+        self.write(batch, true)?;
         metas.insert(*mailbox, meta);
         Ok(())
     }
@@ -242,7 +243,7 @@ impl Store {
         batch.delete_range(Cf::MailboxIndex, lo.clone(), hi.clone());
         batch.delete_range(Cf::Mailboxes, lo, hi);
         batch.delete(Cf::MailboxMeta, *mailbox);
-        self.be().write(batch)?;
+        self.write(batch, false)?;
         state.adjust(meta, MailboxMeta::default());
         metas.remove(mailbox);
         Ok(true)
@@ -251,7 +252,11 @@ impl Store {
     /// Store an envelope in `mailbox` for `ttl_secs` (clamped to
     /// `StoreOptions::mailbox_max_ttl_secs`). A message id already in the mailbox is a
     /// duplicate: nothing is written and the stored seq is returned. Errors:
-    /// [`StoreError::MailboxNotRegistered`], [`StoreError::QuotaExceeded`].
+    /// [`StoreError::MailboxNotRegistered`], [`StoreError::QuotaExceeded`],
+    /// [`StoreError::StorageFull`] (below the free-space reserve).
+    ///
+    /// Durable when it returns `Ok`: the write is fsynced (concurrent puts share the fsync),
+    /// since a relay signs a custody receipt for it next.
     ///
     /// Safe to call concurrently: puts to one mailbox are serialised (seqs are committed in
     /// order, so a reader paging by seq never skips one), puts to different mailboxes run in
@@ -347,6 +352,7 @@ impl Store {
             return Ok(outcomes);
         }
         let added_bytes = meta.bytes - old.bytes;
+        self.ensure_space(batch.bytes())?;
         let checks = [
             (
                 Quota::MailboxMessages,
@@ -381,7 +387,8 @@ impl Store {
                 requested: added_bytes,
             })?;
         batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
-        if let Err(e) = self.be().write(batch) {
+        // Synced before it returns: the relay signs a custody receipt for it next.
+        if let Err(e) = self.write(batch, true) {
             state.release_bytes(added_bytes);
             return Err(e);
         }
@@ -436,6 +443,7 @@ impl Store {
         let mut meta = old;
         let mut batch = Batch::new();
         let mut deleted = 0;
+        let mut seqs = Vec::new();
         let mut done = HashSet::new();
         for id in message_ids {
             if !done.insert(id) {
@@ -454,11 +462,15 @@ impl Store {
             batch.delete(Cf::MailboxIndex, index_key);
             meta.messages = meta.messages.saturating_sub(1);
             meta.bytes = meta.bytes.saturating_sub(iv.size);
+            seqs.push(iv.seq);
             deleted += 1;
         }
         if deleted > 0 {
             batch.put(Cf::MailboxMeta, *mailbox, meta.to_bytes());
-            self.be().write(batch)?;
+            self.write(batch, false)?;
+            if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
+                self.inner.space.deleted(mailbox, *lo, *hi);
+            }
             state.adjust(old, meta);
             metas.insert(*mailbox, meta);
         }
@@ -473,6 +485,11 @@ impl Store {
             .get(mailbox)
             .map(usage)
             .ok_or(StoreError::MailboxNotRegistered)
+    }
+
+    /// Envelope bytes held in all mailboxes (no lock taken).
+    pub(crate) fn mailbox_payload_bytes(&self) -> u64 {
+        self.inner.mailboxes.total_bytes.load(Ordering::SeqCst)
     }
 
     /// Counters of all mailboxes.
@@ -503,7 +520,12 @@ impl Store {
         let mut report = PurgeReport::default();
         let spans = self.purge_mailboxes(now, &mut report)?;
         report.seen_ids = self.purge_seen(now)?;
-        if self.inner.opts.compact_after_purge {
+        if self.inner.space.is_low() {
+            // A compaction may not fit now: `reclaim_space` does it when it does.
+            for (mailbox, (lo, hi)) in &spans {
+                self.inner.space.deleted(mailbox, *lo, *hi);
+            }
+        } else if self.inner.opts.compact_after_purge {
             self.compact_purged(&spans, now, report.seen_ids > 0)?;
         }
         Ok(report)
@@ -567,7 +589,7 @@ impl Store {
                     updates.push((mailbox, old, meta));
                 }
             }
-            self.be().write(batch)?;
+            self.write(batch, false)?;
             for (mailbox, old, meta) in updates {
                 state.adjust(old, meta);
                 all.0[state.stripe(&mailbox)].insert(mailbox, meta);
@@ -580,7 +602,10 @@ impl Store {
         Ok(spans)
     }
 
-    fn purge_seen(&self, now: u64) -> Result<u64> {
+    /// Delete the seen ids whose `expires_at <= now` (what [`Store::purge_expired`] does
+    /// besides mailboxes, without compacting): for personal nodes, which host no mailboxes.
+    /// Returns how many were deleted.
+    pub fn purge_seen(&self, now: u64) -> Result<u64> {
         const WHAT: &str = "seen expiry entry";
         let lower = vec![SEEN_EXPIRY];
         let upper = match now.checked_add(1) {
@@ -606,7 +631,7 @@ impl Store {
                 let inner_id = keys::array::<16>(WHAT, k, 41)?;
                 batch.delete(Cf::Seen, seen_key(&peer, &inner_id));
             }
-            self.be().write(batch)?;
+            self.write(batch, false)?;
             purged += rows.len() as u64;
             if rows.len() < PURGE_CHUNK {
                 break;

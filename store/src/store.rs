@@ -18,11 +18,18 @@ pub(crate) const SCAN_CHUNK: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct StoreOptions {
-    /// fsync the write-ahead log on every write. Default `false`: committed writes survive a
-    /// process crash (they are in the OS page cache) but the last few may be lost on power
-    /// failure or kernel panic. `true` closes that window at the cost of one disk flush per
-    /// write (roughly 7k writes/s instead of 200k+ on a typical SSD).
+    /// fsync the write-ahead log on every write. Writes that someone is promised are synced
+    /// whatever this says: mailbox puts (a relay signs a custody receipt for them), mailbox
+    /// registrations and [`Txn::commit_durable`](crate::Txn::commit_durable). Default
+    /// `false`: other writes (acks, states, purges, tokens) survive a process crash (they are
+    /// in the OS page cache) but the last few may be lost on power failure or kernel panic,
+    /// until the next synced write. `true` syncs those too, at one disk flush per write.
     pub sync_writes: bool,
+    /// Free bytes to keep on the database's filesystem (at most a quarter of its size):
+    /// writes of others' data (mailbox puts, [`Txn::commit_durable`](crate::Txn::commit_durable))
+    /// are refused with [`StoreError::StorageFull`] below it, so that deletes, flushes and
+    /// compactions, which free space, always have room. 0 turns the check off.
+    pub disk_reserve_bytes: u64,
     /// Relay role: most envelopes one mailbox may hold.
     pub mailbox_max_messages: u64,
     /// Relay role: most envelope bytes one mailbox may hold.
@@ -43,6 +50,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             sync_writes: false,
+            disk_reserve_bytes: 256 << 20,
             mailbox_max_messages: 10_000,
             mailbox_max_bytes: 64 << 20,
             total_max_bytes: 4 << 30,
@@ -68,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) mailboxes: MailboxState,
     /// Records that lists skipped because they did not decode (see [`Store::skipped_corrupt`]).
     pub(crate) skipped_corrupt: std::sync::atomic::AtomicU64,
+    /// The free-space reserve's state.
+    pub(crate) space: crate::space::SpaceState,
 }
 
 impl fmt::Debug for Store {
@@ -140,6 +150,7 @@ impl Store {
                 txn_lock: Mutex::new(()),
                 mailboxes: state,
                 skipped_corrupt: Default::default(),
+                space: Default::default(),
             }),
         }
     }

@@ -85,7 +85,7 @@ impl Store {
         let _guard = lock(&self.inner.txn_lock);
         let mut r = Resolver::new(self.be(), &self.inner.opts);
         let existed = r.delete_message(id)?;
-        self.be().write(r.batch)?;
+        self.write(r.batch, false)?;
         Ok(existed)
     }
 
@@ -102,7 +102,7 @@ impl Store {
         let mut r = Resolver::new(self.be(), &self.inner.opts);
         let updated = r.set_message_state(id, state, relays)?;
         if !r.batch.is_empty() {
-            self.be().write(r.batch)?;
+            self.write(r.batch, false)?;
         }
         Ok(updated)
     }
@@ -247,16 +247,32 @@ impl<'a> Txn<'a> {
 
     /// Write everything as one atomic batch. On error nothing is written.
     pub fn commit(self) -> Result<()> {
+        self.commit_as(false)
+    }
+
+    /// [`commit`](Txn::commit) for what the node is about to promise (an `accepted` answer, a
+    /// send the app is told is queued): refused with [`StoreError::StorageFull`] if it would
+    /// leave less than the free-space reserve, and fsynced before it returns, so a power cut
+    /// cannot take it back. Concurrent durable commits share one fsync.
+    pub fn commit_durable(self) -> Result<()> {
+        self.commit_as(true)
+    }
+
+    fn commit_as(self, durable: bool) -> Result<()> {
         if self.ops.is_empty() {
             return Ok(());
         }
-        let inner = &self.store.inner;
+        let store = self.store;
+        let inner = &store.inner;
         let _guard = lock(&inner.txn_lock);
         let mut r = Resolver::new(inner.backend.as_ref(), &inner.opts);
         for op in self.ops {
             r.apply(op)?;
         }
-        inner.backend.write(r.batch)
+        if durable {
+            store.ensure_space(r.batch.bytes())?;
+        }
+        store.write(r.batch, durable)
     }
 }
 

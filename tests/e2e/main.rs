@@ -8,6 +8,7 @@ mod circuit;
 mod cli;
 mod consent;
 mod data_dir;
+mod full_disk;
 mod grants;
 mod hostile_apps;
 mod mesh;

@@ -89,7 +89,12 @@ async fn send_all(alice: &NodeProc, n: usize) -> Result<Vec<String>> {
 }
 
 /// Waits until each message reaches `state` with at least `relays` custody receipts.
-async fn wait_states(alice: &NodeProc, ids: &[String], state: &str, relays: u64) -> Result<()> {
+pub(crate) async fn wait_states(
+    alice: &NodeProc,
+    ids: &[String],
+    state: &str,
+    relays: u64,
+) -> Result<()> {
     let mut events = alice.client.events().await?;
     for id in ids {
         let m = alice.client.get(&format!("/messages/{id}")).await?;

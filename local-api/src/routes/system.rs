@@ -13,19 +13,23 @@ use axum::extract::State;
 /// Content type of the metrics text (what prometheus-client encodes).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Liveness. No token needed; the Host and Origin checks still apply.
+/// Liveness and health. No token needed; the Host and Origin checks still apply. Answers 200
+/// whenever the API is up: `status` is `degraded` (with `reasons`, e.g. `disk_full`) when the
+/// node cannot do all of its work.
 #[utoipa::path(
     get, path = "/v1/health", tag = "system",
     security(()),
     responses(
-        (status = 200, description = "The API is up", body = HealthView),
+        (status = 200, description = "The API is up; `status` says whether the node is `ok` or `degraded`", body = HealthView),
         (status = 403, description = "`forbidden_host` / `forbidden_origin`", body = ErrorBody),
     )
 )]
-pub(crate) async fn health() -> Json<HealthView> {
+pub(crate) async fn health(State(state): State<AppState>) -> Json<HealthView> {
+    let reasons = state.service.health_issues();
     Json(HealthView {
-        status: "ok".to_owned(),
+        status: if reasons.is_empty() { "ok" } else { "degraded" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        reasons,
     })
 }
 

@@ -37,6 +37,7 @@ struct Inner {
     tokens: BTreeMap<String, TokenRecord>,
     home_relays: Vec<HomeRelayView>,
     requests: BTreeMap<String, RequestView>,
+    health_issues: Vec<String>,
 }
 
 pub struct FakeNode {
@@ -77,6 +78,11 @@ impl FakeNode {
     pub fn publish(&self, event: Event) {
         // No receiver is fine: nobody is subscribed yet.
         let _ = self.events.send(event);
+    }
+
+    /// What `health_issues` reports from now on.
+    pub fn set_health_issues(&self, issues: &[&str]) {
+        self.inner.lock().unwrap().health_issues = issues.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn subscribers(&self) -> usize {
@@ -516,6 +522,10 @@ impl NodeService for FakeNode {
         ready(Ok(
             "# TYPE tokenim_up gauge\ntokenim_up 1\n# EOF\n".to_owned()
         ))
+    }
+
+    fn health_issues(&self) -> Vec<String> {
+        self.inner.lock().unwrap().health_issues.clone()
     }
 }
 

@@ -39,8 +39,16 @@ pub struct RelayConfig {
     pub mailbox_max_bytes: u64,
     /// Disk budget for all mailboxes together.
     pub total_max_bytes: u64,
-    /// fsync every write (survives power loss, not only crashes); slower.
+    /// fsync every write. What the node promises is synced whatever this says (a relay's
+    /// stores before it signs a custody receipt, inbound messages before `accepted`, sends
+    /// before the API answers); this also syncs the rest (acks, read states, contacts,
+    /// tokens), at one disk flush per write. Applies to personal nodes too.
     pub sync_writes: bool,
+    /// Free bytes to keep on the database's disk (at most a quarter of it): below, stores and
+    /// new messages are refused (`STORAGE_FULL`, `/v1/health` says `disk_full`) so that what
+    /// frees space, owners' acks and expiry, keeps working. 0 turns the check off. Applies
+    /// to personal nodes too.
+    pub disk_reserve_bytes: u64,
     /// Threads that store, sign and page for the relay; 0 means two per CPU core (a page read
     /// that misses the cache waits for the disk, so one per core leaves cores idle).
     pub threads: usize,
@@ -165,6 +173,7 @@ impl Default for RelayConfig {
             mailbox_max_bytes: 256 * 1024 * 1024,
             total_max_bytes: 10 * 1024 * 1024 * 1024,
             sync_writes: false,
+            disk_reserve_bytes: 256 * 1024 * 1024,
             threads: 0,
             mesh: Vec::new(),
             require_write_grants: true,

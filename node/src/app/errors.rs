@@ -12,7 +12,9 @@ const OUTBOX_RETRY_AFTER_SECS: u64 = 5;
 
 pub(crate) fn store_error(e: StoreError) -> ServiceError {
     match e {
-        StoreError::QuotaExceeded { .. } => ServiceError::Unavailable(e.to_string()),
+        StoreError::QuotaExceeded { .. } | StoreError::StorageFull(_) => {
+            ServiceError::Unavailable(e.to_string())
+        }
         other => ServiceError::Internal(other.to_string()),
     }
 }

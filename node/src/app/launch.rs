@@ -441,6 +441,7 @@ pub(crate) fn session_policy() -> SessionPolicy {
 pub(crate) fn store_options(cfg: &Config) -> StoreOptions {
     StoreOptions {
         sync_writes: cfg.relay.sync_writes,
+        disk_reserve_bytes: cfg.relay.disk_reserve_bytes,
         mailbox_max_messages: cfg.relay.mailbox_max_messages,
         mailbox_max_bytes: cfg.relay.mailbox_max_bytes,
         total_max_bytes: cfg.relay.total_max_bytes,

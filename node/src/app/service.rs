@@ -384,6 +384,18 @@ impl NodeService for Service {
         async move { Ok(self.home.remove(peer_id).await?) }.boxed()
     }
 
+    fn health_issues(&self) -> Vec<String> {
+        // A fresh look (one statvfs): health is what operators watch for space returning.
+        match self.store.space_status() {
+            Ok(space) if space.full => vec!["disk_full".to_owned()],
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "checking disk space");
+                vec!["storage_error".to_owned()]
+            }
+        }
+    }
+
     fn metrics_text(&self) -> BoxFuture<'_, ServiceResult<String>> {
         async move {
             let mut out = String::new();

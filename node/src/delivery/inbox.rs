@@ -1,5 +1,6 @@
-//! Taking envelopes in: open, dedupe, persist a whole batch in one write, and only then answer
-//! `accepted`, announce and receipt.
+//! Taking envelopes in: open, dedupe, persist a whole batch in one synced write (one fsync per
+//! batch), and only then answer `accepted`, announce and receipt. On a disk below its free-space
+//! reserve nothing is taken: senders are told `STORAGE_FULL` and relays keep the envelopes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -111,6 +112,16 @@ impl Delivery {
         let Err(e) = result else {
             return responses;
         };
+        if matches!(e, StoreError::StorageFull(_)) {
+            // Alone, each would be refused the same way: none of the batch was written.
+            warn!(error = %e, "inbound messages refused");
+            for r in &mut responses {
+                if matches!(r.kind, Some(pb::response::Kind::Accepted(_))) {
+                    *r = wire::Response::storage_full();
+                }
+            }
+            return responses;
+        }
         if envelopes.len() > 1 {
             debug!(error = %e, envelopes = envelopes.len(), "batch refused; storing each alone");
             return envelopes
@@ -335,7 +346,8 @@ impl Delivery {
             txn = txn.put_outbox(&self.outbox_record(id, peer, None, &envelope));
             outbox.push(id);
         }
-        if let Err(e) = txn.commit() {
+        // Durable before anything is answered `accepted`: a power cut cannot take it back.
+        if let Err(e) = txn.commit_durable() {
             self.reload_sessions(&peers);
             return Err(e);
         }
@@ -446,6 +458,9 @@ fn ackable(response: &wire::Response) -> bool {
     !matches!(
         &response.kind,
         Some(pb::response::Kind::Rejected(r))
-            if matches!(RejectCode::try_from(r.code), Ok(RejectCode::Internal | RejectCode::RateLimited))
+            if matches!(
+                RejectCode::try_from(r.code),
+                Ok(RejectCode::Internal | RejectCode::RateLimited | RejectCode::StorageFull)
+            )
     )
 }

@@ -53,6 +53,8 @@ use crate::time::{Backoff, Clock};
 
 /// The first retry of a delivery; later ones double up to the configured cap.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How often expired seen ids are deleted (relays also do it with their mailbox purge).
+const PURGE_SEEN_EVERY: Duration = Duration::from_secs(3600);
 
 /// What the delivery core is told at start.
 #[derive(Debug, Clone)]
@@ -202,10 +204,17 @@ impl Delivery {
         mut commands: mpsc::Receiver<Msg>,
         mut net_events: mpsc::Receiver<NetEvent>,
     ) {
+        // Dedupe ids of incoming messages expire (the messages stay, and still dedupe).
+        let mut purge =
+            tokio::time::interval_at(Instant::now() + PURGE_SEEN_EVERY, PURGE_SEEN_EVERY);
         loop {
             self.start_due_deliveries();
             let next_due = self.schedule.next_due();
             tokio::select! {
+                _ = purge.tick() => match self.store.purge_seen(self.clock.now_secs()) {
+                    Ok(n) => debug!(purged = n, "expired seen ids"),
+                    Err(e) => tracing::warn!(error = %e, "purging seen ids"),
+                },
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
                     None => break,

@@ -57,6 +57,15 @@ impl Delivery {
                     self.fail(&entry);
                     return;
                 }
+                RejectCode::StorageFull => {
+                    debug!(
+                        wait = r.retry_after_secs,
+                        "recipient's disk full; will retry"
+                    );
+                    let wait = std::time::Duration::from_secs(r.retry_after_secs.into());
+                    self.retry_later_at_least(entry, wait);
+                    return;
+                }
                 _ => {}
             }
         }
@@ -125,9 +134,14 @@ impl Delivery {
         }
     }
 
-    pub(super) fn retry_later(&mut self, mut entry: OutboxRecord) {
+    pub(super) fn retry_later(&mut self, entry: OutboxRecord) {
+        self.retry_later_at_least(entry, std::time::Duration::ZERO);
+    }
+
+    /// [`retry_later`](Self::retry_later), but not before `wait` (what the peer asked for).
+    fn retry_later_at_least(&mut self, mut entry: OutboxRecord, wait: std::time::Duration) {
         entry.attempts += 1;
-        let backoff = self.settings.retry_delay(entry.attempts);
+        let backoff = self.settings.retry_delay(entry.attempts).max(wait);
         entry.next_attempt_ms = self.clock.now_ms() + backoff.as_millis() as u64;
         if entry.next_attempt_ms >= entry.expires_at_ms {
             self.expire(&entry);

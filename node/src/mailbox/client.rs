@@ -101,6 +101,8 @@ async fn run_batcher(
         return;
     };
     let mut carry = None;
+    // A relay that said its disk is full gets nothing from this batcher until it said when.
+    let mut refused_until: Option<tokio::time::Instant> = None;
     loop {
         let first = match carry.take() {
             Some(p) => p,
@@ -128,7 +130,21 @@ async fn run_batcher(
             bytes += p.envelope.len();
             batch.push(p);
         }
+        if refused_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            // No receipt; each envelope's own retry backoff brings it back later.
+            for p in batch {
+                let _ = p.reply.send(None);
+            }
+            continue;
+        }
         match store_batch(&net, &relay, &key, &mailbox, &batch).await {
+            Stored::Full(wait) => {
+                debug!(relay = %relay.peer, ?wait, "relay disk full; backing off");
+                refused_until = Some(tokio::time::Instant::now() + wait);
+                for p in batch {
+                    let _ = p.reply.send(None);
+                }
+            }
             // A batch is stored whole or not at all, so one envelope the relay refuses, or a
             // quota the batch overruns as a whole, would fail the others too: try each alone.
             Stored::Refused if batch.len() > 1 => {
@@ -152,6 +168,8 @@ enum Stored {
     Receipt(CustodyReceipt),
     /// Refused for what the batch holds (an envelope, its size, a quota).
     Refused,
+    /// The relay's disk is full: nothing to it for this long.
+    Full(Duration),
     /// Unreachable, busy, or no valid receipt: the sender retries later.
     Failed,
 }
@@ -160,7 +178,7 @@ impl Stored {
     fn receipt(self) -> Option<CustodyReceipt> {
         match self {
             Self::Receipt(r) => Some(r),
-            Self::Refused | Self::Failed => None,
+            Self::Refused | Self::Full(_) | Self::Failed => None,
         }
     }
 }
@@ -202,6 +220,13 @@ async fn store_batch(
         Ok(other) => {
             debug!(relay = %relay.peer, ?other, "relay did not store");
             match other.kind {
+                Some(pb::response::Kind::Rejected(r))
+                    if r.code == RejectCode::StorageFull as i32 =>
+                {
+                    // Never less than a second, whatever the hint: a full relay is not asked
+                    // again at once.
+                    Stored::Full(Duration::from_secs(r.retry_after_secs.max(1).into()))
+                }
                 Some(pb::response::Kind::Rejected(r))
                     if matches!(
                         RejectCode::try_from(r.code),
@@ -362,7 +387,11 @@ pub(crate) async fn sync_mailbox(
     Ok(drained)
 }
 
-/// Tells `relay` to delete `ids` (signed by the mailbox key), in batches.
+/// Tries of one ack a relay refuses for now (busy, or its disk momentarily refusing writes).
+const ACK_TRIES: u32 = 3;
+
+/// Tells `relay` to delete `ids` (signed by the mailbox key), in batches. A batch refused for
+/// now is tried again after the wait the relay asks for (acks are what free a full relay).
 pub(crate) async fn ack(
     net: &NetworkHandle,
     identity: &Identity,
@@ -372,21 +401,36 @@ pub(crate) async fn ack(
 ) {
     let key = identity.mailbox_key(0);
     for chunk in ids.chunks(MAX_BATCH_IDS) {
-        let ack = key.sign_ack(relay_key, chunk, now_secs());
-        let request = wire::Request {
-            kind: Some(pb::request::Kind::Ack(pb::AckMailbox {
-                ack: ack.to_bytes(),
-            })),
-        };
-        match net.request(relay.peer, relay.addrs.clone(), request).await {
-            Ok(wire::Response {
-                kind: Some(pb::response::Kind::Acked(a)),
-            }) => {
-                debug!(relay = %relay.peer, deleted = a.deleted, "acked");
-            }
-            other => {
-                warn!(relay = %relay.peer, ?other, "ack not taken; the relay keeps the envelopes until the next sync")
-            }
+        for attempt in 1..=ACK_TRIES {
+            let ack = key.sign_ack(relay_key, chunk, now_secs());
+            let request = wire::Request {
+                kind: Some(pb::request::Kind::Ack(pb::AckMailbox {
+                    ack: ack.to_bytes(),
+                })),
+            };
+            let other = match net.request(relay.peer, relay.addrs.clone(), request).await {
+                Ok(wire::Response {
+                    kind: Some(pb::response::Kind::Acked(a)),
+                }) => {
+                    debug!(relay = %relay.peer, deleted = a.deleted, "acked");
+                    break;
+                }
+                Ok(wire::Response {
+                    kind: Some(pb::response::Kind::Rejected(r)),
+                }) if attempt < ACK_TRIES
+                    && matches!(
+                        RejectCode::try_from(r.code),
+                        Ok(RejectCode::StorageFull | RejectCode::RateLimited)
+                    ) =>
+                {
+                    let wait = Duration::from_secs(r.retry_after_secs.max(1).into());
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                other => other,
+            };
+            warn!(relay = %relay.peer, ?other, "ack not taken; the relay keeps the envelopes until the next sync");
+            break;
         }
     }
 }

@@ -24,6 +24,10 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/tokenim/msg/1.0.0");
 /// Most envelope bytes in one `store` request or one mailbox page.
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
+/// How long a sender refused with `STORAGE_FULL` is asked to wait: space comes back as owners
+/// drain (seconds to minutes), and a sender that waits this long costs a full node nothing.
+pub const STORAGE_FULL_RETRY_SECS: u32 = 10;
+
 /// Largest frame accepted on the wire: a full batch or page plus protobuf framing (a few
 /// bytes of tag, length and sequence number per envelope, and a receipt).
 pub const MAX_FRAME_BYTES: usize = MAX_BATCH_BYTES + 16 * 1024;
@@ -37,10 +41,25 @@ impl Response {
     }
 
     pub fn rejected(code: RejectCode, detail: impl Into<String>) -> Self {
+        Self::rejected_retry_after(code, detail, 0)
+    }
+
+    /// `STORAGE_FULL`: the disk is full; the sender waits [`STORAGE_FULL_RETRY_SECS`].
+    pub fn storage_full() -> Self {
+        Self::rejected_retry_after(
+            RejectCode::StorageFull,
+            "disk full; retry later",
+            STORAGE_FULL_RETRY_SECS,
+        )
+    }
+
+    /// A refusal that asks the sender to wait `secs` before the next request of the kind.
+    pub fn rejected_retry_after(code: RejectCode, detail: impl Into<String>, secs: u32) -> Self {
         Self {
             kind: Some(pb::response::Kind::Rejected(Rejected {
                 code: code as i32,
                 detail: detail.into(),
+                retry_after_secs: secs,
             })),
         }
     }

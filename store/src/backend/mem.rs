@@ -3,17 +3,31 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
-use super::{Backend, Batch, BatchOp, Cf, KeyValue, StorageStats};
+use super::{Backend, Batch, BatchOp, Cf, DiskSpace, KeyValue, StorageStats};
 use crate::Result;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Volatile backend for tests, the simulator and ephemeral nodes. A single lock over all
 /// column families makes every [`Batch`] atomic and every read see whole batches.
+///
+/// For tests of durability it can also play what a power cut leaves of a database with a
+/// write-ahead log ([`MemBackend::with_power_loss`]), and report any disk space
+/// ([`MemBackend::set_disk_space`]).
 pub struct MemBackend {
     maps: RwLock<Vec<Map>>,
+    /// With power-loss tracking: what survives a power cut.
+    durable: Option<Mutex<Durable>>,
+    disk_space: Mutex<Option<DiskSpace>>,
+}
+
+/// A write-ahead log's view: the writes up to the last synced one are on disk, later ones
+/// only in the page cache.
+struct Durable {
+    maps: Vec<Map>,
+    unsynced: Vec<Batch>,
 }
 
 impl Default for MemBackend {
@@ -31,31 +45,95 @@ impl fmt::Debug for MemBackend {
 impl MemBackend {
     /// An empty store.
     pub fn new() -> Self {
+        Self::with_maps(vec![Map::new(); Cf::ALL.len()], false)
+    }
+
+    /// An empty store that remembers which writes a power cut would lose: those after the
+    /// last [`Backend::write_synced`]. See [`MemBackend::power_cut`].
+    pub fn with_power_loss() -> Self {
+        Self::with_maps(vec![Map::new(); Cf::ALL.len()], true)
+    }
+
+    fn with_maps(maps: Vec<Map>, track: bool) -> Self {
         Self {
-            maps: RwLock::new(vec![Map::new(); Cf::ALL.len()]),
+            durable: track.then(|| {
+                Mutex::new(Durable {
+                    maps: maps.clone(),
+                    unsynced: Vec::new(),
+                })
+            }),
+            maps: RwLock::new(maps),
+            disk_space: Mutex::new(None),
         }
+    }
+
+    /// What a power cut leaves: a new backend holding the writes up to the last synced one
+    /// (all of them on a backend without power-loss tracking). It tracks power loss too.
+    pub fn power_cut(&self) -> MemBackend {
+        let maps = match &self.durable {
+            Some(d) => d
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .maps
+                .clone(),
+            None => self
+                .maps
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        };
+        Self::with_maps(maps, true)
+    }
+
+    /// What [`Backend::disk_space`] reports from now on (`None`, the default: no disk).
+    pub fn set_disk_space(&self, space: Option<DiskSpace>) {
+        *self
+            .disk_space
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = space;
     }
 
     /// [`Backend::write`] without the `Result`: applying to maps cannot fail.
     pub(crate) fn apply(&self, batch: Batch) {
-        // A panic cannot happen half-way through the loop below (no user code runs), so a
+        self.apply_as(batch, true);
+    }
+
+    fn apply_as(&self, batch: Batch, synced: bool) {
+        // Held across both copies so that they see the writes in the same order.
+        let mut durable = self
+            .durable
+            .as_ref()
+            .map(|d| d.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(d) = durable.as_deref_mut() {
+            d.unsynced.push(batch.clone());
+            if synced {
+                for b in std::mem::take(&mut d.unsynced) {
+                    apply_to(&mut d.maps, b);
+                }
+            }
+        }
+        // A panic cannot happen half-way through `apply_to` (no user code runs), so a
         // poisoned lock still guards consistent maps.
         let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
-        for op in batch.into_ops() {
-            match op {
-                BatchOp::Put { cf, key, value } => {
-                    maps[cf.index()].insert(key, value);
-                }
-                BatchOp::Delete { cf, key } => {
-                    maps[cf.index()].remove(&key);
-                }
-                BatchOp::DeleteRange { cf, from, to } => {
-                    if from < to {
-                        let map = &mut maps[cf.index()];
-                        let mut tail = map.split_off(&from);
-                        let mut rest = tail.split_off(&to);
-                        map.append(&mut rest);
-                    }
+        apply_to(&mut maps, batch);
+    }
+}
+
+fn apply_to(maps: &mut [Map], batch: Batch) {
+    for op in batch.into_ops() {
+        match op {
+            BatchOp::Put { cf, key, value } => {
+                maps[cf.index()].insert(key, value);
+            }
+            BatchOp::Delete { cf, key } => {
+                maps[cf.index()].remove(&key);
+            }
+            BatchOp::DeleteRange { cf, from, to } => {
+                if from < to {
+                    let map = &mut maps[cf.index()];
+                    let mut tail = map.split_off(&from);
+                    let mut rest = tail.split_off(&to);
+                    map.append(&mut rest);
                 }
             }
         }
@@ -69,7 +147,12 @@ impl Backend for MemBackend {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
-        self.apply(batch);
+        self.apply_as(batch, false);
+        Ok(())
+    }
+
+    fn write_synced(&self, batch: Batch) -> Result<()> {
+        self.apply_as(batch, true);
         Ok(())
     }
 
@@ -118,5 +201,12 @@ impl Backend for MemBackend {
             live_sst_bytes: bytes,
             memtable_bytes: 0,
         })
+    }
+
+    fn disk_space(&self) -> Result<Option<DiskSpace>> {
+        Ok(*self
+            .disk_space
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 }

@@ -194,6 +194,17 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Bytes of the keys and values it puts: about what it adds to the database.
+    pub fn bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { key, value, .. } => (key.len() + value.len()) as u64,
+                BatchOp::Delete { .. } | BatchOp::DeleteRange { .. } => 0,
+            })
+            .sum()
+    }
+
     /// The queued operations, in order.
     pub fn ops(&self) -> &[BatchOp] {
         &self.ops
@@ -222,6 +233,15 @@ pub struct StorageStats {
     pub memtable_bytes: u64,
 }
 
+/// Space on the filesystem that holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer may still use (`statvfs` `f_bavail`).
+    pub free_bytes: u64,
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+}
+
 /// The low-level storage contract: ordered byte keyspaces per [`Cf`], atomic batches, scans.
 pub trait Backend: Send + Sync + 'static {
     /// Value of `key`, if present.
@@ -235,6 +255,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Apply every operation of `batch`, in order, atomically: after a crash either all of
     /// them are visible or none.
     fn write(&self, batch: Batch) -> Result<()>;
+
+    /// [`write`](Backend::write), durable when it returns: this write and every earlier one
+    /// survive a power cut, not only a crash of the process (RocksDB fsyncs its write-ahead
+    /// log; concurrent synced writes share one fsync). For writes someone is promised.
+    fn write_synced(&self, batch: Batch) -> Result<()>;
 
     /// Up to `limit` entries with `lower <= key < upper` (`upper: None` = no upper bound), in
     /// ascending key order, or descending (starting from the largest key) if `reverse`.
@@ -256,6 +281,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Storage figures.
     fn stats(&self) -> Result<StorageStats>;
+
+    /// Free and total space of the filesystem holding the data; `None` where there is no
+    /// such thing (memory).
+    fn disk_space(&self) -> Result<Option<DiskSpace>>;
 }
 
 #[cfg(test)]

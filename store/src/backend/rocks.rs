@@ -8,7 +8,7 @@ use rocksdb::{
     FlushOptions, Options, ReadOptions, WriteBatch, WriteOptions, properties,
 };
 
-use super::{Backend, Batch, BatchOp, Cf, KeyValue, StorageStats};
+use super::{Backend, Batch, BatchOp, Cf, DiskSpace, KeyValue, StorageStats};
 use crate::{Result, StoreError};
 
 /// Shared block cache for all column families. Small: the hot read paths (mailbox pages,
@@ -18,11 +18,14 @@ const BLOCK_CACHE_BYTES: usize = 32 << 20;
 const DB_WRITE_BUFFER_BYTES: usize = 128 << 20;
 /// WAL size that forces flushing rarely-written column families, so old WAL files can go.
 const MAX_TOTAL_WAL_BYTES: u64 = 128 << 20;
+/// Smallest memtable budget, however small the filesystem.
+const MIN_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// RocksDB on disk.
 pub struct RocksBackend {
     db: DB,
     write_opts: WriteOptions,
+    synced_opts: WriteOptions,
     path: PathBuf,
 }
 
@@ -37,40 +40,67 @@ impl fmt::Debug for RocksBackend {
 impl RocksBackend {
     /// Open or create the database in directory `path`.
     ///
-    /// `sync_writes`: fsync the WAL on every write. Without it a committed write survives a
-    /// process crash (it is in the OS page cache) but may be lost on power failure or kernel
-    /// crash; with it, writes cost a disk flush each (~100x slower on typical SSDs).
+    /// `sync_writes`: fsync the WAL on every write, not only on [`Backend::write_synced`].
+    /// Without it a plain write survives a process crash (it is in the OS page cache) but may
+    /// be lost on power failure or kernel crash, until a later synced write.
+    ///
+    /// On a filesystem under 1 GiB, memtables (and so the write-ahead log, which holds what
+    /// they hold) are kept to an eighth of it: a flush must always fit in the free-space
+    /// reserve (see `StoreOptions::disk_reserve_bytes`), or RocksDB stops taking writes. If
+    /// it does run out of space (something else filled the disk), it stops taking writes and
+    /// its default `SstFileManager` checks every 5 s, resuming once the largest write buffer
+    /// fits again: small write buffers make that soon.
     pub fn open(path: &Path, sync_writes: bool) -> Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let memtables = match disk_space(path) {
+            Some(space) => usize::try_from(space.total_bytes / 8)
+                .unwrap_or(usize::MAX)
+                .clamp(MIN_WRITE_BUFFER_BYTES, DB_WRITE_BUFFER_BYTES),
+            None => DB_WRITE_BUFFER_BYTES,
+        };
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
-        db_opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        db_opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        db_opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES.min(memtables as u64));
+        db_opts.set_db_write_buffer_size(memtables);
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_compression_type(DBCompressionType::None);
 
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cf_buffer = (memtables / 2).max(MIN_WRITE_BUFFER_BYTES);
         let mut descriptors: Vec<ColumnFamilyDescriptor> = Cf::ALL
             .iter()
-            .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)))
+            .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache, cf_buffer)))
             .collect();
+        // Unused, but always open, and RocksDB sizes its recovery from a full disk by the
+        // largest write buffer of any column family.
+        descriptors.push(ColumnFamilyDescriptor::new(
+            "default",
+            plain_cf_options(cf_buffer),
+        ));
         // Column families created by a newer version must still be opened (RocksDB refuses
         // otherwise) so that the schema check can report the version mismatch clearly.
         if let Ok(existing) = DB::list_cf(&db_opts, path) {
             for name in existing {
                 if name != "default" && !Cf::ALL.iter().any(|cf| cf.name() == name) {
-                    descriptors.push(ColumnFamilyDescriptor::new(name, Options::default()));
+                    descriptors.push(ColumnFamilyDescriptor::new(
+                        name,
+                        plain_cf_options(cf_buffer),
+                    ));
                 }
             }
         }
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(sync_writes);
+        let mut synced_opts = WriteOptions::default();
+        synced_opts.set_sync(true);
         Ok(Self {
             db,
             write_opts,
+            synced_opts,
             path: path.to_path_buf(),
         })
     }
@@ -78,6 +108,22 @@ impl RocksBackend {
     /// Directory of the database.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn write_batch(&self, batch: Batch) -> Result<WriteBatch> {
+        let mut wb = WriteBatch::default();
+        for op in batch.into_ops() {
+            match op {
+                BatchOp::Put { cf, key, value } => wb.put_cf(self.cf(cf)?, key, value),
+                BatchOp::Delete { cf, key } => wb.delete_cf(self.cf(cf)?, key),
+                BatchOp::DeleteRange { cf, from, to } => {
+                    if from < to {
+                        wb.delete_range_cf(self.cf(cf)?, from, to);
+                    }
+                }
+            }
+        }
+        Ok(wb)
     }
 
     fn cf(&self, cf: Cf) -> Result<&ColumnFamily> {
@@ -90,7 +136,39 @@ impl RocksBackend {
     }
 }
 
-fn cf_options(cf: Cf, cache: &Cache) -> Options {
+/// Free and total bytes of the filesystem holding `path`.
+#[cfg(unix)]
+fn disk_space(path: &Path) -> Option<DiskSpace> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(DiskSpace {
+        free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+    })
+}
+
+#[cfg(not(unix))]
+fn disk_space(_path: &Path) -> Option<DiskSpace> {
+    None
+}
+
+/// RocksDB says "no space" for ENOSPC and for its own space limit; either way the disk is
+/// full, which callers must tell apart from other failures (it passes when space returns).
+fn write_error(e: rocksdb::Error) -> StoreError {
+    let text = e.to_string();
+    if text.contains("No space left on device") || text.contains("Space limit") {
+        StoreError::StorageFull(text)
+    } else {
+        StoreError::Rocks(e)
+    }
+}
+
+fn plain_cf_options(write_buffer: usize) -> Options {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(write_buffer.min(4 << 20));
+    opts
+}
+
+fn cf_options(cf: Cf, cache: &Cache, max_write_buffer: usize) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     // Point lookups (dedupe, id -> key) mostly miss: bloom filters spare the disk reads.
@@ -106,7 +184,7 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
         Cf::MailboxIndex | Cf::MailboxExpiry => 16 << 20,
         _ => 4 << 20,
     };
-    opts.set_write_buffer_size(write_buffer);
+    opts.set_write_buffer_size(write_buffer.min(max_write_buffer));
     if matches!(
         cf,
         Cf::Mailboxes | Cf::MailboxIndex | Cf::MailboxExpiry | Cf::Seen
@@ -132,19 +210,15 @@ impl Backend for RocksBackend {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
-        let mut wb = WriteBatch::default();
-        for op in batch.into_ops() {
-            match op {
-                BatchOp::Put { cf, key, value } => wb.put_cf(self.cf(cf)?, key, value),
-                BatchOp::Delete { cf, key } => wb.delete_cf(self.cf(cf)?, key),
-                BatchOp::DeleteRange { cf, from, to } => {
-                    if from < to {
-                        wb.delete_range_cf(self.cf(cf)?, from, to);
-                    }
-                }
-            }
-        }
-        Ok(self.db.write_opt(wb, &self.write_opts)?)
+        self.db
+            .write_opt(self.write_batch(batch)?, &self.write_opts)
+            .map_err(write_error)
+    }
+
+    fn write_synced(&self, batch: Batch) -> Result<()> {
+        self.db
+            .write_opt(self.write_batch(batch)?, &self.synced_opts)
+            .map_err(write_error)
     }
 
     fn scan(
@@ -224,5 +298,9 @@ impl Backend for RocksBackend {
             }
         }
         Ok(stats)
+    }
+
+    fn disk_space(&self) -> Result<Option<DiskSpace>> {
+        Ok(disk_space(&self.path))
     }
 }

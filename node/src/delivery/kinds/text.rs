@@ -43,6 +43,8 @@ impl Delivery {
             }
             None => return Err(DeliveryError::UnknownContact(to.address())),
         }
+        // Refused before sealing advances the session (the commit below checks again).
+        self.store.ensure_space(body.len() as u64)?;
         let contact = self.cards.contact(&self.store, &to)?;
         // The recipient learns our card from the first messages of a session; after that it
         // only costs bytes.
@@ -91,7 +93,7 @@ impl Delivery {
             .put_message(&record)
             .put_outbox(&outbox)
             .put_session(&to.0, &session)
-            .commit()?;
+            .commit_durable()?;
         self.metrics.messages_sent.inc();
         self.schedule.add(outbox_id, Instant::now(), true);
         self.metrics.outbox_depth.set(self.schedule.len() as i64);

@@ -1,6 +1,8 @@
 //! The delivery rules, driven in one process with a fake network (the test answers the swarm
 //! task's commands), a paused tokio clock and a manual wall clock.
 
+mod disk;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -109,7 +111,10 @@ fn settings() -> Settings {
 }
 
 fn rig(settings: Settings, contacts: &[&Peer]) -> Rig {
-    let store = Store::in_memory();
+    rig_on(Store::in_memory(), settings, contacts)
+}
+
+fn rig_on(store: Store, settings: Settings, contacts: &[&Peer]) -> Rig {
     for p in contacts {
         store
             .put_contact(&ContactRecord {

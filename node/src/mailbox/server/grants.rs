@@ -72,7 +72,7 @@ impl GrantCounts {
             GrantScope::FirstContact => (
                 policy.first_contact_max,
                 (
-                    RejectCode::RateLimited,
+                    RejectCode::Quota,
                     "first contacts for this mailbox wait until its owner drains it",
                 ),
             ),

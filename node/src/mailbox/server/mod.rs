@@ -9,14 +9,11 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokenim_crypto::ed25519_dalek::SigningKey;
-use tokenim_crypto::{CustodyReceipt, Envelope, MailboxAck, MailboxId, Registration};
+use tokenim_crypto::{CustodyReceipt, Envelope, MailboxId};
 use tokenim_store::{Store, StoreError};
 use tracing::{debug, warn};
 
-use super::protocol::{
-    ACK_WINDOW_SECS, MAX_PAGE, MAX_PAGE_BYTES, MAX_STORE_BATCH, MeshKeys, ValidGossip,
-    relayed_gossip, shard_topic,
-};
+use super::protocol::{MAX_STORE_BATCH, MeshKeys, ValidGossip, relayed_gossip, shard_topic};
 use crate::metrics::Metrics;
 use crate::net::wire::{MAX_BATCH_BYTES, RejectCode, Response, pb};
 use crate::time::now_secs;
@@ -213,6 +210,11 @@ impl Relay {
             .collect();
         let outcomes = match self.store.mailbox_put_many(&mailbox.0, &items, now, ttl) {
             Ok(o) => o,
+            Err(StoreError::StorageFull(why)) => {
+                debug!(%why, "store refused: disk full");
+                self.metrics.envelopes_rejected.inc_by(n);
+                return (Response::storage_full(), Followup::default());
+            }
             Err(e) => {
                 // The detail says what kind of refusal it is, never how full a mailbox is.
                 let (code, detail) = match &e {
@@ -228,7 +230,8 @@ impl Relay {
                 return reject(code, detail.into());
             }
         };
-        // The promise holds for the whole batch: until the earliest expiry in it.
+        // `mailbox_put_many` has fsynced the batch: the receipt cannot outlive the envelopes
+        // in a power cut. The promise holds for the whole batch: until the earliest expiry.
         let expires_at = outcomes.iter().map(|o| o.expires_at).min().unwrap_or(now);
         let receipt = CustodyReceipt::sign(&self.key, &ids, mailbox, now, expires_at);
         let mut followup = Followup::default();
@@ -305,176 +308,18 @@ impl Relay {
         followup
     }
 
-    fn challenge(&self, peer: PeerId) -> Response {
-        let value: [u8; 32] = rand::random();
-        let mut challenges = lock(&self.challenges);
-        // Entries normally go with the connection, but a request still queued when its peer
-        // disconnected leaves one behind: expired ones are swept before the map grows.
-        if challenges.len() >= SWEEP_CHALLENGES_AT {
-            challenges.retain(|_, c| c.issued.elapsed() <= CHALLENGE_TTL);
-            if challenges.len() >= MAX_CHALLENGES {
-                return Response::rejected(RejectCode::RateLimited, "too many open challenges");
-            }
-        }
-        challenges.insert(
-            peer,
-            Challenge {
-                value,
-                issued: Instant::now(),
-                proven: Vec::new(),
-            },
-        );
-        drop(challenges);
-        Response {
-            kind: Some(pb::response::Kind::Challenge(pb::Challenge {
-                challenge: value.to_vec(),
-            })),
-        }
+    /// Whether the disk was full at the last look: stores are refused before they queue.
+    pub(crate) fn storage_full(&self) -> bool {
+        self.store.is_full()
     }
 
-    /// Checks a registration-shaped proof against this peer's latest challenge. A proof
-    /// already checked on this connection is recognised by its bytes.
-    fn verify_proof(&self, peer: &PeerId, bytes: &[u8]) -> Result<MailboxId, Response> {
-        let forbidden = |why: String| Response::rejected(RejectCode::Forbidden, why);
-        let challenge = {
-            let challenges = lock(&self.challenges);
-            let Some(c) = challenges.get(peer) else {
-                return Err(forbidden("ask for a challenge first".into()));
-            };
-            if c.issued.elapsed() > CHALLENGE_TTL {
-                return Err(forbidden("challenge expired".into()));
-            }
-            if let Some((_, mailbox)) = c.proven.iter().find(|(p, _)| p == bytes) {
-                return Ok(*mailbox);
-            }
-            c.value
-        };
-        let reg = Registration::from_bytes(bytes).map_err(|e| forbidden(e.to_string()))?;
-        reg.verify(
-            &self.relay_key,
-            &challenge,
-            now_secs(),
-            CHALLENGE_TTL.as_secs(),
-        )
-        .map_err(|e| forbidden(e.to_string()))?;
-        if let Some(c) = lock(&self.challenges).get_mut(peer)
-            && c.value == challenge
-        {
-            if c.proven.len() == PROVEN_PER_PEER {
-                c.proven.remove(0);
-            }
-            c.proven.push((bytes.to_vec(), reg.mailbox));
-        }
-        Ok(reg.mailbox)
-    }
-
-    fn register(&self, peer: PeerId, bytes: &[u8]) -> Response {
-        let mailbox = match self.verify_proof(&peer, bytes) {
-            Ok(m) => m,
-            Err(r) => {
-                self.metrics.envelopes_rejected.inc();
-                return r;
-            }
-        };
-        let known = self
-            .store
-            .mailbox_is_registered(&mailbox.0)
-            .unwrap_or(false);
-        if let Err((code, detail)) = self
-            .admission
-            .admit(&self.registration, peer, mailbox, known)
-        {
-            self.metrics.envelopes_rejected.inc();
-            return Response::rejected(code, detail);
-        }
-        if let Err(e) = self.store.mailbox_register(&mailbox.0, now_secs()) {
-            warn!("registering a mailbox failed: {e}");
-            return Response::rejected(RejectCode::Internal, "storage error");
-        }
-        debug!(%peer, "mailbox registered");
-        lock(&self.subscribers).insert(mailbox, peer);
-        Response::accepted(false)
-    }
-
-    fn fetch(&self, peer: PeerId, f: &pb::FetchMailbox) -> Response {
-        let mailbox = match self.verify_proof(&peer, &f.registration) {
-            Ok(m) => m,
-            Err(r) => return r,
-        };
-        let limit = (f.limit as usize).clamp(1, MAX_PAGE);
-        let after = (f.after_seq > 0).then_some(f.after_seq);
-        match self.store.mailbox_page(&mailbox.0, after, limit) {
-            Ok(page) => {
-                lock(&self.subscribers).insert(mailbox, peer);
-                self.grant_counts.drained(&mailbox);
-                let full = page.len() == limit;
-                let mut bytes = 0;
-                let mut envelopes = Vec::with_capacity(page.len());
-                for e in page {
-                    bytes += e.envelope.len();
-                    if bytes > MAX_PAGE_BYTES && !envelopes.is_empty() {
-                        break;
-                    }
-                    envelopes.push(pb::PagedEnvelope {
-                        seq: e.seq,
-                        envelope: e.envelope,
-                    });
-                }
-                let more = full || bytes > MAX_PAGE_BYTES;
-                Response {
-                    kind: Some(pb::response::Kind::Page(pb::Page { more, envelopes })),
-                }
-            }
-            Err(StoreError::MailboxNotRegistered) => {
-                Response::rejected(RejectCode::UnknownMailbox, "mailbox not registered here")
-            }
+    /// When space is short, turns owners' acks into free space; whether the disk is full.
+    pub(crate) fn reclaim(&self) -> bool {
+        match self.store.reclaim_space() {
+            Ok(status) => status.full,
             Err(e) => {
-                warn!("mailbox page failed: {e}");
-                Response::rejected(RejectCode::Internal, "storage error")
-            }
-        }
-    }
-
-    fn ack(&self, bytes: &[u8]) -> (Response, Followup) {
-        let ack = match MailboxAck::from_bytes(bytes) {
-            Ok(a) => a,
-            Err(e) => {
-                self.metrics.acks_rejected.inc();
-                let r = Response::rejected(RejectCode::Malformed, e.to_string());
-                return (r, Followup::default());
-            }
-        };
-        // The ack is self-certifying: its mailbox is the key that signed it.
-        if let Err(e) = ack.verify(&ack.mailbox, &self.relay_key, now_secs(), ACK_WINDOW_SECS) {
-            self.metrics.acks_rejected.inc();
-            let r = Response::rejected(RejectCode::Forbidden, e.to_string());
-            return (r, Followup::default());
-        }
-        match self.store.mailbox_delete(&ack.mailbox.0, &ack.message_ids) {
-            Ok(deleted) => {
-                self.metrics.relay_acked.inc_by(deleted as u64);
-                let tombstone = prost::Message::encode_to_vec(&pb::Gossip {
-                    kind: Some(pb::gossip::Kind::Tombstone(bytes.to_vec())),
-                });
-                let response = Response {
-                    kind: Some(pb::response::Kind::Acked(pb::Acked {
-                        deleted: deleted as u32,
-                    })),
-                };
-                let followup = Followup {
-                    push: Vec::new(),
-                    publish: if self.mesh.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![(shard_topic(&ack.mailbox), tombstone)]
-                    },
-                };
-                (response, followup)
-            }
-            Err(e) => {
-                warn!("mailbox delete failed: {e}");
-                let r = Response::rejected(RejectCode::Internal, "storage error");
-                (r, Followup::default())
+                warn!("reclaiming disk space: {e}");
+                self.store.is_full()
             }
         }
     }
@@ -495,5 +340,6 @@ mod admission;
 #[cfg(test)]
 mod grant_tests;
 mod grants;
+mod owner;
 #[cfg(test)]
 mod tests;

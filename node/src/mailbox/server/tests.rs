@@ -1,5 +1,7 @@
 use tokenim_crypto::Identity;
 
+use super::super::protocol::{ACK_WINDOW_SECS, MAX_PAGE};
+
 use super::*;
 
 fn kind(r: &Response) -> &pb::response::Kind {
