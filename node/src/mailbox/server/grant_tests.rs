@@ -109,10 +109,7 @@ fn strangers_share_a_small_first_contact_window_that_the_owners_drain_renews() {
     let card_grant = r.owner.first_contact_grant(u64::MAX).to_bytes();
     assert_eq!(r.store(2, card_grant.clone()), None);
     assert_eq!(r.store(1, card_grant.clone()), None);
-    assert_eq!(
-        r.store(1, card_grant.clone()),
-        Some(RejectCode::Quota)
-    );
+    assert_eq!(r.store(1, card_grant.clone()), Some(RejectCode::Quota));
     // A contact's own grant is not held back by strangers.
     let contact = r.owner.contact_grant(&[5; 32], u64::MAX).to_bytes();
     assert_eq!(r.store(1, contact), None);
