@@ -7,7 +7,9 @@ use utoipa::openapi::{Content, Ref, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{contacts, home_relays, messages, node, relay, requests, system, tokens};
+use crate::routes::{
+    contacts, groups, home_relays, messages, node, relay, requests, system, tokens,
+};
 use crate::token::Scope;
 use crate::types::*;
 
@@ -43,6 +45,11 @@ use crate::types::*;
         requests::delete,
         requests::block,
         requests::unblock,
+        groups::create,
+        groups::list,
+        groups::get,
+        groups::send,
+        groups::messages,
         messages::list_conversations,
         messages::send_message,
         messages::list_messages,
@@ -64,6 +71,7 @@ use crate::types::*;
         (name = "contacts", description = "Contacts imported from contact cards"),
         (name = "requests", description = "Message requests from strangers, and blocking"),
         (name = "messages", description = "Sending, history, read state"),
+        (name = "groups", description = "Group conversations: signed membership, sender keys"),
         (name = "events", description = "WebSocket push of new messages and state changes"),
         (name = "tokens", description = "API tokens (admin scope)"),
         (name = "relay", description = "Mailbox usage of a relay node (admin scope)"),

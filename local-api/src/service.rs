@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
-    ContactView, ConversationView, Event, HomeRelayView, IdentityView, MessagePage, MessageQuery,
-    MessageView, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, Event, GroupView, HomeRelayView, IdentityView, MessagePage,
+    MessageQuery, MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -57,6 +57,31 @@ pub trait NodeService: Send + Sync + 'static {
 
     /// Undoes a block: a named contact is a contact again, anyone else a stranger.
     fn unblock(&self, address: String) -> BoxFuture<'_, ServiceResult<()>>;
+
+    /// Creates a group with these contacts (addresses or names) as members.
+    fn create_group(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<GroupView>>;
+
+    fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>>;
+
+    fn get_group(&self, id: String) -> BoxFuture<'_, ServiceResult<GroupView>>;
+
+    /// Seals a text once for every member and queues it; answered once it is stored.
+    fn send_group_message(
+        &self,
+        id: String,
+        body: String,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// One page of a group's history, newest first.
+    fn list_group_messages(
+        &self,
+        id: String,
+        query: MessageQuery,
+    ) -> BoxFuture<'_, ServiceResult<MessagePage>>;
 
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>>;
 

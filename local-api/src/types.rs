@@ -71,6 +71,47 @@ pub struct ContactList {
     pub contacts: Vec<ContactView>,
 }
 
+/// A group this node is a member of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupView {
+    /// Group id: 64 hex digits (the hash of its signed genesis).
+    pub id: String,
+    pub name: String,
+    pub members: Vec<GroupMemberView>,
+    /// This node's role.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMemberView {
+    pub address: String,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    /// The local name of the member, if it is a contact.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupList {
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// 1–128 bytes.
+    pub name: String,
+    /// Contacts (addresses or local names) to add as members; the creator is the owner.
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMessageRequest {
+    /// Message text.
+    pub body: String,
+}
+
 /// A stranger who wrote first. Its messages are held (read them with
 /// `GET /v1/messages?peer={address}`); nothing is sent back to it — no receipt, no handshake
 /// answer, no connection — until it is accepted.
@@ -126,8 +167,11 @@ pub struct MessageView {
     pub direction: Direction,
     /// Sender address.
     pub from: String,
-    /// Recipient address.
+    /// Recipient address (for an outgoing group message: the group id).
     pub to: String,
+    /// The group id (64 hex digits) of a group message; absent for 1:1 messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub body: String,
     pub state: MessageState,
     /// When the sender queued it (sender's clock), ms since the Unix epoch.
@@ -156,6 +200,17 @@ pub struct SendMessageRequest {
 pub struct ListMessagesParams {
     /// Only the conversation with this address.
     pub peer: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query string of `GET /v1/groups/{id}/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
@@ -339,6 +394,11 @@ pub enum Event {
     /// request's messages joined the conversation when it was accepted.
     Message {
         message: MessageView,
+    },
+    /// This node joined a group, or a group's membership changed.
+    GroupUpdated {
+        /// The group id.
+        group: String,
     },
     /// A stranger wrote: the message is held in its message request (`GET /v1/requests`).
     MessageRequest {

@@ -915,6 +915,8 @@ async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
             ("POST /v1/tokens", true) => Some(json!({"name": "more", "scopes": ["read"]})),
             ("POST /v1/home-relays", true) => Some(json!({"addr": "/ip4/127.0.0.1/p2p/x"})),
             ("POST /v1/requests/{address}/accept", true) => Some(json!({"name": "x"})),
+            ("POST /v1/groups", true) => Some(json!({"name": "g", "members": [ALICE]})),
+            ("POST /v1/groups/{id}/messages", true) => Some(json!({"body": "to the group"})),
             (other, true) => panic!("{other}: give this test a body for it"),
         };
         for id in [incoming.id.as_str(), outgoing.as_str()] {

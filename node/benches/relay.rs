@@ -221,6 +221,7 @@ fn drain(n: usize) {
                     envelope_id: None,
                     updated_at_ms: 0,
                     held: false,
+                    group: false,
                 };
                 txn = txn
                     .put_message(&record)

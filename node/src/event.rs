@@ -12,6 +12,8 @@ use tokenim_store::MessageRecord;
 pub enum NodeEvent {
     /// A message entered a conversation: received, or accepted from a local app.
     Message(MessageRecord),
+    /// A group was joined or its membership changed.
+    GroupUpdated([u8; 32]),
     /// A stranger wrote: the message is held as a message request until the user decides.
     MessageRequest(MessageRecord),
     /// A sent message's delivery state moved forward, or a received one was read.

@@ -389,6 +389,8 @@ pub struct MessageRecord {
     /// Part of a message request: kept out of the all-conversations timeline until the user
     /// accepts its sender.
     pub held: bool,
+    /// A group message: `conversation` is the group id (and `to`, for outgoing ones).
+    pub group: bool,
 }
 
 // The body is plaintext: never in logs.
@@ -406,6 +408,7 @@ impl fmt::Debug for MessageRecord {
             .field("relays", &self.relays)
             .field("updated_at_ms", &self.updated_at_ms)
             .field("held", &self.held)
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
@@ -440,6 +443,8 @@ struct MessagePb {
     updated_at_ms: u64,
     #[prost(bool, tag = "14")]
     held: bool,
+    #[prost(bool, tag = "15")]
+    group: bool,
 }
 
 impl Record for MessageRecord {
@@ -459,6 +464,7 @@ impl Record for MessageRecord {
             envelope_id: self.envelope_id.map(|e| e.to_vec()),
             updated_at_ms: self.updated_at_ms,
             held: self.held,
+            group: self.group,
         }
         .encode_to_vec()
     }
@@ -486,6 +492,7 @@ impl Record for MessageRecord {
                 .transpose()?,
             updated_at_ms: pb.updated_at_ms,
             held: pb.held,
+            group: pb.group,
         })
     }
 }
@@ -800,11 +807,12 @@ mod tests {
         fn message()(id in arr::<16>(), conversation in arr::<32>(), incoming in any::<bool>(),
                      from in arr::<32>(), to in arr::<32>(), kind in any::<u32>(), body in ".{0,40}",
                      sent in any::<u64>(), recv in any::<u64>(), state in state(), relays in any::<u32>(),
-                     env in proptest::option::of(arr::<32>()), upd in any::<u64>(), held in any::<bool>()) -> MessageRecord {
+                     env in proptest::option::of(arr::<32>()), upd in any::<u64>(), held in any::<bool>(),
+                     group in any::<bool>()) -> MessageRecord {
             MessageRecord { id, conversation,
                 direction: if incoming { Direction::Incoming } else { Direction::Outgoing },
                 from, to, kind, body, sent_at_ms: sent, received_at_ms: recv, state, relays,
-                envelope_id: env, updated_at_ms: upd, held }
+                envelope_id: env, updated_at_ms: upd, held, group }
         }
     }
 
@@ -950,6 +958,7 @@ mod tests {
             envelope_id: None,
             updated_at_ms: 0,
             held: false,
+            group: false,
         };
         assert!(!format!("{m:?}").contains("dawn"));
         let t = TokenRecord {

@@ -46,6 +46,7 @@ fn message(n: u64) -> MessageRecord {
         envelope_id: None,
         updated_at_ms: n,
         held: false,
+        group: false,
     }
 }
 

@@ -10,6 +10,7 @@ mod consent;
 mod data_dir;
 mod full_disk;
 mod grants;
+mod groups;
 mod hostile_apps;
 mod mesh;
 mod messaging;

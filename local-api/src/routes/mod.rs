@@ -10,6 +10,7 @@ use crate::events;
 use crate::state::AppState;
 
 pub(crate) mod contacts;
+pub(crate) mod groups;
 pub(crate) mod home_relays;
 pub(crate) mod messages;
 pub(crate) mod node;
@@ -53,6 +54,12 @@ pub(crate) fn v1() -> Router<AppState> {
             axum::routing::delete(requests::delete),
         )
         .route("/v1/requests/{address}/accept", post(requests::accept))
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route("/v1/groups/{id}", get(groups::get))
+        .route(
+            "/v1/groups/{id}/messages",
+            get(groups::messages).post(groups::send),
+        )
         .route("/v1/conversations", get(messages::list_conversations))
         .route(
             "/v1/messages",

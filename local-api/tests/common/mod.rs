@@ -37,6 +37,7 @@ struct Inner {
     tokens: BTreeMap<String, TokenRecord>,
     home_relays: Vec<HomeRelayView>,
     requests: BTreeMap<String, RequestView>,
+    groups: BTreeMap<String, GroupView>,
     health_issues: Vec<String>,
 }
 
@@ -101,6 +102,7 @@ impl FakeNode {
             direction: Direction::Incoming,
             from: from.to_owned(),
             to: ME.to_owned(),
+            group: None,
             body: body.to_owned(),
             state: MessageState::Received,
             sent_at: 10 + n as u64,
@@ -136,6 +138,7 @@ pub fn message_sample(id: &str) -> MessageView {
         direction: Direction::Outgoing,
         from: ME.to_owned(),
         to: ALICE.to_owned(),
+        group: None,
         body: "hi".to_owned(),
         state: MessageState::Queued,
         sent_at: 1,
@@ -311,6 +314,102 @@ impl NodeService for FakeNode {
             }
         });
         ready(result)
+    }
+
+    fn create_group(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<GroupView>> {
+        let result = (|| {
+            let mut inner = self.inner.lock().unwrap();
+            let mut views = Vec::new();
+            for m in members {
+                let c = inner
+                    .contacts
+                    .get(&m)
+                    .or_else(|| {
+                        inner
+                            .contacts
+                            .values()
+                            .find(|c| c.name.as_deref() == Some(&m))
+                    })
+                    .ok_or_else(|| ServiceError::UnknownContact(m.clone()))?;
+                views.push(GroupMemberView {
+                    address: c.address.clone(),
+                    role: "member".into(),
+                    name: c.name.clone(),
+                });
+            }
+            let id = format!("{:064x}", inner.groups.len() + 1);
+            let group = GroupView {
+                id: id.clone(),
+                name,
+                members: views,
+                role: "owner".into(),
+            };
+            inner.groups.insert(id, group.clone());
+            Ok(group)
+        })();
+        ready(result)
+    }
+
+    fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {
+        ready(Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .groups
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn get_group(&self, id: String) -> BoxFuture<'_, ServiceResult<GroupView>> {
+        let found = self.inner.lock().unwrap().groups.get(&id).cloned();
+        ready(found.ok_or(ServiceError::NotFound(format!("group {id}"))))
+    }
+
+    fn send_group_message(
+        &self,
+        id: String,
+        body: String,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        let mut inner = self.inner.lock().unwrap();
+        if !inner.groups.contains_key(&id) {
+            return ready(Err(ServiceError::NotFound(format!("group {id}"))));
+        }
+        let msg = MessageView {
+            id: format!("g{:04}", inner.messages.len()),
+            to: id.clone(),
+            group: Some(id),
+            body,
+            ..message_sample("")
+        };
+        inner.messages.push(msg.clone());
+        ready(Ok(msg))
+    }
+
+    fn list_group_messages(
+        &self,
+        id: String,
+        _query: MessageQuery,
+    ) -> BoxFuture<'_, ServiceResult<MessagePage>> {
+        let inner = self.inner.lock().unwrap();
+        if !inner.groups.contains_key(&id) {
+            return ready(Err(ServiceError::NotFound(format!("group {id}"))));
+        }
+        let messages = inner
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| m.group.as_deref() == Some(id.as_str()))
+            .cloned()
+            .collect();
+        ready(Ok(MessagePage {
+            messages,
+            next_cursor: None,
+        }))
     }
 
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {

@@ -280,6 +280,69 @@ impl Client {
         Ok(())
     }
 
+    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<()> {
+        let g = self
+            .post("/groups", json!({ "name": name, "members": members }))
+            .await?;
+        print_group(&g);
+        Ok(())
+    }
+
+    pub async fn list_groups(&self) -> Result<()> {
+        let list = self.get("/groups").await?;
+        for g in list["groups"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {}  ({} members)",
+                g["id"].as_str().unwrap_or(""),
+                g["name"].as_str().unwrap_or(""),
+                g["members"].as_array().map_or(0, Vec::len)
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn show_group(&self, id: &str) -> Result<()> {
+        print_group(&self.get(&format!("/groups/{id}")).await?);
+        Ok(())
+    }
+
+    pub async fn send_group(&self, id: &str, text: &str) -> Result<()> {
+        let m = self
+            .post(&format!("/groups/{id}/messages"), json!({ "body": text }))
+            .await?;
+        println!(
+            "{} {}",
+            m["id"].as_str().unwrap_or(""),
+            m["state"].as_str().unwrap_or("")
+        );
+        Ok(())
+    }
+
+    pub async fn group_inbox(&self, id: &str, limit: usize) -> Result<()> {
+        let page = self
+            .call_with_query(
+                reqwest::Method::GET,
+                &format!("/groups/{id}/messages"),
+                &[("limit", limit.to_string())],
+                None,
+            )
+            .await?;
+        for m in page["messages"].as_array().into_iter().flatten() {
+            println!(
+                "{} {} [{}] {}",
+                if m["direction"] == "outgoing" {
+                    "→"
+                } else {
+                    "←"
+                },
+                short(m["from"].as_str().unwrap_or("")),
+                m["state"].as_str().unwrap_or(""),
+                m["body"].as_str().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
     pub async fn create_token(&self, name: &str, scopes: &[String]) -> Result<()> {
         let t = self
             .post("/tokens", json!({ "name": name, "scopes": scopes }))
@@ -338,6 +401,23 @@ impl Client {
             println!("{}", ev?);
         }
         Ok(())
+    }
+}
+
+fn print_group(g: &Value) {
+    println!(
+        "{}  {}  (you: {})",
+        g["id"].as_str().unwrap_or(""),
+        g["name"].as_str().unwrap_or(""),
+        g["role"].as_str().unwrap_or("")
+    );
+    for m in g["members"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {}  {}",
+            m["address"].as_str().unwrap_or(""),
+            m["role"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or("-")
+        );
     }
 }
 

@@ -7,6 +7,7 @@ mod client;
 pub mod config;
 mod contacts;
 mod errors;
+mod groups;
 mod keyfile;
 mod launch;
 pub mod logging;

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, HomeRelayView, IdentityView, MailboxUsageView,
+    ContactView, ConversationView, Event, GroupView, HomeRelayView, IdentityView, MailboxUsageView,
     MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 use super::contacts::Contacts;
 use super::errors::store_error as store_err;
+use super::groups::Groups;
 use super::tokens::{token_from_store, token_to_store};
 use super::views::{self, parse_address};
 use crate::delivery::{DeliveryHandle, IdentityKey, MessageId};
@@ -47,6 +48,15 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
+    fn groups(&self) -> Groups<'_> {
+        Groups {
+            store: &self.store,
+            delivery: &self.delivery,
+            identity: &self.identity,
+            contacts: self.contacts(),
+        }
+    }
+
     fn contacts(&self) -> Contacts<'_> {
         Contacts {
             store: &self.store,
@@ -152,6 +162,38 @@ impl NodeService for Service {
 
     fn unblock(&self, address: String) -> BoxFuture<'_, ServiceResult<()>> {
         async move { self.contacts().unblock(address).await }.boxed()
+    }
+
+    fn create_group(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<GroupView>> {
+        async move { self.groups().create_group(name, members).await }.boxed()
+    }
+
+    fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {
+        async move { self.groups().list_groups().await }.boxed()
+    }
+
+    fn get_group(&self, id: String) -> BoxFuture<'_, ServiceResult<GroupView>> {
+        async move { self.groups().get_group(id).await }.boxed()
+    }
+
+    fn send_group_message(
+        &self,
+        id: String,
+        body: String,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        async move { self.groups().send_group_message(id, body).await }.boxed()
+    }
+
+    fn list_group_messages(
+        &self,
+        id: String,
+        query: MessageQuery,
+    ) -> BoxFuture<'_, ServiceResult<MessagePage>> {
+        async move { self.groups().list_group_messages(id, query).await }.boxed()
     }
 
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {

@@ -32,7 +32,12 @@ pub(crate) fn message(m: &MessageRecord) -> api::MessageView {
             api::Direction::Outgoing
         },
         from: address_of(&m.from),
-        to: address_of(&m.to),
+        to: if m.group && !incoming {
+            hex::encode(m.to)
+        } else {
+            address_of(&m.to)
+        },
+        group: m.group.then(|| hex::encode(m.conversation)),
         body: m.body.clone(),
         state: state(m.state),
         sent_at: m.sent_at_ms,
@@ -62,6 +67,9 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
         },
         NodeEvent::PeerDisconnected(peer) => Event::PeerDisconnected {
             peer_id: peer.to_string(),
+        },
+        NodeEvent::GroupUpdated(id) => Event::GroupUpdated {
+            group: hex::encode(id),
         },
         NodeEvent::MailboxSynced { relay, drained } => Event::MailboxSynced {
             relay_peer_id: relay.to_string(),

@@ -33,6 +33,16 @@ pub(super) enum Msg {
     MyCard {
         reply: oneshot::Sender<Result<String, DeliveryError>>,
     },
+    CreateGroup {
+        name: String,
+        members: Vec<IdentityKey>,
+        reply: oneshot::Sender<Result<[u8; 32], DeliveryError>>,
+    },
+    SendGroup {
+        group: [u8; 32],
+        body: String,
+        reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
+    },
     /// A page fetched from a home relay's mailbox; the reply says which envelopes to ack.
     Ingest {
         relay: PeerId,
@@ -87,6 +97,30 @@ impl DeliveryHandle {
             reply,
         })
         .await
+    }
+
+    /// Creates a group with these accepted contacts as members; its id.
+    pub async fn create_group(
+        &self,
+        name: String,
+        members: Vec<IdentityKey>,
+    ) -> Result<[u8; 32], DeliveryError> {
+        self.call(|reply| Msg::CreateGroup {
+            name,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// Seals a text once for a group's members and queues it; answered once it is stored.
+    pub async fn send_group(
+        &self,
+        group: [u8; 32],
+        body: String,
+    ) -> Result<MessageRecord, DeliveryError> {
+        self.call(|reply| Msg::SendGroup { group, body, reply })
+            .await
     }
 
     /// This node's current contact card as a `tokenim:` URI.

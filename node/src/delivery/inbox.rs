@@ -195,6 +195,9 @@ impl Delivery {
                 "not a mailbox of this node",
             );
         }
+        if let Some(group) = self.group_of_frame(&envelope.ciphertext) {
+            return self.accept_group_frame(group, &envelope.ciphertext, inbound);
+        }
         let opened = match self
             .sessions
             .open(&self.me, &envelope.ciphertext, self.clock.now_secs())
@@ -275,6 +278,9 @@ impl Delivery {
                 }
                 Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
                     txn = self.accept_receipt(peer, kind, &inner, inbound, txn);
+                }
+                Ok(kind @ (InnerKind::GroupWelcome | InnerKind::GroupSenderKey)) => {
+                    txn = self.accept_group_control(peer, kind, &inner, contact, txn);
                 }
                 _ => debug!(kind = inner.kind, "ignoring inner message of unknown kind"),
             }

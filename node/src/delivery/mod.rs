@@ -12,6 +12,7 @@ mod attempt;
 mod cards;
 mod consent;
 mod error;
+mod groups;
 mod handle;
 mod ids;
 mod inbox;
@@ -112,6 +113,7 @@ pub(crate) struct Delivery {
     clock: Clock,
     cards: cards::Cards,
     requests: requests::Requests,
+    groups: groups::Groups,
     schedule: outbox::Schedule,
     /// Where each contact's node is, so a reconnecting peer makes its queue due at once.
     peer_ids: std::collections::HashMap<PeerId, IdentityKey>,
@@ -161,6 +163,7 @@ impl Delivery {
             clock,
             cards: cards::Cards::default(),
             requests: requests::Requests::default(),
+            groups: groups::Groups::default(),
             peer_ids: std::collections::HashMap::new(),
             attempts_tx,
             attempts_rx,
@@ -181,6 +184,14 @@ impl Delivery {
             }
         }
         self.load_requests()?;
+        for r in self.store.list_groups()? {
+            match groups::Group::from_record(&r) {
+                Ok(g) => self.groups.insert(g),
+                Err(e) => {
+                    tracing::warn!(group = %hex::encode(r.id), error = %e, "skipping a group that does not load");
+                }
+            }
+        }
         for (peer, bytes) in self.store.list_sessions()? {
             if let Err(e) = self.sessions.restore_peer(&bytes) {
                 tracing::warn!(peer = %hex::encode(peer), error = %e, "dropping unreadable session state");
@@ -244,6 +255,16 @@ impl Delivery {
                 reply,
             } => {
                 let _ = reply.send(self.consent(peer, consent));
+            }
+            Msg::CreateGroup {
+                name,
+                members,
+                reply,
+            } => {
+                let _ = reply.send(self.create_group(name, members).await);
+            }
+            Msg::SendGroup { group, body, reply } => {
+                let _ = reply.send(self.send_group(group, body));
             }
             Msg::MyCard { reply } => {
                 let _ = reply.send(self.my_card().await);

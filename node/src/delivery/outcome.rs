@@ -77,10 +77,16 @@ impl Delivery {
     /// the message again with the same inner id, so the recipient still shows it once.
     fn reseal(&mut self, mut entry: OutboxRecord, detail: &str) {
         let peer = IdentityKey(entry.peer);
-        self.sessions.reset_send(&peer.0);
         let message = entry
             .message_id
             .and_then(|id| self.store.get_message(&id).ok().flatten());
+        if message.as_ref().is_some_and(|m| m.group) {
+            // A group frame the member cannot open yet (its sender key is on its way): the
+            // same frame is tried again later, never resealed 1:1.
+            self.retry_later(entry);
+            return;
+        }
+        self.sessions.reset_send(&peer.0);
         let Some(message) = message else {
             // Receipts and handshake responses keep no plaintext to reseal: give up on this one;
             // the next frame to this peer starts a fresh handshake.

@@ -46,7 +46,11 @@ impl Delivery {
         if !self.schedule.has_room(&peer) {
             return Ok(false);
         }
-        let card = match self.cards.contact(&self.store, &peer) {
+        let card = match self
+            .cards
+            .contact(&self.store, &peer)
+            .or_else(|e| self.groups.card_of(&peer.0).ok_or(e))
+        {
             Ok(card) => card,
             Err(e) => {
                 // E.g. the contact was deleted: back off until the message expires.

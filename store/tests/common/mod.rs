@@ -105,6 +105,7 @@ pub fn message(id: [u8; 16], peer: [u8; 32], received_at_ms: u64, incoming: bool
         envelope_id: None,
         updated_at_ms: received_at_ms,
         held: false,
+        group: false,
     }
 }
 

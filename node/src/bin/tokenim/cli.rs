@@ -64,9 +64,48 @@ pub enum Command {
     /// accept.
     #[command(subcommand)]
     Requests(RequestCmd),
+    /// Group conversations.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group with contacts (addresses or names) as members; you are its owner.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+        /// A member (repeatable).
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
+    /// List your groups.
+    List(ClientArgs),
+    /// Show a group's members and roles.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// Send a text to a group.
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        text: String,
+    },
+    /// A group's messages, newest first.
+    Inbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -7,7 +7,7 @@ use clap::Parser;
 use tokenim_node::Client;
 use tokenim_node::config::{self, Config};
 
-use cli::{Cli, ClientArgs, Command, ContactCmd, RequestCmd, RunArgs, TokenCmd};
+use cli::{Cli, ClientArgs, Command, ContactCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd};
 
 mod cli;
 mod demo;
@@ -58,6 +58,25 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         }
         Command::Contact(ContactCmd::Unblock { client, address }) => {
             connect(&data_dir, &client)?.unblock(&address).await
+        }
+        Command::Group(GroupCmd::Create {
+            client,
+            name,
+            members,
+        }) => {
+            connect(&data_dir, &client)?
+                .create_group(&name, &members)
+                .await
+        }
+        Command::Group(GroupCmd::List(c)) => connect(&data_dir, &c)?.list_groups().await,
+        Command::Group(GroupCmd::Show { client, id }) => {
+            connect(&data_dir, &client)?.show_group(&id).await
+        }
+        Command::Group(GroupCmd::Send { client, id, text }) => {
+            connect(&data_dir, &client)?.send_group(&id, &text).await
+        }
+        Command::Group(GroupCmd::Inbox { client, id, limit }) => {
+            connect(&data_dir, &client)?.group_inbox(&id, limit).await
         }
         Command::Requests(RequestCmd::List(c)) => connect(&data_dir, &c)?.list_requests().await,
         Command::Requests(RequestCmd::Accept {

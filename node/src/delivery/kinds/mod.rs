@@ -1,5 +1,6 @@
 //! One module per kind of inner message: how it is sent and what receiving it does. A new
 //! kind (group change, device sync, file manifest, call) gets a module here.
 
+mod group;
 mod receipts;
 mod text;

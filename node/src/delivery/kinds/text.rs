@@ -83,6 +83,7 @@ impl Delivery {
             envelope_id: Some(envelope.id()),
             updated_at_ms: sent_at_ms,
             held: false,
+            group: false,
         };
         // A message's outbox entry shares its id.
         let outbox_id = OutboxId(id.0);
@@ -142,6 +143,7 @@ impl Delivery {
             envelope_id: None,
             updated_at_ms: now,
             held: false,
+            group: false,
         };
         let txn = txn.mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
         inbound.seen.insert((peer, id));

@@ -1,0 +1,131 @@
+//! Groups as the local API sees them: views built from the stored logs; creating a group and
+//! sending to it go through the delivery core, which owns the sender keys.
+
+use tokenim_api::ServiceError;
+use tokenim_api::types::{GroupMemberView, GroupView, MessagePage, MessageQuery, MessageView};
+use tokenim_crypto::Identity;
+use tokenim_crypto::group::{GroupId, GroupLog};
+use tokenim_store::{Cursor, GroupRecord, Store};
+
+use super::contacts::Contacts;
+use super::errors::store_error as store_err;
+use super::views;
+use crate::delivery::{DeliveryHandle, IdentityKey};
+
+type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The parts of the service that groups need.
+pub(super) struct Groups<'a> {
+    pub(super) store: &'a Store,
+    pub(super) delivery: &'a DeliveryHandle,
+    pub(super) identity: &'a Identity,
+    pub(super) contacts: Contacts<'a>,
+}
+
+fn parse_id(id: &str) -> ServiceResult<[u8; 32]> {
+    id.trim()
+        .parse::<GroupId>()
+        .map(|g| g.0)
+        .map_err(|_| ServiceError::NotFound(format!("group {id}")))
+}
+
+impl Groups<'_> {
+    fn record(&self, id: &str) -> ServiceResult<GroupRecord> {
+        self.store
+            .get_group(&parse_id(id)?)
+            .map_err(store_err)?
+            .ok_or_else(|| ServiceError::NotFound(format!("group {id}")))
+    }
+
+    fn view(&self, r: &GroupRecord) -> ServiceResult<GroupView> {
+        let log = GroupLog::from_bytes(&r.log)
+            .map_err(|e| ServiceError::Internal(format!("stored group log: {e}")))?;
+        let me = self.identity.public().identity_key;
+        let members = log
+            .members()
+            .into_iter()
+            .map(|(key, role)| {
+                let name = self
+                    .store
+                    .get_contact(&key)
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.name);
+                GroupMemberView {
+                    address: views::address_of(&key),
+                    role: role.as_str().to_owned(),
+                    name,
+                }
+            })
+            .collect();
+        Ok(GroupView {
+            id: hex::encode(r.id),
+            name: log.name().to_owned(),
+            members,
+            role: log.role_of(&me).map_or("none", |r| r.as_str()).to_owned(),
+        })
+    }
+
+    pub(super) async fn create_group(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> ServiceResult<GroupView> {
+        let mut keys = Vec::new();
+        for m in &members {
+            let c = self.contacts.resolve(m)?;
+            if c.identity_key == self.identity.public().identity_key {
+                return Err(ServiceError::BadRequest(
+                    "the creator is a member already".into(),
+                ));
+            }
+            if !keys.contains(&IdentityKey(c.identity_key)) {
+                keys.push(IdentityKey(c.identity_key));
+            }
+        }
+        let id = self.delivery.create_group(name, keys).await?;
+        self.view(&self.record(&hex::encode(id))?)
+    }
+
+    pub(super) async fn list_groups(&self) -> ServiceResult<Vec<GroupView>> {
+        let records = self.store.list_groups().map_err(store_err)?;
+        records.iter().map(|r| self.view(r)).collect()
+    }
+
+    pub(super) async fn get_group(&self, id: String) -> ServiceResult<GroupView> {
+        self.view(&self.record(&id)?)
+    }
+
+    pub(super) async fn send_group_message(
+        &self,
+        id: String,
+        body: String,
+    ) -> ServiceResult<MessageView> {
+        let group = self.record(&id)?.id;
+        let record = self.delivery.send_group(group, body).await?;
+        Ok(views::message(&record))
+    }
+
+    pub(super) async fn list_group_messages(
+        &self,
+        id: String,
+        query: MessageQuery,
+    ) -> ServiceResult<MessagePage> {
+        let group = self.record(&id)?.id;
+        let cursor = match &query.cursor {
+            Some(c) => Some(
+                c.parse::<Cursor>()
+                    .map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?,
+            ),
+            None => None,
+        };
+        let (messages, next) = self
+            .store
+            .list_messages(Some(&group), query.limit as usize, cursor.as_ref())
+            .map_err(store_err)?;
+        Ok(MessagePage {
+            messages: messages.iter().map(views::message).collect(),
+            next_cursor: next.map(|c| c.to_string()),
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The groups this node is a member of, held in memory (loaded from the store at start): each
+//! one's membership log, this node's sender-key state, and the members' contact cards, which
+//! are how co-members who are not contacts are reached. Owns no I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokenim_crypto::group::sender_key::{GroupCipher, KEY_ID_LEN, SenderKeyDistribution};
+use tokenim_crypto::group::{GroupLog, Role};
+use tokenim_crypto::{ContactCard, CryptoError};
+use tokenim_store::GroupRecord;
+
+use super::cards::parse_stored_card;
+
+/// One group: its log, this node's sender keys for it, and how to reach each member.
+pub(super) struct Group {
+    pub(super) log: GroupLog,
+    pub(super) cipher: GroupCipher,
+    pub(super) cards: BTreeMap<[u8; 32], String>,
+    pub(super) created_at: u64,
+}
+
+impl Group {
+    pub(super) fn id(&self) -> [u8; 32] {
+        self.log.id().0
+    }
+
+    pub(super) fn from_record(r: &GroupRecord) -> Result<Self, CryptoError> {
+        Ok(Self {
+            log: GroupLog::from_bytes(&r.log)?,
+            cipher: GroupCipher::from_bytes(&r.cipher)?,
+            cards: r.member_cards.iter().cloned().collect(),
+            created_at: r.created_at,
+        })
+    }
+
+    /// The record to persist (the cipher state holds secrets: it goes only to the store).
+    pub(super) fn record(&self, now: u64) -> GroupRecord {
+        GroupRecord {
+            id: self.id(),
+            log: self.log.to_bytes(),
+            cipher: self.cipher.to_bytes().to_vec(),
+            member_cards: self.cards.iter().map(|(k, c)| (*k, c.clone())).collect(),
+            created_at: self.created_at,
+            updated_at: now,
+        }
+    }
+
+    /// Members other than `me`, with their roles.
+    pub(super) fn others(&self, me: &[u8; 32]) -> Vec<([u8; 32], Role)> {
+        self.log
+            .members()
+            .into_iter()
+            .filter(|(k, _)| k != me)
+            .collect()
+    }
+
+    pub(super) fn card(&self, member: &[u8; 32]) -> Option<ContactCard> {
+        parse_stored_card(self.cards.get(member)?).ok()
+    }
+}
+
+/// Sender keys kept for groups not held yet (a member's key can arrive before the welcome).
+const MAX_PENDING_GROUPS: usize = 64;
+const MAX_PENDING_KEYS: usize = 64;
+
+#[derive(Default)]
+pub(super) struct Groups {
+    groups: HashMap<[u8; 32], Group>,
+    /// Sender keys waiting for their group's welcome, by group.
+    pending: HashMap<[u8; 32], Vec<SenderKeyDistribution>>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Groups")
+            .field("count", &self.groups.len())
+            .finish()
+    }
+}
+
+impl Groups {
+    pub(super) fn insert(&mut self, group: Group) {
+        self.groups.insert(group.id(), group);
+    }
+
+    pub(super) fn get(&self, id: &[u8; 32]) -> Option<&Group> {
+        self.groups.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &[u8; 32]) -> Option<&mut Group> {
+        self.groups.get_mut(id)
+    }
+
+    /// Keeps a sender key of a group not held yet (bounded: beyond it, some group's keys make room).
+    pub(super) fn keep_pending(&mut self, d: SenderKeyDistribution) {
+        if !self.pending.contains_key(&d.group())
+            && self.pending.len() >= MAX_PENDING_GROUPS
+            && let Some(k) = self.pending.keys().next().copied()
+        {
+            self.pending.remove(&k);
+        }
+        let keys = self.pending.entry(d.group()).or_default();
+        if keys.len() < MAX_PENDING_KEYS {
+            keys.push(d);
+        }
+    }
+
+    /// The sender keys that waited for `group`.
+    pub(super) fn take_pending(&mut self, group: &[u8; 32]) -> Vec<SenderKeyDistribution> {
+        self.pending.remove(group).unwrap_or_default()
+    }
+
+    /// The group whose sender keys include `key_id` (a group frame's key).
+    pub(super) fn holding(&self, key_id: &[u8; KEY_ID_LEN]) -> Option<[u8; 32]> {
+        self.groups
+            .values()
+            .find(|g| g.cipher.holds_key(key_id))
+            .map(Group::id)
+    }
+
+    /// A card of `peer` from any group it is a member of: the route to a co-member who is not
+    /// a contact.
+    pub(super) fn card_of(&self, peer: &[u8; 32]) -> Option<ContactCard> {
+        self.groups.values().find_map(|g| g.card(peer))
+    }
+}

@@ -1,0 +1,411 @@
+//! Group conversations: creating a group (its log and welcome), sending one sealed frame to
+//! every member, taking in welcomes, sender keys and group frames.
+//!
+//! A welcome is taken only from a contact (consent: a stranger cannot put the user into a
+//! group). Sender keys are taken from members of a group this node holds, contacts or not, and
+//! co-members who are not contacts are reached through the cards the group keeps.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+use tokenim_crypto::group::sender_key::{GroupCipher, SenderKeyDistribution, frame_key_id};
+use tokenim_crypto::group::{Change, GroupLog, Role};
+use tokenim_crypto::pb::{GroupMemberCard, GroupWelcome};
+use tokenim_crypto::{Envelope, InnerKind, InnerMessage};
+use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Txn};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::delivery::Delivery;
+use crate::delivery::error::DeliveryError;
+use crate::delivery::groups::Group;
+use crate::delivery::ids::{IdentityKey, MessageId, OutboxId};
+use crate::delivery::inbox::Inbound;
+use crate::event::NodeEvent;
+use crate::net::wire;
+
+/// How long a seen group message id is remembered (as for 1:1 texts).
+const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
+fn control(kind: InnerKind, payload: Vec<u8>, now_ms: u64) -> InnerMessage {
+    InnerMessage {
+        kind: kind as i32,
+        id: rand::random::<[u8; 16]>().to_vec(),
+        sent_at_ms: now_ms,
+        payload,
+        ..InnerMessage::default()
+    }
+}
+
+impl Delivery {
+    /// Creates a group with `members` (accepted contacts) and welcomes each of them.
+    pub(in crate::delivery) async fn create_group(
+        &mut self,
+        name: String,
+        members: Vec<IdentityKey>,
+    ) -> Result<[u8; 32], DeliveryError> {
+        let me = self.me.public().identity_key;
+        let mut cards = BTreeMap::new();
+        cards.insert(me, self.my_card().await?);
+        for m in &members {
+            match self.standing(m)? {
+                Some(c) if c.state == ContactState::Accepted && !c.card_uri.is_empty() => {
+                    cards.insert(m.0, c.card_uri);
+                }
+                Some(_) => {
+                    return Err(DeliveryError::NotAContact(format!(
+                        "{} is not an accepted contact",
+                        m.address()
+                    )));
+                }
+                None => return Err(DeliveryError::UnknownContact(m.address())),
+            }
+        }
+        let roles: Vec<([u8; 32], Role)> = members.iter().map(|m| (m.0, Role::Member)).collect();
+        let now = self.clock.now_secs();
+        let (log, genesis) = GroupLog::create(&self.me, &name, &roles, now)
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        let group = Group {
+            cipher: GroupCipher::new(log.id().0, me),
+            log,
+            cards,
+            created_at: now,
+        };
+        let id = group.id();
+        self.store.put_group(&group.record(now))?;
+        let welcome = self.welcome(&group, &[genesis]);
+        self.groups.insert(group);
+        for m in members {
+            self.send_group_control(&id, m, InnerKind::GroupWelcome, welcome.clone());
+        }
+        Ok(id)
+    }
+
+    fn welcome(&self, group: &Group, changes: &[Change]) -> Vec<u8> {
+        GroupWelcome {
+            changes: changes.iter().map(Change::to_bytes).collect(),
+            cards: group
+                .cards
+                .iter()
+                .map(|(k, c)| GroupMemberCard {
+                    identity_key: k.to_vec(),
+                    card: c.clone(),
+                })
+                .collect(),
+            sender_key: group.cipher.my_distribution().to_bytes().to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Queues a group control message to `member` over its 1:1 session, by the contact's card
+    /// or else the group's. Best effort, like receipts: a member that misses it is sent the
+    /// next one.
+    fn send_group_control(
+        &mut self,
+        group: &[u8; 32],
+        member: IdentityKey,
+        kind: InnerKind,
+        payload: Vec<u8>,
+    ) {
+        let card = self
+            .cards
+            .contact(&self.store, &member)
+            .ok()
+            .or_else(|| self.groups.get(group).and_then(|g| g.card(&member.0)));
+        let Some(card) = card else {
+            debug!("no card for a group member; control message not sent");
+            return;
+        };
+        let inner = control(kind, payload, self.clock.now_ms());
+        if let Err(e) = self.queue_control(&card, &inner) {
+            debug!(error = %e, "cannot queue a group control message");
+        }
+    }
+
+    /// Seals `body` once and queues one envelope per member; answered once stored.
+    pub(in crate::delivery) fn send_group(
+        &mut self,
+        group: [u8; 32],
+        body: String,
+    ) -> Result<MessageRecord, DeliveryError> {
+        if self.schedule.own_len() >= self.settings.max_outbox {
+            return Err(DeliveryError::OutboxFull {
+                queued: self.schedule.own_len(),
+            });
+        }
+        self.store.ensure_space(body.len() as u64)?;
+        let me = self.me.public().identity_key;
+        let id = MessageId::random();
+        let sent_at_ms = self.clock.now_ms();
+        let inner = InnerMessage {
+            kind: InnerKind::Text as i32,
+            id: id.0.to_vec(),
+            body: body.clone(),
+            sent_at_ms,
+            ..InnerMessage::default()
+        };
+        let now = self.clock.now_secs();
+        let ttl = self.settings.message_ttl_secs as u32;
+        let g = self
+            .groups
+            .get_mut(&group)
+            .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(group))))?;
+        let frame = g.cipher.seal(&inner.encode_to_vec()).map_err(|e| match e {
+            tokenim_crypto::CryptoError::MessageTooLarge { size, max } => {
+                DeliveryError::MessageTooLarge { size, max }
+            }
+            other => DeliveryError::internal(other),
+        })?;
+        let mut targets = Vec::new();
+        for (member, _) in g.others(&me) {
+            let Some(mailbox) = g.card(&member).and_then(|c| c.mailboxes.first().copied()) else {
+                continue;
+            };
+            targets.push((member, Envelope::new(mailbox, frame.clone(), now, ttl)));
+        }
+        let record = MessageRecord {
+            id: id.0,
+            conversation: group,
+            direction: Direction::Outgoing,
+            from: me,
+            to: group,
+            kind: InnerKind::Text as u32,
+            body,
+            sent_at_ms,
+            received_at_ms: sent_at_ms,
+            state: MessageState::Queued,
+            relays: 0,
+            envelope_id: targets.first().map(|(_, e)| e.id()),
+            updated_at_ms: sent_at_ms,
+            held: false,
+            group: true,
+        };
+        let group_record = g.record(now);
+        let mut txn = self
+            .store
+            .txn()
+            .put_message(&record)
+            .put_group(&group_record);
+        let mut ids = Vec::new();
+        for (member, envelope) in &targets {
+            let outbox_id = OutboxId::random();
+            txn = txn.put_outbox(&self.outbox_record(
+                outbox_id,
+                IdentityKey(*member),
+                Some(id),
+                envelope,
+            ));
+            ids.push(outbox_id);
+        }
+        txn.commit_durable()?;
+        let at = Instant::now();
+        for outbox_id in ids {
+            self.schedule.add(outbox_id, at, true);
+        }
+        self.metrics.outbox_depth.set(self.schedule.len() as i64);
+        self.metrics.messages_sent.inc();
+        self.events.emit(NodeEvent::Message(record.clone()));
+        Ok(record)
+    }
+
+    /// A group control message from `peer`: a welcome (from a contact) or a sender key (from a
+    /// member of a group this node holds).
+    pub(in crate::delivery) fn accept_group_control<'s>(
+        &mut self,
+        peer: IdentityKey,
+        kind: InnerKind,
+        inner: &InnerMessage,
+        contact: bool,
+        txn: Txn<'s>,
+    ) -> Txn<'s> {
+        let result = match kind {
+            InnerKind::GroupWelcome if contact => self.accept_welcome(peer, &inner.payload),
+            InnerKind::GroupSenderKey => self.accept_sender_key(peer, &inner.payload),
+            _ => {
+                debug!(?kind, "group control message not taken from this peer");
+                return txn;
+            }
+        };
+        match result {
+            Ok(group) => {
+                let now = self.clock.now_secs();
+                match self.groups.get(&group) {
+                    Some(g) => txn.put_group(&g.record(now)),
+                    None => txn,
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "group control message refused");
+                txn
+            }
+        }
+    }
+
+    fn accept_welcome(
+        &mut self,
+        peer: IdentityKey,
+        payload: &[u8],
+    ) -> Result<[u8; 32], DeliveryError> {
+        let bad = |e: &dyn std::fmt::Display| DeliveryError::Invalid(format!("group welcome: {e}"));
+        let welcome = GroupWelcome::decode(payload).map_err(|e| bad(&e))?;
+        let mut changes = welcome.changes.iter().map(|c| Change::from_bytes(c));
+        let genesis = changes
+            .next()
+            .ok_or_else(|| bad(&"no changes"))?
+            .map_err(|e| bad(&e))?;
+        let mut log = GroupLog::from_genesis(genesis).map_err(|e| bad(&e))?;
+        let now = self.clock.now_secs();
+        for change in changes {
+            log.apply_at(change.map_err(|e| bad(&e))?, now)
+                .map_err(|e| bad(&e))?;
+        }
+        let me = self.me.public().identity_key;
+        if log.role_of(&me).is_none() || log.role_of(&peer.0).is_none() {
+            return Err(bad(&"sender or this node is not a member"));
+        }
+        let id = log.id().0;
+        if self.groups.get(&id).is_some() {
+            return Ok(id); // already held: a resent welcome
+        }
+        let mut cards = BTreeMap::new();
+        for c in welcome.cards {
+            let Ok(key) = <[u8; 32]>::try_from(c.identity_key.as_slice()) else {
+                continue;
+            };
+            let valid = super::super::parse_stored_card(&c.card)
+                .is_ok_and(|card| card.identity.identity_key == key);
+            if valid && log.role_of(&key).is_some() {
+                cards.insert(key, c.card);
+            }
+        }
+        let mut cipher = GroupCipher::new(id, me);
+        let sender_key =
+            SenderKeyDistribution::from_bytes(&welcome.sender_key).map_err(|e| bad(&e))?;
+        if sender_key.sender() != peer.0 || sender_key.group() != id {
+            return Err(bad(&"sender key of someone else"));
+        }
+        cipher.add_distribution(sender_key).map_err(|e| bad(&e))?;
+        for d in self.groups.take_pending(&id) {
+            if log.role_of(&d.sender()).is_some()
+                && let Err(e) = cipher.add_distribution(d)
+            {
+                debug!(error = %e, "a waiting sender key does not apply");
+            }
+        }
+        let group = Group {
+            log,
+            cipher,
+            cards,
+            created_at: now,
+        };
+        let mine = group.cipher.my_distribution().to_bytes().to_vec();
+        let others = group.others(&me);
+        self.groups.insert(group);
+        for (member, _) in others {
+            self.send_group_control(
+                &id,
+                IdentityKey(member),
+                InnerKind::GroupSenderKey,
+                mine.clone(),
+            );
+        }
+        self.events.emit(NodeEvent::GroupUpdated(id));
+        Ok(id)
+    }
+
+    fn accept_sender_key(
+        &mut self,
+        peer: IdentityKey,
+        payload: &[u8],
+    ) -> Result<[u8; 32], DeliveryError> {
+        let d = SenderKeyDistribution::from_bytes(payload)
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        let id = d.group();
+        if d.sender() != peer.0 {
+            return Err(DeliveryError::Invalid("sender key of someone else".into()));
+        }
+        let Some(g) = self.groups.get_mut(&id) else {
+            // Its welcome may still be on its way: keep it until then.
+            self.groups.keep_pending(d);
+            return Err(DeliveryError::Invalid(
+                "sender key of a group not held yet".into(),
+            ));
+        };
+        if g.log.role_of(&peer.0).is_none() {
+            return Err(DeliveryError::Invalid(
+                "sender key from a non-member".into(),
+            ));
+        }
+        g.cipher
+            .add_distribution(d)
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// The group whose sender keys open this envelope's ciphertext, if any.
+    pub(in crate::delivery) fn group_of_frame(&self, ciphertext: &[u8]) -> Option<[u8; 32]> {
+        frame_key_id(ciphertext).and_then(|k| self.groups.holding(&k))
+    }
+
+    /// Opens a group frame and stores the text it carries; the answer to its sender.
+    pub(in crate::delivery) fn accept_group_frame(
+        &mut self,
+        group: [u8; 32],
+        ciphertext: &[u8],
+        inbound: &mut Inbound<'_>,
+    ) -> wire::Response {
+        let rejected = |e: &dyn std::fmt::Display| {
+            wire::Response::rejected(wire::RejectCode::Undecryptable, e.to_string())
+        };
+        let Some(g) = self.groups.get_mut(&group) else {
+            return rejected(&"group not held");
+        };
+        let (sender, plaintext) = match g.cipher.open(ciphertext) {
+            Ok(o) => o,
+            Err(tokenim_crypto::CryptoError::Replay) => return wire::Response::accepted(true),
+            Err(e) => return rejected(&e),
+        };
+        if g.log.role_of(&sender).is_none() {
+            return rejected(&"not a member");
+        }
+        let Ok(inner) = InnerMessage::decode(plaintext.as_slice()) else {
+            return wire::Response::rejected(wire::RejectCode::Malformed, "group message");
+        };
+        let Ok(id) = <[u8; 16]>::try_from(inner.id.as_slice()) else {
+            return wire::Response::rejected(wire::RejectCode::Malformed, "message id");
+        };
+        let now_ms = self.clock.now_ms();
+        let group_record = g.record(now_ms / 1000);
+        let peer = IdentityKey(sender);
+        let mut txn = self.store.txn().put_group(&group_record);
+        let seen = inbound.seen.contains(&(peer, MessageId(id)))
+            || self.store.is_seen(&sender, &id).unwrap_or(false);
+        if !seen && inner.kind == InnerKind::Text as i32 {
+            let record = MessageRecord {
+                id,
+                conversation: group,
+                direction: Direction::Incoming,
+                from: sender,
+                to: self.me.public().identity_key,
+                kind: InnerKind::Text as u32,
+                body: inner.body,
+                sent_at_ms: inner.sent_at_ms,
+                received_at_ms: now_ms,
+                state: MessageState::Received,
+                relays: 0,
+                envelope_id: None,
+                updated_at_ms: now_ms,
+                held: false,
+                group: true,
+            };
+            txn = txn
+                .put_message(&record)
+                .mark_seen(&sender, &id, now_ms / 1000 + SEEN_TTL_SECS);
+            inbound.seen.insert((peer, MessageId(id)));
+            self.metrics.messages_received.inc();
+            inbound.events.push(NodeEvent::Message(record));
+        }
+        inbound.txn.append(txn);
+        wire::Response::accepted(seen)
+    }
+}

@@ -1,0 +1,112 @@
+//! Group conversations with real processes: a group of three where two members are not each
+//! other's contacts, one sealed frame per message reaching every member, and a member who was
+//! offline getting the group's messages from its mailbox.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::harness::{NodeProc, init, wait_event};
+use crate::relay::{LOOPBACK, poll_until, relay, wait_stat};
+
+async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
+    let page = node.client.get(&format!("/groups/{id}/messages")).await?;
+    Ok(page["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect())
+}
+
+async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()> {
+    poll_until(
+        &format!("{body:?} never reached {}", node.address),
+        || async { Ok(group_bodies(node, id).await?.iter().any(|b| b == body)) },
+    )
+    .await
+}
+
+async fn send(node: &NodeProc, id: &str, body: &str) -> Result<Value> {
+    node.client
+        .post(&format!("/groups/{id}/messages"), json!({ "body": body }))
+        .await
+}
+
+#[tokio::test]
+async fn a_group_of_three_talks_in_every_direction_and_an_offline_member_catches_up() -> Result<()>
+{
+    let root = tempfile::tempdir()?;
+    let r = relay(root.path(), "relay").await?;
+    let home = vec!["--home-relay".to_string(), r.p2p_addr().await?];
+    let alice = NodeProc::start_with(&init(root.path(), "alice")?, LOOPBACK, &home).await?;
+    let bob = NodeProc::start_with(&init(root.path(), "bob")?, LOOPBACK, &home).await?;
+    let carol_dir = init(root.path(), "carol")?;
+    let carol = NodeProc::start_with(&carol_dir, LOOPBACK, &home).await?;
+    wait_stat(&r, "mailboxes", 3, "not everyone registered").await?;
+    // Alice knows both; Bob and Carol know only Alice.
+    for other in [&bob, &carol] {
+        other.add_contact(&alice, "alice").await?;
+    }
+    alice.add_contact(&bob, "bob").await?;
+    alice.add_contact(&carol, "carol").await?;
+
+    let mut bob_events = bob.client.events().await?;
+    let group = alice
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "hikers", "members": ["bob", "carol"] }),
+        )
+        .await?;
+    let id = group["id"].as_str().context("group id")?.to_owned();
+    assert_eq!(group["role"], "owner", "{group}");
+    assert_eq!(
+        group["members"].as_array().map(Vec::len),
+        Some(3),
+        "{group}"
+    );
+    wait_event(&mut bob_events, "group_updated", |e| {
+        e["group"] == id.as_str()
+    })
+    .await?;
+    poll_until("carol never joined", || async {
+        Ok(carol.client.get(&format!("/groups/{id}")).await.is_ok())
+    })
+    .await?;
+    let at_carol = carol.client.get(&format!("/groups/{id}")).await?;
+    assert_eq!(at_carol["name"], "hikers");
+    assert_eq!(at_carol["role"], "member");
+
+    // Every member writes; everyone else reads it (Bob and Carol through the group's cards).
+    send(&alice, &id, "from alice").await?;
+    let ev = wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "from alice"
+    })
+    .await?;
+    assert_eq!(ev["message"]["group"], id.as_str(), "{ev}");
+    wait_group_message(&carol, &id, "from alice").await?;
+    send(&bob, &id, "from bob").await?;
+    wait_group_message(&alice, &id, "from bob").await?;
+    wait_group_message(&carol, &id, "from bob").await?;
+    send(&carol, &id, "from carol").await?;
+    wait_group_message(&alice, &id, "from carol").await?;
+    wait_group_message(&bob, &id, "from carol").await?;
+    // Not a 1:1 message: Carol is no request of Bob's.
+    let requests = bob.client.get("/requests").await?;
+    assert_eq!(requests["requests"], json!([]), "{requests}");
+
+    // Carol goes offline: what the group says waits in her mailbox.
+    carol.stop().await?;
+    send(&alice, &id, "while you were out").await?;
+    send(&bob, &id, "me too").await?;
+    let carol = NodeProc::start_with(&carol_dir, LOOPBACK, &home).await?;
+    wait_group_message(&carol, &id, "while you were out").await?;
+    wait_group_message(&carol, &id, "me too").await?;
+    let bodies = group_bodies(&carol, &id).await?;
+    assert_eq!(bodies.len(), 5, "each once: {bodies:?}");
+    drop(bob_events);
+    for p in [alice, bob, carol, r] {
+        p.stop().await?;
+    }
+    Ok(())
+}
