@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
-    ContactView, ConversationView, Event, GroupView, HomeRelayView, IdentityView, MessagePage,
-    MessageQuery, MessageView, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
+    MessagePage, MessageQuery, MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -66,6 +66,14 @@ pub trait NodeService: Send + Sync + 'static {
     ) -> BoxFuture<'_, ServiceResult<GroupView>>;
 
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>>;
+
+    /// Changes a group and tells its members; the group as it now stands (`None` after
+    /// leaving).
+    fn change_group(
+        &self,
+        id: String,
+        edit: GroupEdit,
+    ) -> BoxFuture<'_, ServiceResult<Option<GroupView>>>;
 
     fn get_group(&self, id: String) -> BoxFuture<'_, ServiceResult<GroupView>>;
 

@@ -107,6 +107,37 @@ pub struct CreateGroupRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// A contact's address or local name.
+    pub member: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoleRequest {
+    /// `member`, `admin` or `owner` (handing ownership over).
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameGroupRequest {
+    /// 1–128 bytes.
+    pub name: String,
+}
+
+/// A change to a group, as the service is asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEdit {
+    Add { member: String },
+    Remove { member: String },
+    SetRole { member: String, role: String },
+    Rename { name: String },
+    Leave,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GroupMessageRequest {
     /// Message text.
     pub body: String,

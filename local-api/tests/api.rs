@@ -917,6 +917,9 @@ async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
             ("POST /v1/requests/{address}/accept", true) => Some(json!({"name": "x"})),
             ("POST /v1/groups", true) => Some(json!({"name": "g", "members": [ALICE]})),
             ("POST /v1/groups/{id}/messages", true) => Some(json!({"body": "to the group"})),
+            ("POST /v1/groups/{id}/members", true) => Some(json!({"member": ALICE})),
+            ("PUT /v1/groups/{id}/members/{address}/role", true) => Some(json!({"role": "admin"})),
+            ("PATCH /v1/groups/{id}", true) => Some(json!({"name": "renamed"})),
             (other, true) => panic!("{other}: give this test a body for it"),
         };
         for id in [incoming.id.as_str(), outgoing.as_str()] {

@@ -20,11 +20,11 @@ mod net;
 mod time;
 
 pub use app::{
-    Client, InitReport, NodeParts, RunningNode, Service, config, init, launch, logging, short,
-    start,
+    Client, GroupMethod, InitReport, NodeParts, RunningNode, Service, config, init, launch,
+    logging, short, start,
 };
 pub use config::Config;
-pub use delivery::{Consent, DeliveryError, DeliveryHandle, IdentityKey, MessageId};
+pub use delivery::{Consent, DeliveryError, DeliveryHandle, GroupEdit, IdentityKey, MessageId};
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use net::{Transport, TransportFactory};

@@ -110,3 +110,88 @@ async fn a_group_of_three_talks_in_every_direction_and_an_offline_member_catches
     }
     Ok(())
 }
+
+/// Membership changes against real processes: a plain member cannot rename, the owner adds a
+/// member who gets the group and its next messages, and a removed member's node learns it is
+/// out and gets nothing said afterwards.
+#[tokio::test]
+async fn members_are_added_and_removed_and_removal_means_removal() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        nodes.push(NodeProc::start(&init(root.path(), name)?, LOOPBACK).await?);
+    }
+    let [alice, bob, carol, dave] =
+        <[NodeProc; 4]>::try_from(nodes).map_err(|_| anyhow::anyhow!("four nodes"))?;
+    for (other, name) in [(&bob, "bob"), (&carol, "carol"), (&dave, "dave")] {
+        alice.add_contact(other, name).await?;
+        other.add_contact(&alice, "alice").await?;
+    }
+    let group = alice
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "hikers", "members": ["bob", "carol"] }),
+        )
+        .await?;
+    let id = group["id"].as_str().context("group id")?.to_owned();
+    for n in [&bob, &carol] {
+        poll_until("a member never joined", || async {
+            Ok(n.client.get(&format!("/groups/{id}")).await.is_ok())
+        })
+        .await?;
+    }
+    // Bob is a plain member: renaming is not his to do.
+    let refused = bob
+        .client
+        .patch(&format!("/groups/{id}"), json!({ "name": "bob's" }))
+        .await
+        .expect_err("a plain member renamed the group");
+    assert!(refused.to_string().contains("conflict"), "{refused:#}");
+
+    // Dave joins; the next message reaches him.
+    alice
+        .client
+        .post(
+            &format!("/groups/{id}/members"),
+            json!({ "member": "dave" }),
+        )
+        .await?;
+    poll_until("dave never joined", || async {
+        Ok(dave.client.get(&format!("/groups/{id}")).await.is_ok())
+    })
+    .await?;
+    send(&alice, &id, "welcome dave").await?;
+    wait_group_message(&dave, &id, "welcome dave").await?;
+    wait_group_message(&carol, &id, "welcome dave").await?;
+
+    // Carol is removed: she learns it, and what is said afterwards does not reach her.
+    let address = carol.address.clone();
+    let after = alice
+        .client
+        .delete(&format!("/groups/{id}/members/{address}"))
+        .await?;
+    assert_eq!(
+        after["members"].as_array().map(Vec::len),
+        Some(3),
+        "{after}"
+    );
+    poll_until("carol never learnt she was removed", || async {
+        Ok(carol.client.get(&format!("/groups/{id}")).await.is_err())
+    })
+    .await?;
+    // Wait until Bob holds Alice's new sender key (her message opens), then send again.
+    send(&alice, &id, "after carol left").await?;
+    wait_group_message(&bob, &id, "after carol left").await?;
+    wait_group_message(&dave, &id, "after carol left").await?;
+    send(&bob, &id, "bob after carol left").await?;
+    wait_group_message(&alice, &id, "bob after carol left").await?;
+    // Her node keeps what she had (the timeline lists group messages too), nothing later.
+    let carol_has = carol.client.get("/messages?limit=200").await?.to_string();
+    assert!(carol_has.contains("welcome dave"), "{carol_has}");
+    assert!(!carol_has.contains("after carol left"), "{carol_has}");
+    for p in [alice, bob, carol, dave] {
+        p.stop().await?;
+    }
+    Ok(())
+}

@@ -10,8 +10,8 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::token::Scope;
 use crate::types::{
-    CreateGroupRequest, GroupList, GroupMessageRequest, GroupView, MessagePage, MessageQuery,
-    MessageView, PageParams,
+    AddMemberRequest, CreateGroupRequest, GroupEdit, GroupList, GroupMessageRequest, GroupView,
+    MessagePage, MessageQuery, MessageView, PageParams, RenameGroupRequest, SetRoleRequest,
 };
 
 /// Longest group name, in bytes.
@@ -39,12 +39,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateGroupRequest>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let name = req.name.trim().to_owned();
-    if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "`name` must be 1 to {MAX_GROUP_NAME_BYTES} bytes without control characters"
-        )));
-    }
+    let name = check_name(&req.name)?;
     if req.members.is_empty() {
         return Err(ApiError::bad_request(
             "`members` must name at least one contact",
@@ -160,4 +155,152 @@ pub(crate) async fn messages(
         cursor: params.cursor.filter(|c| !c.is_empty()),
     };
     Ok(Json(state.service.list_group_messages(id, query).await?))
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "`name` must be 1 to {MAX_GROUP_NAME_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(name)
+}
+
+async fn change(state: &AppState, id: String, edit: GroupEdit) -> ApiResult<Json<GroupView>> {
+    let group = state.service.change_group(id.clone(), edit).await?;
+    group
+        .map(Json)
+        .ok_or_else(|| ApiError::new(crate::error::ErrorCode::NotFound, format!("group {id}")))
+}
+
+/// Add a contact to the group (admins and the owner); it is sent the group, and every member
+/// its card.
+#[utoipa::path(
+    post, path = "/v1/groups/{id}/members", tag = "groups",
+    request_body = AddMemberRequest,
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)")),
+    responses(
+        (status = 200, description = "The group now", body = GroupView),
+        (status = 400, description = "`invalid_json`, `bad_request` (wrong shape), `invalid_address`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found` (group), `unknown_contact`", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules (role, full, already a member), or not an accepted contact", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn add_member(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AddMemberRequest>,
+) -> ApiResult<Json<GroupView>> {
+    change(&state, id, GroupEdit::Add { member: req.member }).await
+}
+
+/// Remove a member (admins remove members; the owner also admins). Every remaining member
+/// replaces its sender key.
+#[utoipa::path(
+    delete, path = "/v1/groups/{id}/members/{address}", tag = "groups",
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)"),
+           ("address" = String, Path, description = "The member's address")),
+    responses(
+        (status = 200, description = "The group now", body = GroupView),
+        (status = 400, description = "`invalid_address`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove_member(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path((id, address)): Path<(String, String)>,
+) -> ApiResult<Json<GroupView>> {
+    change(&state, id, GroupEdit::Remove { member: address }).await
+}
+
+/// Set a member's role (the owner only; `owner` hands ownership over).
+#[utoipa::path(
+    put, path = "/v1/groups/{id}/members/{address}/role", tag = "groups",
+    request_body = SetRoleRequest,
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)"),
+           ("address" = String, Path, description = "The member's address")),
+    responses(
+        (status = 200, description = "The group now", body = GroupView),
+        (status = 400, description = "`invalid_json`, `bad_request` (wrong shape, unknown role), `invalid_address`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn set_role(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path((id, address)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetRoleRequest>,
+) -> ApiResult<Json<GroupView>> {
+    let edit = GroupEdit::SetRole {
+        member: address,
+        role: req.role,
+    };
+    change(&state, id, edit).await
+}
+
+/// Rename the group (admins and the owner).
+#[utoipa::path(
+    patch, path = "/v1/groups/{id}", tag = "groups",
+    request_body = RenameGroupRequest,
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)")),
+    responses(
+        (status = 200, description = "The group now", body = GroupView),
+        (status = 400, description = "`invalid_json`, `bad_request` (wrong shape, empty or long `name`)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rename(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RenameGroupRequest>,
+) -> ApiResult<Json<GroupView>> {
+    let name = check_name(&req.name)?;
+    change(&state, id, GroupEdit::Rename { name }).await
+}
+
+/// Leave the group (the owner hands ownership over first, unless alone); it is forgotten here.
+#[utoipa::path(
+    post, path = "/v1/groups/{id}/leave", tag = "groups",
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)")),
+    responses(
+        (status = 204, description = "Left"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+    )
+)]
+pub(crate) async fn leave(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.change_group(id, GroupEdit::Leave).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -55,7 +55,17 @@ pub(crate) fn v1() -> Router<AppState> {
         )
         .route("/v1/requests/{address}/accept", post(requests::accept))
         .route("/v1/groups", get(groups::list).post(groups::create))
-        .route("/v1/groups/{id}", get(groups::get))
+        .route("/v1/groups/{id}", get(groups::get).patch(groups::rename))
+        .route("/v1/groups/{id}/members", post(groups::add_member))
+        .route(
+            "/v1/groups/{id}/members/{address}",
+            axum::routing::delete(groups::remove_member),
+        )
+        .route(
+            "/v1/groups/{id}/members/{address}/role",
+            axum::routing::put(groups::set_role),
+        )
+        .route("/v1/groups/{id}/leave", post(groups::leave))
         .route(
             "/v1/groups/{id}/messages",
             get(groups::messages).post(groups::send),

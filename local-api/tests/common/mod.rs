@@ -354,6 +354,39 @@ impl NodeService for FakeNode {
         ready(result)
     }
 
+    fn change_group(
+        &self,
+        id: String,
+        edit: GroupEdit,
+    ) -> BoxFuture<'_, ServiceResult<Option<GroupView>>> {
+        let mut inner = self.inner.lock().unwrap();
+        let Some(group) = inner.groups.get_mut(&id) else {
+            return ready(Err(ServiceError::NotFound(format!("group {id}"))));
+        };
+        match edit {
+            GroupEdit::Add { member } => group.members.push(GroupMemberView {
+                address: member,
+                role: "member".into(),
+                name: None,
+            }),
+            GroupEdit::Remove { member } => group.members.retain(|m| m.address != member),
+            GroupEdit::SetRole { member, role } => {
+                if !["member", "admin", "owner"].contains(&role.as_str()) {
+                    return ready(Err(ServiceError::BadRequest("unknown role".into())));
+                }
+                for m in group.members.iter_mut().filter(|m| m.address == member) {
+                    m.role = role.clone();
+                }
+            }
+            GroupEdit::Rename { name } => group.name = name,
+            GroupEdit::Leave => {
+                inner.groups.remove(&id);
+                return ready(Ok(None));
+            }
+        }
+        ready(Ok(Some(group.clone())))
+    }
+
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {
         ready(Ok(self
             .inner

@@ -137,6 +137,10 @@ impl Client {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
@@ -306,6 +310,28 @@ impl Client {
         Ok(())
     }
 
+    /// A change to a group (the method and path of its route); prints the group as it now is.
+    pub async fn group_change(
+        &self,
+        method: GroupMethod,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<()> {
+        let method = match method {
+            GroupMethod::POST => reqwest::Method::POST,
+            GroupMethod::PUT => reqwest::Method::PUT,
+            GroupMethod::PATCH => reqwest::Method::PATCH,
+            GroupMethod::DELETE => reqwest::Method::DELETE,
+        };
+        let g = self.call(method, path, body).await?;
+        if g.is_null() {
+            println!("done");
+        } else {
+            print_group(&g);
+        }
+        Ok(())
+    }
+
     pub async fn send_group(&self, id: &str, text: &str) -> Result<()> {
         let m = self
             .post(&format!("/groups/{id}/messages"), json!({ "body": text }))
@@ -402,6 +428,16 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The HTTP method of a group change (the binary does not name `reqwest`).
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum GroupMethod {
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
 }
 
 fn print_group(g: &Value) {

@@ -23,7 +23,7 @@ impl From<DeliveryError> for ServiceError {
     fn from(e: DeliveryError) -> Self {
         match e {
             DeliveryError::UnknownContact(a) => Self::UnknownContact(a),
-            DeliveryError::NotAContact(m) => Self::Conflict(m),
+            DeliveryError::NotAContact(m) | DeliveryError::NotAllowed(m) => Self::Conflict(m),
             DeliveryError::InvalidCard(m) => Self::InvalidCard(m),
             DeliveryError::NotFound(m) => Self::NotFound(m),
             DeliveryError::MessageTooLarge { size, max } => Self::MessageTooLarge { size, max },

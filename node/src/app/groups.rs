@@ -2,15 +2,17 @@
 //! sending to it go through the delivery core, which owns the sender keys.
 
 use tokenim_api::ServiceError;
-use tokenim_api::types::{GroupMemberView, GroupView, MessagePage, MessageQuery, MessageView};
+use tokenim_api::types::{
+    GroupEdit as ApiEdit, GroupMemberView, GroupView, MessagePage, MessageQuery, MessageView,
+};
 use tokenim_crypto::Identity;
-use tokenim_crypto::group::{GroupId, GroupLog};
+use tokenim_crypto::group::{GroupId, GroupLog, Role};
 use tokenim_store::{Cursor, GroupRecord, Store};
 
 use super::contacts::Contacts;
 use super::errors::store_error as store_err;
 use super::views;
-use crate::delivery::{DeliveryHandle, IdentityKey};
+use crate::delivery::{DeliveryHandle, GroupEdit, IdentityKey};
 
 type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -85,6 +87,36 @@ impl Groups<'_> {
         }
         let id = self.delivery.create_group(name, keys).await?;
         self.view(&self.record(&hex::encode(id))?)
+    }
+
+    pub(super) async fn change_group(
+        &self,
+        id: String,
+        edit: ApiEdit,
+    ) -> ServiceResult<Option<GroupView>> {
+        let group = self.record(&id)?.id;
+        let key = |a: &str| -> ServiceResult<IdentityKey> {
+            Ok(IdentityKey(views::parse_address(a)?.identity_key()))
+        };
+        let edit = match edit {
+            ApiEdit::Add { member } => {
+                GroupEdit::Add(IdentityKey(self.contacts.resolve(&member)?.identity_key))
+            }
+            ApiEdit::Remove { member } => GroupEdit::Remove(key(&member)?),
+            ApiEdit::SetRole { member, role } => GroupEdit::SetRole(
+                key(&member)?,
+                role.parse::<Role>().map_err(|_| {
+                    ServiceError::BadRequest("`role` is member, admin or owner".into())
+                })?,
+            ),
+            ApiEdit::Rename { name } => GroupEdit::Rename(name),
+            ApiEdit::Leave => GroupEdit::Leave,
+        };
+        self.delivery.change_group(group, edit).await?;
+        match self.store.get_group(&group).map_err(store_err)? {
+            Some(r) => Ok(Some(self.view(&r)?)),
+            None => Ok(None),
+        }
     }
 
     pub(super) async fn list_groups(&self) -> ServiceResult<Vec<GroupView>> {

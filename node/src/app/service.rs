@@ -8,8 +8,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, GroupView, HomeRelayView, IdentityView, MailboxUsageView,
-    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
+    MailboxUsageView, MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
+    RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
@@ -170,6 +171,14 @@ impl NodeService for Service {
         members: Vec<String>,
     ) -> BoxFuture<'_, ServiceResult<GroupView>> {
         async move { self.groups().create_group(name, members).await }.boxed()
+    }
+
+    fn change_group(
+        &self,
+        id: String,
+        edit: GroupEdit,
+    ) -> BoxFuture<'_, ServiceResult<Option<GroupView>>> {
+        async move { self.groups().change_group(id, edit).await }.boxed()
     }
 
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {

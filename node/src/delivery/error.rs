@@ -9,6 +9,9 @@ pub enum DeliveryError {
     /// The peer is a message request or blocked: only contacts are written to.
     #[error("{0}")]
     NotAContact(String),
+    /// The group's rules do not let this node make that change.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("invalid contact card: {0}")]
     InvalidCard(String),
     #[error("not found: {0}")]

@@ -10,6 +10,19 @@ use tokenim_crypto::{ContactCard, CryptoError};
 use tokenim_store::GroupRecord;
 
 use super::cards::parse_stored_card;
+use super::ids::IdentityKey;
+
+/// A change the user asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEdit {
+    /// Add an accepted contact as a member.
+    Add(IdentityKey),
+    Remove(IdentityKey),
+    SetRole(IdentityKey, Role),
+    Rename(String),
+    /// Leave the group (it is forgotten here).
+    Leave,
+}
 
 /// One group: its log, this node's sender keys for it, and how to reach each member.
 pub(super) struct Group {
@@ -81,6 +94,10 @@ impl std::fmt::Debug for Groups {
 impl Groups {
     pub(super) fn insert(&mut self, group: Group) {
         self.groups.insert(group.id(), group);
+    }
+
+    pub(super) fn remove(&mut self, id: &[u8; 32]) {
+        self.groups.remove(id);
     }
 
     pub(super) fn get(&self, id: &[u8; 32]) -> Option<&Group> {

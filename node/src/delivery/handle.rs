@@ -10,6 +10,7 @@ use tokenim_store::{ContactRecord, MessageRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::DeliveryError;
+use super::groups::GroupEdit;
 use super::ids::{IdentityKey, MessageId};
 use super::requests::Consent;
 use crate::mailbox::Ingest;
@@ -37,6 +38,11 @@ pub(super) enum Msg {
         name: String,
         members: Vec<IdentityKey>,
         reply: oneshot::Sender<Result<[u8; 32], DeliveryError>>,
+    },
+    ChangeGroup {
+        group: [u8; 32],
+        edit: GroupEdit,
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
     },
     SendGroup {
         group: [u8; 32],
@@ -111,6 +117,16 @@ impl DeliveryHandle {
             reply,
         })
         .await
+    }
+
+    /// Changes a group's membership, name or roles, and tells its members.
+    pub async fn change_group(
+        &self,
+        group: [u8; 32],
+        edit: GroupEdit,
+    ) -> Result<(), DeliveryError> {
+        self.call(|reply| Msg::ChangeGroup { group, edit, reply })
+            .await
     }
 
     /// Seals a text once for a group's members and queues it; answered once it is stored.

@@ -279,7 +279,11 @@ impl Delivery {
                 Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
                     txn = self.accept_receipt(peer, kind, &inner, inbound, txn);
                 }
-                Ok(kind @ (InnerKind::GroupWelcome | InnerKind::GroupSenderKey)) => {
+                Ok(
+                    kind @ (InnerKind::GroupWelcome
+                    | InnerKind::GroupSenderKey
+                    | InnerKind::GroupChange),
+                ) => {
                     txn = self.accept_group_control(peer, kind, &inner, contact, txn);
                 }
                 _ => debug!(kind = inner.kind, "ignoring inner message of unknown kind"),

@@ -37,6 +37,7 @@ use tracing::debug;
 
 pub(crate) use cards::parse_stored_card;
 pub use error::DeliveryError;
+pub use groups::GroupEdit;
 pub use handle::DeliveryHandle;
 use handle::Msg;
 use ids::OutboxId;
@@ -262,6 +263,9 @@ impl Delivery {
                 reply,
             } => {
                 let _ = reply.send(self.create_group(name, members).await);
+            }
+            Msg::ChangeGroup { group, edit, reply } => {
+                let _ = reply.send(self.change_group(group, edit));
             }
             Msg::SendGroup { group, body, reply } => {
                 let _ = reply.send(self.send_group(group, body));

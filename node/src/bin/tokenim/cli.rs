@@ -91,6 +91,41 @@ pub enum GroupCmd {
         client: ClientArgs,
         id: String,
     },
+    /// Add a contact to a group (admins and the owner).
+    Add {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        member: String,
+    },
+    /// Remove a member; every remaining member replaces its sender key.
+    Remove {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        address: String,
+    },
+    /// Set a member's role: member, admin or owner (the owner only).
+    Role {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        address: String,
+        role: String,
+    },
+    /// Rename a group.
+    Rename {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        name: String,
+    },
+    /// Leave a group.
+    Leave {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
     /// Send a text to a group.
     Send {
         #[command(flatten)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tokenim_node::Client;
+use tokenim_node::GroupMethod;
 use tokenim_node::config::{self, Config};
 
 use cli::{Cli, ClientArgs, Command, ContactCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd};
@@ -71,6 +72,55 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Group(GroupCmd::List(c)) => connect(&data_dir, &c)?.list_groups().await,
         Command::Group(GroupCmd::Show { client, id }) => {
             connect(&data_dir, &client)?.show_group(&id).await
+        }
+        Command::Group(GroupCmd::Add { client, id, member }) => {
+            let body = serde_json::json!({ "member": member });
+            connect(&data_dir, &client)?
+                .group_change(
+                    GroupMethod::POST,
+                    &format!("/groups/{id}/members"),
+                    Some(body),
+                )
+                .await
+        }
+        Command::Group(GroupCmd::Remove {
+            client,
+            id,
+            address,
+        }) => {
+            connect(&data_dir, &client)?
+                .group_change(
+                    GroupMethod::DELETE,
+                    &format!("/groups/{id}/members/{address}"),
+                    None,
+                )
+                .await
+        }
+        Command::Group(GroupCmd::Role {
+            client,
+            id,
+            address,
+            role,
+        }) => {
+            let body = serde_json::json!({ "role": role });
+            connect(&data_dir, &client)?
+                .group_change(
+                    GroupMethod::PUT,
+                    &format!("/groups/{id}/members/{address}/role"),
+                    Some(body),
+                )
+                .await
+        }
+        Command::Group(GroupCmd::Rename { client, id, name }) => {
+            let body = serde_json::json!({ "name": name });
+            connect(&data_dir, &client)?
+                .group_change(GroupMethod::PATCH, &format!("/groups/{id}"), Some(body))
+                .await
+        }
+        Command::Group(GroupCmd::Leave { client, id }) => {
+            connect(&data_dir, &client)?
+                .group_change(GroupMethod::POST, &format!("/groups/{id}/leave"), None)
+                .await
         }
         Command::Group(GroupCmd::Send { client, id, text }) => {
             connect(&data_dir, &client)?.send_group(&id, &text).await

@@ -16,6 +16,7 @@ use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Txn};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::group_changes::Taken;
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
 use crate::delivery::groups::Group;
@@ -27,10 +28,11 @@ use crate::net::wire;
 /// How long a seen group message id is remembered (as for 1:1 texts).
 const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
-fn control(kind: InnerKind, payload: Vec<u8>, now_ms: u64) -> InnerMessage {
+fn control(kind: InnerKind, payload: Vec<u8>, body: &str, now_ms: u64) -> InnerMessage {
     InnerMessage {
         kind: kind as i32,
         id: rand::random::<[u8; 16]>().to_vec(),
+        body: body.to_owned(),
         sent_at_ms: now_ms,
         payload,
         ..InnerMessage::default()
@@ -72,18 +74,24 @@ impl Delivery {
             created_at: now,
         };
         let id = group.id();
+        debug_assert_eq!(genesis.group().0, id);
         self.store.put_group(&group.record(now))?;
-        let welcome = self.welcome(&group, &[genesis]);
         self.groups.insert(group);
+        let welcome = self.welcome(&id)?;
         for m in members {
-            self.send_group_control(&id, m, InnerKind::GroupWelcome, welcome.clone());
+            self.send_group_control(&id, m, InnerKind::GroupWelcome, welcome.clone(), "");
         }
         Ok(id)
     }
 
-    fn welcome(&self, group: &Group, changes: &[Change]) -> Vec<u8> {
-        GroupWelcome {
-            changes: changes.iter().map(Change::to_bytes).collect(),
+    /// A welcome for a new member of `id`: the whole log, the cards, this node's sender key.
+    pub(in crate::delivery) fn welcome(&self, id: &[u8; 32]) -> Result<Vec<u8>, DeliveryError> {
+        let group = self
+            .groups
+            .get(id)
+            .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(id))))?;
+        Ok(GroupWelcome {
+            changes: group.log.changes().iter().map(Change::to_bytes).collect(),
             cards: group
                 .cards
                 .iter()
@@ -94,18 +102,19 @@ impl Delivery {
                 .collect(),
             sender_key: group.cipher.my_distribution().to_bytes().to_vec(),
         }
-        .encode_to_vec()
+        .encode_to_vec())
     }
 
     /// Queues a group control message to `member` over its 1:1 session, by the contact's card
     /// or else the group's. Best effort, like receipts: a member that misses it is sent the
     /// next one.
-    fn send_group_control(
+    pub(in crate::delivery) fn send_group_control(
         &mut self,
         group: &[u8; 32],
         member: IdentityKey,
         kind: InnerKind,
         payload: Vec<u8>,
+        body: &str,
     ) {
         let card = self
             .cards
@@ -116,7 +125,7 @@ impl Delivery {
             debug!("no card for a group member; control message not sent");
             return;
         };
-        let inner = control(kind, payload, self.clock.now_ms());
+        let inner = control(kind, payload, body, self.clock.now_ms());
         if let Err(e) = self.queue_control(&card, &inner) {
             debug!(error = %e, "cannot queue a group control message");
         }
@@ -219,21 +228,27 @@ impl Delivery {
         txn: Txn<'s>,
     ) -> Txn<'s> {
         let result = match kind {
-            InnerKind::GroupWelcome if contact => self.accept_welcome(peer, &inner.payload),
-            InnerKind::GroupSenderKey => self.accept_sender_key(peer, &inner.payload),
+            InnerKind::GroupWelcome if contact => {
+                self.accept_welcome(peer, &inner.payload).map(Taken::Held)
+            }
+            InnerKind::GroupSenderKey => self
+                .accept_sender_key(peer, &inner.payload)
+                .map(Taken::Held),
+            InnerKind::GroupChange => self.accept_change(peer, &inner.payload, &inner.body),
             _ => {
                 debug!(?kind, "group control message not taken from this peer");
                 return txn;
             }
         };
         match result {
-            Ok(group) => {
+            Ok(Taken::Held(group)) => {
                 let now = self.clock.now_secs();
                 match self.groups.get(&group) {
                     Some(g) => txn.put_group(&g.record(now)),
                     None => txn,
                 }
             }
+            Ok(Taken::Left(group)) => txn.delete_group(&group),
             Err(e) => {
                 debug!(error = %e, "group control message refused");
                 txn
@@ -307,6 +322,7 @@ impl Delivery {
                 IdentityKey(member),
                 InnerKind::GroupSenderKey,
                 mine.clone(),
+                "",
             );
         }
         self.events.emit(NodeEvent::GroupUpdated(id));

@@ -2,5 +2,6 @@
 //! kind (group change, device sync, file manifest, call) gets a module here.
 
 mod group;
+mod group_changes;
 mod receipts;
 mod text;

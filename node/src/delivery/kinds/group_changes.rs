@@ -1,0 +1,207 @@
+//! Group membership changes: proposing one (add, remove, leave, rename, role) and fanning it
+//! out, and taking in the changes members make. After a removal every remaining member forgets
+//! the removed one's sender keys and rotates its own, so nothing sent afterwards opens with
+//! what the removed member holds.
+
+use std::collections::BTreeSet;
+
+use tokenim_crypto::group::{Applied, Change, ChangeKind, Role};
+use tokenim_crypto::{CryptoError, InnerKind};
+use tokenim_store::ContactState;
+use tracing::debug;
+
+use crate::delivery::Delivery;
+use crate::delivery::error::DeliveryError;
+use crate::delivery::groups::GroupEdit;
+use crate::delivery::ids::IdentityKey;
+use crate::event::NodeEvent;
+
+/// What taking in a change did.
+pub(in crate::delivery) enum Taken {
+    /// The group is held and changed (or not): persist it.
+    Held([u8; 32]),
+    /// This node is no longer a member: forget the group.
+    Left([u8; 32]),
+}
+
+fn not_allowed(e: CryptoError) -> DeliveryError {
+    match e {
+        CryptoError::GroupNotAllowed(_) | CryptoError::GroupFull { .. } => {
+            DeliveryError::NotAllowed(e.to_string())
+        }
+        other => DeliveryError::Invalid(other.to_string()),
+    }
+}
+
+impl Delivery {
+    /// Makes the change the user asked for and tells the members.
+    pub(in crate::delivery) fn change_group(
+        &mut self,
+        group: [u8; 32],
+        edit: GroupEdit,
+    ) -> Result<(), DeliveryError> {
+        let me = self.me.public().identity_key;
+        let now = self.clock.now_secs();
+        let added_card = match &edit {
+            GroupEdit::Add(m) => match self.standing(m)? {
+                Some(c) if c.state == ContactState::Accepted && !c.card_uri.is_empty() => {
+                    Some(c.card_uri)
+                }
+                Some(_) => return Err(DeliveryError::NotAContact(m.address())),
+                None => return Err(DeliveryError::UnknownContact(m.address())),
+            },
+            _ => None,
+        };
+        let kind = match &edit {
+            GroupEdit::Add(m) => ChangeKind::Add {
+                member: m.0,
+                role: Role::Member,
+            },
+            GroupEdit::Remove(m) => ChangeKind::Remove { member: m.0 },
+            GroupEdit::SetRole(m, role) => ChangeKind::SetRole {
+                member: m.0,
+                role: *role,
+            },
+            GroupEdit::Rename(name) => ChangeKind::Rename { name: name.clone() },
+            GroupEdit::Leave => ChangeKind::Leave,
+        };
+        let g = self
+            .groups
+            .get_mut(&group)
+            .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(group))))?;
+        let before: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        let change = g.log.propose(&self.me, kind, now).map_err(not_allowed)?;
+        if let (GroupEdit::Add(m), Some(card)) = (&edit, &added_card) {
+            g.cards.insert(m.0, card.clone());
+        }
+        // Everyone who was or is a member hears of it (a removed member learns it is out).
+        let mut told: BTreeSet<[u8; 32]> = before;
+        told.extend(g.log.members().into_iter().map(|(k, _)| k));
+        told.remove(&me);
+        let change_bytes = change.to_bytes();
+        let welcome = match &edit {
+            GroupEdit::Add(_) => Some(self.welcome(&group)?),
+            _ => None,
+        };
+        for member in told {
+            match (&edit, &welcome) {
+                (GroupEdit::Add(m), Some(w)) if m.0 == member => {
+                    self.send_group_control(&group, *m, InnerKind::GroupWelcome, w.clone(), "");
+                }
+                _ => self.send_group_control(
+                    &group,
+                    IdentityKey(member),
+                    InnerKind::GroupChange,
+                    change_bytes.clone(),
+                    added_card.as_deref().unwrap_or(""),
+                ),
+            }
+        }
+        match edit {
+            GroupEdit::Leave => {
+                self.groups.remove(&group);
+                self.store.txn().delete_group(&group).commit()?;
+            }
+            GroupEdit::Remove(m) => {
+                self.removed(&group, &[m.0]);
+                self.persist_group(&group)?;
+            }
+            _ => self.persist_group(&group)?,
+        }
+        self.events.emit(NodeEvent::GroupUpdated(group));
+        Ok(())
+    }
+
+    pub(in crate::delivery) fn persist_group(&self, group: &[u8; 32]) -> Result<(), DeliveryError> {
+        if let Some(g) = self.groups.get(group) {
+            self.store.put_group(&g.record(self.clock.now_secs()))?;
+        }
+        Ok(())
+    }
+
+    /// `gone` left the group: forget their sender keys and cards, rotate ours and hand the
+    /// new key to everyone still in.
+    fn removed(&mut self, group: &[u8; 32], gone: &[[u8; 32]]) {
+        let me = self.me.public().identity_key;
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        for m in gone {
+            g.cipher.forget_member(m);
+            g.cards.remove(m);
+        }
+        let key = g.cipher.rotate().to_bytes().to_vec();
+        let others: Vec<[u8; 32]> = g.others(&me).into_iter().map(|(k, _)| k).collect();
+        for m in others {
+            self.send_group_control(
+                group,
+                IdentityKey(m),
+                InnerKind::GroupSenderKey,
+                key.clone(),
+                "",
+            );
+        }
+    }
+
+    /// A change a member made (`card`: the contact card of a member it adds).
+    pub(in crate::delivery) fn accept_change(
+        &mut self,
+        peer: IdentityKey,
+        payload: &[u8],
+        card: &str,
+    ) -> Result<Taken, DeliveryError> {
+        let change =
+            Change::from_bytes(payload).map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        let id = change.group().0;
+        let me = self.me.public().identity_key;
+        let now = self.clock.now_secs();
+        let g = self
+            .groups
+            .get_mut(&id)
+            .ok_or_else(|| DeliveryError::Invalid("change of a group not held".into()))?;
+        if g.log.role_of(&peer.0).is_none() {
+            return Err(DeliveryError::Invalid(
+                "change relayed by a non-member".into(),
+            ));
+        }
+        let before: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        if g.log.apply_at(change, now).map_err(not_allowed)? != Applied::New {
+            return Ok(Taken::Held(id));
+        }
+        let after: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        if !after.contains(&me) {
+            self.groups.remove(&id);
+            self.events.emit(NodeEvent::GroupUpdated(id));
+            return Ok(Taken::Left(id));
+        }
+        let mine = g.cipher.my_distribution().to_bytes().to_vec();
+        let mut welcome_new = Vec::new();
+        for added in after.difference(&before) {
+            let valid = super::super::parse_stored_card(card)
+                .is_ok_and(|c| c.identity.identity_key == *added);
+            if valid {
+                g.cards.insert(*added, card.to_owned());
+            }
+            welcome_new.push(*added);
+        }
+        let gone: Vec<[u8; 32]> = before.difference(&after).copied().collect();
+        // A new member needs every member's sender key.
+        for m in welcome_new {
+            if m != me {
+                self.send_group_control(
+                    &id,
+                    IdentityKey(m),
+                    InnerKind::GroupSenderKey,
+                    mine.clone(),
+                    "",
+                );
+            }
+        }
+        if !gone.is_empty() {
+            self.removed(&id, &gone);
+        }
+        self.events.emit(NodeEvent::GroupUpdated(id));
+        debug!("group change taken");
+        Ok(Taken::Held(id))
+    }
+}
