@@ -264,6 +264,45 @@ pub async fn run(messages: usize) -> Result<()> {
         "  alice accepts and answers; carol ← {:?}",
         ev["message"]["body"].as_str().unwrap_or("")
     );
+
+    println!("\n8. Alice makes a group with Bob and Carol (who are not each other's contacts)");
+    let group = alice
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "hikers", "members": ["bob", "carol"] }),
+        )
+        .await?;
+    let id = group["id"].as_str().unwrap_or_default().to_string();
+    println!(
+        "  group {}… \"{}\" with {} members, signed log and one sender key each",
+        &id[..12.min(id.len())],
+        group["name"].as_str().unwrap_or(""),
+        group["members"].as_array().map_or(0, Vec::len)
+    );
+    next_event(&mut carol_events, "group_updated").await?;
+    let joined = async {
+        while bob.client.get(&format!("/groups/{id}")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), joined)
+        .await
+        .context("bob never joined the group")?;
+    // Bob's sender key reaches Carol over a 1:1 session through the group's card of Carol.
+    let t0 = Instant::now();
+    bob.client
+        .post(
+            &format!("/groups/{id}/messages"),
+            json!({ "body": "trailhead at 8?" }),
+        )
+        .await?;
+    let ev = next_event(&mut carol_events, "message").await?;
+    println!(
+        "  carol ← {:?} from bob, sealed once for the group ({} µs)",
+        ev["message"]["body"].as_str().unwrap_or(""),
+        t0.elapsed().as_micros()
+    );
     drop(carol_events);
 
     for peer in [alice, bob, carol, relay] {
