@@ -213,6 +213,10 @@ pub struct MessageView {
     pub read_at: Option<u64>,
     /// Relays that returned a custody receipt (outgoing only).
     pub stored_by: u32,
+    /// Outgoing group messages: how many members it reached (their node took it, or a relay
+    /// holds it for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -440,6 +444,9 @@ pub enum Event {
         id: String,
         state: MessageState,
         stored_by: u32,
+        /// Outgoing group messages: members reached so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reached: Option<u32>,
         /// Milliseconds since the Unix epoch.
         at: u64,
     },

@@ -138,6 +138,7 @@ async fn header_auth_then_events() {
         id: "ev1".into(),
         state: tokenim_api::types::MessageState::Stored,
         stored_by: 2,
+        reached: None,
         at: 9,
     });
     let first = next_json(&mut ws).await;

@@ -222,6 +222,7 @@ fn drain(n: usize) {
                     updated_at_ms: 0,
                     held: false,
                     group: false,
+                    reached: 0,
                 };
                 txn = txn
                     .put_message(&record)

@@ -391,6 +391,9 @@ pub struct MessageRecord {
     pub held: bool,
     /// A group message: `conversation` is the group id (and `to`, for outgoing ones).
     pub group: bool,
+    /// Outgoing group messages: members it reached (their node took it, or a relay holds it
+    /// for them).
+    pub reached: u32,
 }
 
 // The body is plaintext: never in logs.
@@ -445,6 +448,8 @@ struct MessagePb {
     held: bool,
     #[prost(bool, tag = "15")]
     group: bool,
+    #[prost(uint32, tag = "16")]
+    reached: u32,
 }
 
 impl Record for MessageRecord {
@@ -465,6 +470,7 @@ impl Record for MessageRecord {
             updated_at_ms: self.updated_at_ms,
             held: self.held,
             group: self.group,
+            reached: self.reached,
         }
         .encode_to_vec()
     }
@@ -493,6 +499,7 @@ impl Record for MessageRecord {
             updated_at_ms: pb.updated_at_ms,
             held: pb.held,
             group: pb.group,
+            reached: pb.reached,
         })
     }
 }
@@ -808,11 +815,11 @@ mod tests {
                      from in arr::<32>(), to in arr::<32>(), kind in any::<u32>(), body in ".{0,40}",
                      sent in any::<u64>(), recv in any::<u64>(), state in state(), relays in any::<u32>(),
                      env in proptest::option::of(arr::<32>()), upd in any::<u64>(), held in any::<bool>(),
-                     group in any::<bool>()) -> MessageRecord {
+                     group in any::<bool>(), reached in any::<u32>()) -> MessageRecord {
             MessageRecord { id, conversation,
                 direction: if incoming { Direction::Incoming } else { Direction::Outgoing },
                 from, to, kind, body, sent_at_ms: sent, received_at_ms: recv, state, relays,
-                envelope_id: env, updated_at_ms: upd, held, group }
+                envelope_id: env, updated_at_ms: upd, held, group, reached }
         }
     }
 
@@ -959,6 +966,7 @@ mod tests {
             updated_at_ms: 0,
             held: false,
             group: false,
+            reached: 0,
         };
         assert!(!format!("{m:?}").contains("dawn"));
         let t = TokenRecord {

@@ -47,6 +47,7 @@ fn message(n: u64) -> MessageRecord {
         updated_at_ms: n,
         held: false,
         group: false,
+        reached: 0,
     }
 }
 

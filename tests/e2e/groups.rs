@@ -78,7 +78,13 @@ async fn a_group_of_three_talks_in_every_direction_and_an_offline_member_catches
     assert_eq!(at_carol["role"], "member");
 
     // Every member writes; everyone else reads it (Bob and Carol through the group's cards).
-    send(&alice, &id, "from alice").await?;
+    let sent = send(&alice, &id, "from alice").await?;
+    let sent_id = sent["id"].as_str().context("id")?.to_owned();
+    poll_until("alice's message never counted both members", || async {
+        let m = alice.client.get(&format!("/messages/{sent_id}")).await?;
+        Ok(m["reached"] == 2)
+    })
+    .await?;
     let ev = wait_event(&mut bob_events, "message", |e| {
         e["message"]["body"] == "from alice"
     })

@@ -109,6 +109,7 @@ impl FakeNode {
             received_at: Some(11 + n as u64),
             read_at: None,
             stored_by: 0,
+            reached: None,
         };
         inner.messages.push(msg.clone());
         msg
@@ -145,6 +146,7 @@ pub fn message_sample(id: &str) -> MessageView {
         received_at: None,
         read_at: None,
         stored_by: 0,
+        reached: None,
     }
 }
 

@@ -44,6 +44,7 @@ pub(crate) fn message(m: &MessageRecord) -> api::MessageView {
         received_at: incoming.then_some(m.received_at_ms),
         read_at: (m.state == MessageState::Read).then_some(m.updated_at_ms),
         stored_by: m.relays,
+        reached: (m.group && !incoming).then_some(m.reached),
     }
 }
 
@@ -60,6 +61,7 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
             id: hex::encode(m.id),
             state: state(m.state),
             stored_by: m.relays,
+            reached: (m.group && m.direction == Direction::Outgoing).then_some(m.reached),
             at: m.updated_at_ms,
         },
         NodeEvent::PeerConnected(peer) => Event::PeerConnected {

@@ -186,6 +186,16 @@ impl Delivery {
         let mut changed = None;
         if let Some(mid) = entry.message_id {
             match self.store.get_message(&mid) {
+                // A group message has one entry per member: each that arrives counts.
+                Ok(Some(mut m)) if m.group && state != MessageState::Failed => {
+                    m.reached = m.reached.saturating_add(1);
+                    if state_rank(m.state) < state_rank(state) {
+                        m.state = state;
+                    }
+                    m.updated_at_ms = self.clock.now_ms();
+                    txn = txn.put_message(&m);
+                    changed = Some(m);
+                }
                 Ok(Some(mut m)) if state_rank(m.state) < state_rank(state) => {
                     m.state = state;
                     m.relays = m.relays.max(relays);

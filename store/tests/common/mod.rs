@@ -106,6 +106,7 @@ pub fn message(id: [u8; 16], peer: [u8; 32], received_at_ms: u64, incoming: bool
         updated_at_ms: received_at_ms,
         held: false,
         group: false,
+        reached: 0,
     }
 }
 

@@ -188,6 +188,7 @@ impl Delivery {
             updated_at_ms: sent_at_ms,
             held: false,
             group: true,
+            reached: 0,
         };
         let group_record = g.record(now);
         let mut txn = self
@@ -413,6 +414,7 @@ impl Delivery {
                 updated_at_ms: now_ms,
                 held: false,
                 group: true,
+                reached: 0,
             };
             txn = txn
                 .put_message(&record)

@@ -84,6 +84,7 @@ impl Delivery {
             updated_at_ms: sent_at_ms,
             held: false,
             group: false,
+            reached: 0,
         };
         // A message's outbox entry shares its id.
         let outbox_id = OutboxId(id.0);
@@ -144,6 +145,7 @@ impl Delivery {
             updated_at_ms: now,
             held: false,
             group: false,
+            reached: 0,
         };
         let txn = txn.mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
         inbound.seen.insert((peer, id));
