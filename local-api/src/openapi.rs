@@ -55,6 +55,8 @@ use crate::types::*;
         groups::set_role,
         groups::rename,
         groups::leave,
+        groups::invite,
+        groups::join,
         messages::list_conversations,
         messages::send_message,
         messages::list_messages,

@@ -7,7 +7,8 @@ use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
     ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    MessagePage, MessageQuery, MessageView, PeerView, RelayStats, RequestView,
+    InviteView, JoinView, MessagePage, MessageQuery, MessageView, PeerView, RelayStats,
+    RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -66,6 +67,17 @@ pub trait NodeService: Send + Sync + 'static {
     ) -> BoxFuture<'_, ServiceResult<GroupView>>;
 
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>>;
+
+    /// A signed invite link to a group.
+    fn create_group_invite(
+        &self,
+        id: String,
+        expires_in_secs: u64,
+        max_uses: u32,
+    ) -> BoxFuture<'_, ServiceResult<InviteView>>;
+
+    /// Follows an invite link; the group id (joined once a member answers).
+    fn join_group(&self, invite: String) -> BoxFuture<'_, ServiceResult<JoinView>>;
 
     /// Changes a group and tells its members; the group as it now stands (`None` after
     /// leaving).

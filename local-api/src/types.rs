@@ -126,6 +126,37 @@ pub struct RenameGroupRequest {
     pub name: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInviteRequest {
+    /// How long the link is valid, in seconds (default 7 days, at most 90 days).
+    pub expires_in_secs: Option<u64>,
+    /// How many may join with it (default 10).
+    pub max_uses: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InviteView {
+    /// The signed `tokenim-group:` link to hand out.
+    pub uri: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinGroupRequest {
+    /// A `tokenim-group:` invite link.
+    pub invite: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JoinView {
+    /// The group id: it appears in `GET /v1/groups` once a member welcomed this node
+    /// (`group_updated` event).
+    pub group: String,
+}
+
 /// A change to a group, as the service is asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupEdit {

@@ -920,6 +920,8 @@ async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
             ("POST /v1/groups/{id}/members", true) => Some(json!({"member": ALICE})),
             ("PUT /v1/groups/{id}/members/{address}/role", true) => Some(json!({"role": "admin"})),
             ("PATCH /v1/groups/{id}", true) => Some(json!({"name": "renamed"})),
+            ("POST /v1/groups/{id}/invites", true) => Some(json!({"max_uses": 2})),
+            ("POST /v1/groups/join", true) => Some(json!({"invite": "tokenim-group:x"})),
             (other, true) => panic!("{other}: give this test a body for it"),
         };
         for id in [incoming.id.as_str(), outgoing.as_str()] {

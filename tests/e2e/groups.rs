@@ -201,3 +201,55 @@ async fn members_are_added_and_removed_and_removal_means_removal() -> Result<()>
     }
     Ok(())
 }
+
+/// An invite link: someone no member has as a contact joins with it (no admin needs to act),
+/// and then talks with a member who does not know them either.
+#[tokio::test]
+async fn a_stranger_joins_with_an_invite_link_and_talks_with_the_members() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
+    let erin = NodeProc::start(&init(root.path(), "erin")?, LOOPBACK).await?;
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    let group = alice
+        .client
+        .post("/groups", json!({ "name": "open mic", "members": ["bob"] }))
+        .await?;
+    let id = group["id"].as_str().context("group id")?.to_owned();
+    let link = alice
+        .client
+        .post(&format!("/groups/{id}/invites"), json!({ "max_uses": 1 }))
+        .await?;
+    let uri = link["uri"].as_str().context("uri")?.to_owned();
+    assert!(uri.starts_with("tokenim-group:"), "{link}");
+
+    let mut erin_events = erin.client.events().await?;
+    let joined = erin
+        .client
+        .post("/groups/join", json!({ "invite": uri }))
+        .await?;
+    assert_eq!(joined["group"], id.as_str());
+    wait_event(&mut erin_events, "group_updated", |e| {
+        e["group"] == id.as_str()
+    })
+    .await?;
+    poll_until("bob never saw erin join", || async {
+        let g = bob.client.get(&format!("/groups/{id}")).await?;
+        Ok(g["members"].as_array().map(Vec::len) == Some(3))
+    })
+    .await?;
+    send(&bob, &id, "welcome, erin").await?;
+    wait_group_message(&erin, &id, "welcome, erin").await?;
+    send(&erin, &id, "thanks, bob").await?;
+    wait_group_message(&bob, &id, "thanks, bob").await?;
+    wait_group_message(&alice, &id, "thanks, bob").await?;
+    // Used up: a second join through the same link does not take effect.
+    let members = alice.client.get(&format!("/groups/{id}")).await?;
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(3));
+    drop(erin_events);
+    for p in [alice, bob, erin] {
+        p.stop().await?;
+    }
+    Ok(())
+}

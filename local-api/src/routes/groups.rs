@@ -10,8 +10,9 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::token::Scope;
 use crate::types::{
-    AddMemberRequest, CreateGroupRequest, GroupEdit, GroupList, GroupMessageRequest, GroupView,
-    MessagePage, MessageQuery, MessageView, PageParams, RenameGroupRequest, SetRoleRequest,
+    AddMemberRequest, CreateGroupRequest, CreateInviteRequest, GroupEdit, GroupList,
+    GroupMessageRequest, GroupView, InviteView, JoinGroupRequest, JoinView, MessagePage,
+    MessageQuery, MessageView, PageParams, RenameGroupRequest, SetRoleRequest,
 };
 
 /// Longest group name, in bytes.
@@ -303,4 +304,67 @@ pub(crate) async fn leave(
 ) -> ApiResult<StatusCode> {
     state.service.change_group(id, GroupEdit::Leave).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Longest an invite link may be valid.
+const MAX_INVITE_SECS: u64 = 90 * 24 * 3600;
+
+/// Make an invite link (admins and the owner): whoever holds it can join, within its expiry
+/// and use count, with no admin online.
+#[utoipa::path(
+    post, path = "/v1/groups/{id}/invites", tag = "groups",
+    request_body = CreateInviteRequest,
+    security(("bearer" = ["send"])),
+    params(("id" = String, Path, description = "Group id (64 hex digits)")),
+    responses(
+        (status = 201, description = "The link", body = InviteView),
+        (status = 400, description = "`invalid_json`, `bad_request` (wrong shape, expiry or uses out of range)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: only admins and the owner invite", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn invite(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CreateInviteRequest>,
+) -> ApiResult<(StatusCode, Json<InviteView>)> {
+    let secs = req.expires_in_secs.unwrap_or(7 * 24 * 3600);
+    let uses = req.max_uses.unwrap_or(10);
+    if !(60..=MAX_INVITE_SECS).contains(&secs) || !(1..=10_000).contains(&uses) {
+        return Err(ApiError::bad_request(format!(
+            "`expires_in_secs` must be 60 to {MAX_INVITE_SECS}, `max_uses` 1 to 10000"
+        )));
+    }
+    let view = state.service.create_group_invite(id, secs, uses).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Join a group with an invite link: the join goes to the member the link names, who welcomes
+/// this node (`group_updated` event).
+#[utoipa::path(
+    post, path = "/v1/groups/join", tag = "groups",
+    request_body = JoinGroupRequest,
+    security(("bearer" = ["send"])),
+    responses(
+        (status = 202, description = "Join sent", body = JoinView),
+        (status = 400, description = "`invalid_json`, `bad_request` (wrong shape, bad or expired link), `invalid_card`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the outbox is full (retry after the header's seconds)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn join(
+    _auth: Authed<SendScope>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<JoinGroupRequest>,
+) -> ApiResult<(StatusCode, Json<JoinView>)> {
+    let view = state.service.join_group(req.invite).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }

@@ -66,6 +66,8 @@ pub(crate) fn v1() -> Router<AppState> {
             axum::routing::put(groups::set_role),
         )
         .route("/v1/groups/{id}/leave", post(groups::leave))
+        .route("/v1/groups/{id}/invites", post(groups::invite))
+        .route("/v1/groups/join", post(groups::join))
         .route(
             "/v1/groups/{id}/messages",
             get(groups::messages).post(groups::send),

@@ -389,6 +389,32 @@ impl NodeService for FakeNode {
         ready(Ok(Some(group.clone())))
     }
 
+    fn create_group_invite(
+        &self,
+        id: String,
+        expires_in_secs: u64,
+        _max_uses: u32,
+    ) -> BoxFuture<'_, ServiceResult<InviteView>> {
+        let known = self.inner.lock().unwrap().groups.contains_key(&id);
+        ready(if known {
+            Ok(InviteView {
+                uri: format!("tokenim-group:{id}"),
+                expires_at: expires_in_secs * 1000,
+            })
+        } else {
+            Err(ServiceError::NotFound(format!("group {id}")))
+        })
+    }
+
+    fn join_group(&self, invite: String) -> BoxFuture<'_, ServiceResult<JoinView>> {
+        ready(match invite.strip_prefix("tokenim-group:") {
+            Some(id) if id.len() == 64 => Ok(JoinView {
+                group: id.to_owned(),
+            }),
+            _ => Err(ServiceError::BadRequest("not an invite link".into())),
+        })
+    }
+
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {
         ready(Ok(self
             .inner

@@ -3,7 +3,8 @@
 
 use tokenim_api::ServiceError;
 use tokenim_api::types::{
-    GroupEdit as ApiEdit, GroupMemberView, GroupView, MessagePage, MessageQuery, MessageView,
+    GroupEdit as ApiEdit, GroupMemberView, GroupView, InviteView, JoinView, MessagePage,
+    MessageQuery, MessageView,
 };
 use tokenim_crypto::Identity;
 use tokenim_crypto::group::{GroupId, GroupLog, Role};
@@ -117,6 +118,31 @@ impl Groups<'_> {
             Some(r) => Ok(Some(self.view(&r)?)),
             None => Ok(None),
         }
+    }
+
+    pub(super) async fn create_invite(
+        &self,
+        id: String,
+        expires_in_secs: u64,
+        max_uses: u32,
+    ) -> ServiceResult<InviteView> {
+        let group = self.record(&id)?.id;
+        let expires_at = crate::time::now_secs() + expires_in_secs;
+        let uri = self
+            .delivery
+            .create_invite(group, expires_at, max_uses)
+            .await?;
+        Ok(InviteView {
+            uri,
+            expires_at: expires_at * 1000,
+        })
+    }
+
+    pub(super) async fn join(&self, invite: String) -> ServiceResult<JoinView> {
+        let group = self.delivery.join_group(invite).await?;
+        Ok(JoinView {
+            group: hex::encode(group),
+        })
     }
 
     pub(super) async fn list_groups(&self) -> ServiceResult<Vec<GroupView>> {

@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
     ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    MailboxUsageView, MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats,
-    RequestView,
+    InviteView, JoinView, MailboxUsageView, MessagePage, MessageQuery, MessageView, PeerRole,
+    PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
@@ -179,6 +179,24 @@ impl NodeService for Service {
         edit: GroupEdit,
     ) -> BoxFuture<'_, ServiceResult<Option<GroupView>>> {
         async move { self.groups().change_group(id, edit).await }.boxed()
+    }
+
+    fn create_group_invite(
+        &self,
+        id: String,
+        expires_in_secs: u64,
+        max_uses: u32,
+    ) -> BoxFuture<'_, ServiceResult<InviteView>> {
+        async move {
+            self.groups()
+                .create_invite(id, expires_in_secs, max_uses)
+                .await
+        }
+        .boxed()
+    }
+
+    fn join_group(&self, invite: String) -> BoxFuture<'_, ServiceResult<JoinView>> {
+        async move { self.groups().join(invite).await }.boxed()
     }
 
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {

@@ -81,6 +81,10 @@ pub(super) struct Groups {
     groups: HashMap<[u8; 32], Group>,
     /// Sender keys waiting for their group's welcome, by group.
     pending: HashMap<[u8; 32], Vec<SenderKeyDistribution>>,
+    /// Groups this node asked to join through an invite link, with the card of the member
+    /// the link names: the welcome is taken from a member who is not a contact, and the join
+    /// is routed by that card.
+    joining: HashMap<[u8; 32], ContactCard>,
 }
 
 impl std::fmt::Debug for Groups {
@@ -93,7 +97,28 @@ impl std::fmt::Debug for Groups {
 
 impl Groups {
     pub(super) fn insert(&mut self, group: Group) {
+        self.joining.remove(&group.id());
         self.groups.insert(group.id(), group);
+    }
+
+    pub(super) fn expect_welcome(&mut self, id: [u8; 32], inviter: ContactCard) {
+        if self.joining.len() < MAX_PENDING_GROUPS {
+            self.joining.insert(id, inviter);
+        }
+    }
+
+    /// Whether a welcome (its payload) is for a group this node asked to join.
+    pub(super) fn awaits_welcome(&self, payload: &[u8]) -> bool {
+        use prost::Message as _;
+        tokenim_crypto::pb::GroupWelcome::decode(payload)
+            .ok()
+            .and_then(|w| {
+                w.changes
+                    .first()
+                    .map(|g| tokenim_crypto::group::Change::from_bytes(g))
+            })
+            .and_then(Result::ok)
+            .is_some_and(|genesis| self.joining.contains_key(&genesis.group().0))
     }
 
     pub(super) fn remove(&mut self, id: &[u8; 32]) {
@@ -138,6 +163,11 @@ impl Groups {
     /// A card of `peer` from any group it is a member of: the route to a co-member who is not
     /// a contact.
     pub(super) fn card_of(&self, peer: &[u8; 32]) -> Option<ContactCard> {
-        self.groups.values().find_map(|g| g.card(peer))
+        self.groups.values().find_map(|g| g.card(peer)).or_else(|| {
+            self.joining
+                .values()
+                .find(|c| c.identity.identity_key == *peer)
+                .cloned()
+        })
     }
 }

@@ -44,6 +44,16 @@ pub(super) enum Msg {
         edit: GroupEdit,
         reply: oneshot::Sender<Result<(), DeliveryError>>,
     },
+    CreateInvite {
+        group: [u8; 32],
+        expires_at: u64,
+        max_uses: u32,
+        reply: oneshot::Sender<Result<String, DeliveryError>>,
+    },
+    JoinGroup {
+        uri: String,
+        reply: oneshot::Sender<Result<[u8; 32], DeliveryError>>,
+    },
     SendGroup {
         group: [u8; 32],
         body: String,
@@ -127,6 +137,27 @@ impl DeliveryHandle {
     ) -> Result<(), DeliveryError> {
         self.call(|reply| Msg::ChangeGroup { group, edit, reply })
             .await
+    }
+
+    /// A signed invite link to a group (`tokenim-group:` URI).
+    pub async fn create_invite(
+        &self,
+        group: [u8; 32],
+        expires_at: u64,
+        max_uses: u32,
+    ) -> Result<String, DeliveryError> {
+        self.call(|reply| Msg::CreateInvite {
+            group,
+            expires_at,
+            max_uses,
+            reply,
+        })
+        .await
+    }
+
+    /// Follows an invite link: the join goes out; the group arrives with a member's welcome.
+    pub async fn join_group(&self, uri: String) -> Result<[u8; 32], DeliveryError> {
+        self.call(|reply| Msg::JoinGroup { uri, reply }).await
     }
 
     /// Seals a text once for a group's members and queues it; answered once it is stored.

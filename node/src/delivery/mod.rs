@@ -267,6 +267,17 @@ impl Delivery {
             Msg::ChangeGroup { group, edit, reply } => {
                 let _ = reply.send(self.change_group(group, edit));
             }
+            Msg::CreateInvite {
+                group,
+                expires_at,
+                max_uses,
+                reply,
+            } => {
+                let _ = reply.send(self.create_invite(group, expires_at, max_uses).await);
+            }
+            Msg::JoinGroup { uri, reply } => {
+                let _ = reply.send(self.join_group(uri).await);
+            }
             Msg::SendGroup { group, body, reply } => {
                 let _ = reply.send(self.send_group(group, body));
             }

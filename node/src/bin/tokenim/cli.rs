@@ -120,6 +120,23 @@ pub enum GroupCmd {
         id: String,
         name: String,
     },
+    /// Make an invite link (admins and the owner).
+    Invite {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        /// Seconds the link is valid.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        expires_in: u64,
+        #[arg(long, default_value_t = 10)]
+        max_uses: u32,
+    },
+    /// Join a group with an invite link.
+    Join {
+        #[command(flatten)]
+        client: ClientArgs,
+        invite: String,
+    },
     /// Leave a group.
     Leave {
         #[command(flatten)]

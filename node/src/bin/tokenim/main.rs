@@ -117,6 +117,29 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
                 .group_change(GroupMethod::PATCH, &format!("/groups/{id}"), Some(body))
                 .await
         }
+        Command::Group(GroupCmd::Invite {
+            client,
+            id,
+            expires_in,
+            max_uses,
+        }) => {
+            let body = serde_json::json!({ "expires_in_secs": expires_in, "max_uses": max_uses });
+            let link = connect(&data_dir, &client)?
+                .post(&format!("/groups/{id}/invites"), body)
+                .await?;
+            println!("{}", link["uri"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        Command::Group(GroupCmd::Join { client, invite }) => {
+            let joined = connect(&data_dir, &client)?
+                .post("/groups/join", serde_json::json!({ "invite": invite }))
+                .await?;
+            println!(
+                "join sent for group {}",
+                joined["group"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
         Command::Group(GroupCmd::Leave { client, id }) => {
             connect(&data_dir, &client)?
                 .group_change(GroupMethod::POST, &format!("/groups/{id}/leave"), None)

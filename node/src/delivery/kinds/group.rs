@@ -28,7 +28,7 @@ use crate::net::wire;
 /// How long a seen group message id is remembered (as for 1:1 texts).
 const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
-fn control(kind: InnerKind, payload: Vec<u8>, body: &str, now_ms: u64) -> InnerMessage {
+pub(super) fn control(kind: InnerKind, payload: Vec<u8>, body: &str, now_ms: u64) -> InnerMessage {
     InnerMessage {
         kind: kind as i32,
         id: rand::random::<[u8; 16]>().to_vec(),
@@ -229,7 +229,7 @@ impl Delivery {
         txn: Txn<'s>,
     ) -> Txn<'s> {
         let result = match kind {
-            InnerKind::GroupWelcome if contact => {
+            InnerKind::GroupWelcome if contact || self.groups.awaits_welcome(&inner.payload) => {
                 self.accept_welcome(peer, &inner.payload).map(Taken::Held)
             }
             InnerKind::GroupSenderKey => self

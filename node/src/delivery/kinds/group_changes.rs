@@ -159,11 +159,14 @@ impl Delivery {
             .groups
             .get_mut(&id)
             .ok_or_else(|| DeliveryError::Invalid("change of a group not held".into()))?;
-        if g.log.role_of(&peer.0).is_none() {
+        // A join comes from the joiner itself (not a member yet), to the member its link names.
+        let joining = change.author() == peer.0 && matches!(change.kind(), ChangeKind::Join { .. });
+        if g.log.role_of(&peer.0).is_none() && !joining {
             return Err(DeliveryError::Invalid(
                 "change relayed by a non-member".into(),
             ));
         }
+        let forward = joining.then(|| change.to_bytes());
         let before: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
         if g.log.apply_at(change, now).map_err(not_allowed)? != Applied::New {
             return Ok(Taken::Held(id));
@@ -199,6 +202,22 @@ impl Delivery {
         }
         if !gone.is_empty() {
             self.removed(&id, &gone);
+        }
+        // The member a joiner wrote to welcomes it and tells everyone else.
+        if let Some(change) = forward
+            && after.contains(&peer.0)
+        {
+            let welcome = self.welcome(&id)?;
+            self.send_group_control(&id, peer, InnerKind::GroupWelcome, welcome, "");
+            for m in after.iter().filter(|m| **m != me && **m != peer.0) {
+                self.send_group_control(
+                    &id,
+                    IdentityKey(*m),
+                    InnerKind::GroupChange,
+                    change.clone(),
+                    card,
+                );
+            }
         }
         self.events.emit(NodeEvent::GroupUpdated(id));
         debug!("group change taken");

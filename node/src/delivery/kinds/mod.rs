@@ -3,5 +3,6 @@
 
 mod group;
 mod group_changes;
+mod group_invites;
 mod receipts;
 mod text;
