@@ -6,6 +6,7 @@
 //!        tokenim-loadgen --relay-ingest 50000 [--batch 64]   (store requests to a relay
 //!        process over libp2p)
 //!        tokenim-loadgen --relay-drain 100000   (a recipient process drains its mailbox)
+//!        tokenim-loadgen --group 99 [--group-messages 20]   (a 100-member group)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+mod group;
 mod relay;
 
 #[derive(Debug, Parser)]
@@ -52,6 +54,12 @@ struct Args {
     /// `store` requests in flight in --relay-ingest.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Instead of the API benchmark: a group of this many members plus an owner, each a
+    /// process; the owner sends `--group-messages` to it.
+    #[arg(long)]
+    group: Option<usize>,
+    #[arg(long, default_value_t = 20)]
+    group_messages: usize,
     /// The `tokenim` binary (default: next to this one).
     #[arg(long)]
     tokenim: Option<PathBuf>,
@@ -163,6 +171,11 @@ async fn main() -> Result<()> {
         None => std::env::current_exe()?.with_file_name("tokenim"),
     };
     let root = std::env::temp_dir().join(format!("tokenim-loadgen-{}", std::process::id()));
+    if let Some(n) = args.group {
+        let result = group::group(&bin, &root, n, args.group_messages).await;
+        let _ = std::fs::remove_dir_all(&root);
+        return result;
+    }
     if let Some(n) = args.relay_drain {
         let result = relay::relay_drain(&bin, &root, n).await;
         let _ = std::fs::remove_dir_all(&root);

@@ -25,6 +25,9 @@ use crate::delivery::inbox::Inbound;
 use crate::event::NodeEvent;
 use crate::net::wire;
 
+/// Bytes of one welcome part (cards beyond go in further parts), well inside a message.
+const WELCOME_PART_BYTES: usize = 40 * 1024;
+
 /// How long a seen group message id is remembered (as for 1:1 texts).
 const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
@@ -79,30 +82,59 @@ impl Delivery {
         self.groups.insert(group);
         let welcome = self.welcome(&id)?;
         for m in members {
-            self.send_group_control(&id, m, InnerKind::GroupWelcome, welcome.clone(), "");
+            for part in &welcome {
+                self.send_group_control(&id, m, InnerKind::GroupWelcome, part.clone(), "");
+            }
         }
         Ok(id)
     }
 
-    /// A welcome for a new member of `id`: the whole log, the cards, this node's sender key.
-    pub(in crate::delivery) fn welcome(&self, id: &[u8; 32]) -> Result<Vec<u8>, DeliveryError> {
+    /// The welcome for a new member of `id`, in parts that each fit one message: the first
+    /// holds the whole log, this node's sender key and the cards that fit; each further part
+    /// the genesis (so it names its group) and more cards.
+    pub(in crate::delivery) fn welcome(
+        &self,
+        id: &[u8; 32],
+    ) -> Result<Vec<Vec<u8>>, DeliveryError> {
         let group = self
             .groups
             .get(id)
             .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(id))))?;
-        Ok(GroupWelcome {
-            changes: group.log.changes().iter().map(Change::to_bytes).collect(),
-            cards: group
-                .cards
-                .iter()
-                .map(|(k, c)| GroupMemberCard {
-                    identity_key: k.to_vec(),
-                    card: c.clone(),
-                })
-                .collect(),
+        let changes: Vec<Vec<u8>> = group.log.changes().iter().map(Change::to_bytes).collect();
+        let genesis = changes.first().cloned().unwrap_or_default();
+        let mut part = GroupWelcome {
+            changes,
+            cards: Vec::new(),
             sender_key: group.cipher.my_distribution().to_bytes().to_vec(),
+        };
+        let mut parts = Vec::new();
+        for (k, c) in &group.cards {
+            let card = GroupMemberCard {
+                identity_key: k.to_vec(),
+                card: c.clone(),
+            };
+            if !part.cards.is_empty()
+                && part.encoded_len() + card.encoded_len() + 8 > WELCOME_PART_BYTES
+            {
+                let next = GroupWelcome {
+                    changes: vec![genesis.clone()],
+                    cards: Vec::new(),
+                    sender_key: Vec::new(),
+                };
+                parts.push(std::mem::replace(&mut part, next).encode_to_vec());
+            }
+            part.cards.push(card);
         }
-        .encode_to_vec())
+        parts.push(part.encode_to_vec());
+        if parts
+            .iter()
+            .any(|p| p.len() > tokenim_crypto::MAX_PAYLOAD_BYTES)
+        {
+            return Err(DeliveryError::Invalid(
+                "the group's log no longer fits a welcome".into(),
+            ));
+        }
+        Ok(parts)
     }
 
     /// Queues a group control message to `member` over its 1:1 session, by the contact's card
@@ -280,9 +312,6 @@ impl Delivery {
             return Err(bad(&"sender or this node is not a member"));
         }
         let id = log.id().0;
-        if self.groups.get(&id).is_some() {
-            return Ok(id); // already held: a resent welcome
-        }
         let mut cards = BTreeMap::new();
         for c in welcome.cards {
             let Ok(key) = <[u8; 32]>::try_from(c.identity_key.as_slice()) else {
@@ -293,6 +322,13 @@ impl Delivery {
             if valid && log.role_of(&key).is_some() {
                 cards.insert(key, c.card);
             }
+        }
+        if let Some(held) = self.groups.get_mut(&id) {
+            // A further part of the welcome (or a resent one): only its cards are new.
+            for (k, c) in cards {
+                held.cards.entry(k).or_insert(c);
+            }
+            return Ok(id);
         }
         let mut cipher = GroupCipher::new(id, me);
         let sender_key =

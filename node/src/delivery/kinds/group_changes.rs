@@ -85,8 +85,16 @@ impl Delivery {
         };
         for member in told {
             match (&edit, &welcome) {
-                (GroupEdit::Add(m), Some(w)) if m.0 == member => {
-                    self.send_group_control(&group, *m, InnerKind::GroupWelcome, w.clone(), "");
+                (GroupEdit::Add(m), Some(parts)) if m.0 == member => {
+                    for part in parts {
+                        self.send_group_control(
+                            &group,
+                            *m,
+                            InnerKind::GroupWelcome,
+                            part.clone(),
+                            "",
+                        );
+                    }
                 }
                 _ => self.send_group_control(
                     &group,
@@ -207,8 +215,9 @@ impl Delivery {
         if let Some(change) = forward
             && after.contains(&peer.0)
         {
-            let welcome = self.welcome(&id)?;
-            self.send_group_control(&id, peer, InnerKind::GroupWelcome, welcome, "");
+            for part in self.welcome(&id)? {
+                self.send_group_control(&id, peer, InnerKind::GroupWelcome, part, "");
+            }
             for m in after.iter().filter(|m| **m != me && **m != peer.0) {
                 self.send_group_control(
                     &id,
