@@ -253,3 +253,92 @@ async fn a_stranger_joins_with_an_invite_link_and_talks_with_the_members() -> Re
     }
     Ok(())
 }
+
+/// Two admins change the membership at the same moment (each adds a contact of theirs whom
+/// nobody else knows): every member ends with the same members and roles.
+#[tokio::test]
+async fn two_admins_adding_at_once_leave_every_member_with_the_same_group() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    for name in ["alice", "bob", "carol", "dave", "erin"] {
+        nodes.push(NodeProc::start(&init(root.path(), name)?, LOOPBACK).await?);
+    }
+    let [alice, bob, carol, dave, erin] =
+        <[NodeProc; 5]>::try_from(nodes).map_err(|_| anyhow::anyhow!("five nodes"))?;
+    for (x, y, xn, yn) in [
+        (&alice, &bob, "alice", "bob"),
+        (&alice, &carol, "alice", "carol"),
+        (&alice, &erin, "alice", "erin"),
+        (&bob, &dave, "bob", "dave"),
+    ] {
+        x.add_contact(y, yn).await?;
+        y.add_contact(x, xn).await?;
+    }
+    let group = alice
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "trail", "members": ["bob", "carol"] }),
+        )
+        .await?;
+    let id = group["id"].as_str().context("group id")?.to_owned();
+    poll_until("bob never joined", || async {
+        Ok(bob.client.get(&format!("/groups/{id}")).await.is_ok())
+    })
+    .await?;
+    alice
+        .client
+        .put(
+            &format!("/groups/{id}/members/{}/role", bob.address),
+            json!({ "role": "admin" }),
+        )
+        .await?;
+    poll_until("bob never became an admin", || async {
+        Ok(bob.client.get(&format!("/groups/{id}")).await?["role"] == "admin")
+    })
+    .await?;
+
+    let members = format!("/groups/{id}/members");
+    let (a, b) = tokio::join!(
+        alice.client.post(&members, json!({ "member": "erin" })),
+        bob.client.post(&members, json!({ "member": "dave" })),
+    );
+    a?;
+    b?;
+    // Every node converges on the same five members with the same roles.
+    let view = |g: Value| -> Vec<(String, String)> {
+        let mut m: Vec<(String, String)> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["address"].as_str().unwrap_or_default().to_owned(),
+                    m["role"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    poll_until("alice never saw both adds", || async {
+        let g = alice.client.get(&format!("/groups/{id}")).await?;
+        Ok(view(g).len() == 5)
+    })
+    .await?;
+    let reference = view(alice.client.get(&format!("/groups/{id}")).await?);
+    for node in [&bob, &carol, &dave, &erin] {
+        poll_until(&format!("{} never converged", node.address), || async {
+            let g = node.client.get(&format!("/groups/{id}")).await;
+            Ok(g.is_ok_and(|g| view(g) == reference))
+        })
+        .await?;
+    }
+    // And the newcomers, who do not know each other, hear each other.
+    send(&dave, &id, "dave says hi").await?;
+    wait_group_message(&erin, &id, "dave says hi").await?;
+    for p in [alice, bob, carol, dave, erin] {
+        p.stop().await?;
+    }
+    Ok(())
+}

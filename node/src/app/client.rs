@@ -137,6 +137,10 @@ impl Client {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> Result<Value> {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
     }

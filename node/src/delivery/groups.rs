@@ -75,12 +75,16 @@ impl Group {
 /// Sender keys kept for groups not held yet (a member's key can arrive before the welcome).
 const MAX_PENDING_GROUPS: usize = 64;
 const MAX_PENDING_KEYS: usize = 64;
+const MAX_EARLY_WELCOMES: usize = 16;
 
 #[derive(Default)]
 pub(super) struct Groups {
     groups: HashMap<[u8; 32], Group>,
     /// Sender keys waiting for their group's welcome, by group.
     pending: HashMap<[u8; 32], Vec<SenderKeyDistribution>>,
+    /// Members' copies of a group (welcomes from non-contacts) that arrived before the welcome
+    /// that lets this node in, by group.
+    early_welcomes: HashMap<[u8; 32], Vec<(IdentityKey, Vec<u8>)>>,
     /// Groups this node asked to join through an invite link, with the card of the member
     /// the link names: the welcome is taken from a member who is not a contact, and the join
     /// is routed by that card.
@@ -107,8 +111,10 @@ impl Groups {
         }
     }
 
-    /// Whether a welcome (its payload) is for a group this node asked to join.
-    pub(super) fn awaits_welcome(&self, payload: &[u8]) -> bool {
+    /// Whether a welcome (its payload) may be taken from someone who is not a contact: it is
+    /// for a group this node asked to join, or holds (then it only adds to what is known, from
+    /// a member).
+    pub(super) fn takes_welcome(&self, payload: &[u8]) -> bool {
         use prost::Message as _;
         tokenim_crypto::pb::GroupWelcome::decode(payload)
             .ok()
@@ -118,7 +124,10 @@ impl Groups {
                     .map(|g| tokenim_crypto::group::Change::from_bytes(g))
             })
             .and_then(Result::ok)
-            .is_some_and(|genesis| self.joining.contains_key(&genesis.group().0))
+            .is_some_and(|genesis| {
+                let id = genesis.group().0;
+                self.joining.contains_key(&id) || self.groups.contains_key(&id)
+            })
     }
 
     pub(super) fn remove(&mut self, id: &[u8; 32]) {
@@ -145,6 +154,35 @@ impl Groups {
         if keys.len() < MAX_PENDING_KEYS {
             keys.push(d);
         }
+    }
+
+    /// Keeps a welcome from a non-contact for a group not held yet (bounded).
+    pub(super) fn keep_welcome(&mut self, from: IdentityKey, payload: Vec<u8>) {
+        use prost::Message as _;
+        let Some(id) = tokenim_crypto::pb::GroupWelcome::decode(payload.as_slice())
+            .ok()
+            .and_then(|w| {
+                w.changes
+                    .first()
+                    .and_then(|g| tokenim_crypto::group::Change::from_bytes(g).ok())
+            })
+            .map(|g| g.group().0)
+        else {
+            return;
+        };
+        if !self.early_welcomes.contains_key(&id) && self.early_welcomes.len() >= MAX_PENDING_GROUPS
+        {
+            return;
+        }
+        let kept = self.early_welcomes.entry(id).or_default();
+        if kept.len() < MAX_EARLY_WELCOMES {
+            kept.push((from, payload));
+        }
+    }
+
+    /// The welcomes from non-contacts that waited for `group`.
+    pub(super) fn take_welcomes(&mut self, group: &[u8; 32]) -> Vec<(IdentityKey, Vec<u8>)> {
+        self.early_welcomes.remove(group).unwrap_or_default()
     }
 
     /// The sender keys that waited for `group`.

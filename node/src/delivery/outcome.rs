@@ -6,7 +6,11 @@ use tokenim_store::{MessageState, OutboxRecord};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::Delivery;
+use super::{Delivery, FIRST_RETRY};
+
+/// Retries, a second apart, of a group frame a member cannot open yet, before the usual
+/// backoff: its sender key normally arrives within a second.
+const GROUP_KEY_WAITS: u32 = 20;
 use super::attempt::{Attempt, Outcome};
 use super::ids::{IdentityKey, OutboxId};
 use crate::event::NodeEvent;
@@ -82,8 +86,13 @@ impl Delivery {
             .and_then(|id| self.store.get_message(&id).ok().flatten());
         if message.as_ref().is_some_and(|m| m.group) {
             // A group frame the member cannot open yet (its sender key is on its way): the
-            // same frame is tried again later, never resealed 1:1.
-            self.retry_later(entry);
+            // same frame is tried again soon (the key usually follows within a second), never
+            // resealed 1:1; after a while, with the usual backoff.
+            if entry.attempts < GROUP_KEY_WAITS {
+                self.retry_soon(entry);
+            } else {
+                self.retry_later(entry);
+            }
             return;
         }
         self.sessions.reset_send(&peer.0);
@@ -158,6 +167,21 @@ impl Delivery {
         }
         self.schedule
             .schedule(OutboxId(entry.id), Instant::now() + backoff);
+    }
+
+    /// Tries again in a second (no backoff): for a wait expected to be short.
+    fn retry_soon(&mut self, mut entry: OutboxRecord) {
+        entry.attempts += 1;
+        entry.next_attempt_ms = self.clock.now_ms() + FIRST_RETRY.as_millis() as u64;
+        if entry.next_attempt_ms >= entry.expires_at_ms {
+            self.expire(&entry);
+            return;
+        }
+        if let Err(e) = self.store.txn().put_outbox(&entry).commit() {
+            warn!(error = %e, "persisting retry state");
+        }
+        self.schedule
+            .schedule(OutboxId(entry.id), Instant::now() + FIRST_RETRY);
     }
 
     /// Custody moved to `relays` home relays: the outbox entry is done; the recipient's

@@ -261,8 +261,14 @@ impl Delivery {
         txn: Txn<'s>,
     ) -> Txn<'s> {
         let result = match kind {
-            InnerKind::GroupWelcome if contact || self.groups.awaits_welcome(&inner.payload) => {
+            InnerKind::GroupWelcome if contact || self.groups.takes_welcome(&inner.payload) => {
                 self.accept_welcome(peer, &inner.payload).map(Taken::Held)
+            }
+            InnerKind::GroupWelcome => {
+                // A member's copy of a group this node is about to be welcomed into (by a
+                // contact): kept until then.
+                self.groups.keep_welcome(peer, inner.payload.clone());
+                return txn;
             }
             InnerKind::GroupSenderKey => self
                 .accept_sender_key(peer, &inner.payload)
@@ -296,16 +302,21 @@ impl Delivery {
     ) -> Result<[u8; 32], DeliveryError> {
         let bad = |e: &dyn std::fmt::Display| DeliveryError::Invalid(format!("group welcome: {e}"));
         let welcome = GroupWelcome::decode(payload).map_err(|e| bad(&e))?;
-        let mut changes = welcome.changes.iter().map(|c| Change::from_bytes(c));
-        let genesis = changes
-            .next()
-            .ok_or_else(|| bad(&"no changes"))?
+        let changes = welcome
+            .changes
+            .iter()
+            .map(|c| Change::from_bytes(c))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(&e))?;
-        let mut log = GroupLog::from_genesis(genesis).map_err(|e| bad(&e))?;
+        let mut changes = changes.into_iter();
+        let genesis = changes.next().ok_or_else(|| bad(&"no changes"))?;
         let now = self.clock.now_secs();
+        if self.groups.get(&genesis.group().0).is_some() {
+            return self.sync_group(peer, genesis.group().0, changes, &welcome);
+        }
+        let mut log = GroupLog::from_genesis(genesis).map_err(|e| bad(&e))?;
         for change in changes {
-            log.apply_at(change.map_err(|e| bad(&e))?, now)
-                .map_err(|e| bad(&e))?;
+            log.apply_at(change, now).map_err(|e| bad(&e))?;
         }
         let me = self.me.public().identity_key;
         if log.role_of(&me).is_none() || log.role_of(&peer.0).is_none() {
@@ -322,13 +333,6 @@ impl Delivery {
             if valid && log.role_of(&key).is_some() {
                 cards.insert(key, c.card);
             }
-        }
-        if let Some(held) = self.groups.get_mut(&id) {
-            // A further part of the welcome (or a resent one): only its cards are new.
-            for (k, c) in cards {
-                held.cards.entry(k).or_insert(c);
-            }
-            return Ok(id);
         }
         let mut cipher = GroupCipher::new(id, me);
         let sender_key =
@@ -361,6 +365,11 @@ impl Delivery {
                 mine.clone(),
                 "",
             );
+        }
+        for (from, payload) in self.groups.take_welcomes(&id) {
+            if let Err(e) = self.accept_welcome(from, &payload) {
+                debug!(error = %e, "a member's kept copy of the group does not apply");
+            }
         }
         self.events.emit(NodeEvent::GroupUpdated(id));
         Ok(id)

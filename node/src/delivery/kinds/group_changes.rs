@@ -5,14 +5,16 @@
 
 use std::collections::BTreeSet;
 
+use tokenim_crypto::group::sender_key::SenderKeyDistribution;
 use tokenim_crypto::group::{Applied, Change, ChangeKind, Role};
+use tokenim_crypto::pb::GroupWelcome;
 use tokenim_crypto::{CryptoError, InnerKind};
 use tokenim_store::ContactState;
 use tracing::debug;
 
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::groups::GroupEdit;
+use crate::delivery::groups::{Group, GroupEdit};
 use crate::delivery::ids::IdentityKey;
 use crate::event::NodeEvent;
 
@@ -185,7 +187,6 @@ impl Delivery {
             self.events.emit(NodeEvent::GroupUpdated(id));
             return Ok(Taken::Left(id));
         }
-        let mine = g.cipher.my_distribution().to_bytes().to_vec();
         let mut welcome_new = Vec::new();
         for added in after.difference(&before) {
             let valid = super::super::parse_stored_card(card)
@@ -196,16 +197,14 @@ impl Delivery {
             welcome_new.push(*added);
         }
         let gone: Vec<[u8; 32]> = before.difference(&after).copied().collect();
-        // A new member needs every member's sender key.
+        // A new member needs every member's sender key, and this node's copy of the log: a
+        // change made at the same moment as its add may not have reached the member who
+        // welcomed it.
         for m in welcome_new {
             if m != me {
-                self.send_group_control(
-                    &id,
-                    IdentityKey(m),
-                    InnerKind::GroupSenderKey,
-                    mine.clone(),
-                    "",
-                );
+                for part in self.welcome(&id)? {
+                    self.send_group_control(&id, IdentityKey(m), InnerKind::GroupWelcome, part, "");
+                }
             }
         }
         if !gone.is_empty() {
@@ -231,5 +230,67 @@ impl Delivery {
         self.events.emit(NodeEvent::GroupUpdated(id));
         debug!("group change taken");
         Ok(Taken::Held(id))
+    }
+
+    /// A welcome for a group already held (a further part, or a member's copy of its log sent
+    /// when it learnt of this node): merges the changes, cards and sender key it carries.
+    pub(super) fn sync_group(
+        &mut self,
+        peer: IdentityKey,
+        id: [u8; 32],
+        changes: impl Iterator<Item = Change>,
+        welcome: &GroupWelcome,
+    ) -> Result<[u8; 32], DeliveryError> {
+        let now = self.clock.now_secs();
+        let Some(held) = self.groups.get_mut(&id) else {
+            return Ok(id);
+        };
+        if held.log.role_of(&peer.0).is_none() {
+            return Err(DeliveryError::Invalid(
+                "group welcome from a non-member".into(),
+            ));
+        }
+        let members = |g: &Group| -> std::collections::BTreeSet<[u8; 32]> {
+            g.log.members().into_iter().map(|(k, _)| k).collect()
+        };
+        let before = members(held);
+        for change in changes {
+            if let Err(e) = held.log.apply_at(change, now) {
+                debug!(error = %e, "a change of a member's log does not apply here");
+            }
+        }
+        for c in &welcome.cards {
+            let Ok(key) = <[u8; 32]>::try_from(c.identity_key.as_slice()) else {
+                continue;
+            };
+            let valid = super::super::parse_stored_card(&c.card)
+                .is_ok_and(|card| card.identity.identity_key == key);
+            if valid && held.log.role_of(&key).is_some() {
+                held.cards.entry(key).or_insert_with(|| c.card.clone());
+            }
+        }
+        if !welcome.sender_key.is_empty()
+            && let Ok(d) = SenderKeyDistribution::from_bytes(&welcome.sender_key)
+            && d.sender() == peer.0
+            && d.group() == id
+            && let Err(e) = held.cipher.add_distribution(d)
+        {
+            debug!(error = %e, "a member's sender key does not apply");
+        }
+        // Members learnt from the merged log get this node's sender key.
+        let me = self.me.public().identity_key;
+        let after = members(held);
+        let mine = held.cipher.my_distribution().to_bytes().to_vec();
+        for m in after.difference(&before).filter(|m| **m != me) {
+            self.send_group_control(
+                &id,
+                IdentityKey(*m),
+                InnerKind::GroupSenderKey,
+                mine.clone(),
+                "",
+            );
+        }
+        self.events.emit(NodeEvent::GroupUpdated(id));
+        Ok(id)
     }
 }
