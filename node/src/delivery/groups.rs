@@ -24,6 +24,34 @@ pub enum GroupEdit {
     Leave,
 }
 
+/// The group a welcome (its payload) is for: its genesis names it.
+fn welcome_group(payload: &[u8]) -> Option<[u8; 32]> {
+    use prost::Message as _;
+    let welcome = tokenim_crypto::pb::GroupWelcome::decode(payload).ok()?;
+    let genesis = tokenim_crypto::group::Change::from_bytes(welcome.changes.first()?).ok()?;
+    Some(genesis.group().0)
+}
+
+/// Whether `uri` is a valid card of `member` (a card a group may keep for it).
+pub(super) fn is_card_of(uri: &str, member: &[u8; 32]) -> bool {
+    parse_stored_card(uri).is_ok_and(|card| card.identity.identity_key == *member)
+}
+
+/// The cards of a welcome that are valid cards of members of `log`.
+pub(super) fn member_cards(
+    cards: &[tokenim_crypto::pb::GroupMemberCard],
+    log: &GroupLog,
+) -> Vec<([u8; 32], String)> {
+    cards
+        .iter()
+        .filter_map(|c| {
+            let key = <[u8; 32]>::try_from(c.identity_key.as_slice()).ok()?;
+            (log.role_of(&key).is_some() && is_card_of(&c.card, &key))
+                .then(|| (key, c.card.clone()))
+        })
+        .collect()
+}
+
 /// One group: its log, this node's sender keys for it, and how to reach each member.
 pub(super) struct Group {
     pub(super) log: GroupLog,
@@ -56,6 +84,11 @@ impl Group {
             created_at: self.created_at,
             updated_at: now,
         }
+    }
+
+    /// The members' identity keys.
+    pub(super) fn member_set(&self) -> std::collections::BTreeSet<[u8; 32]> {
+        self.log.members().into_iter().map(|(k, _)| k).collect()
     }
 
     /// Members other than `me`, with their roles.
@@ -115,19 +148,8 @@ impl Groups {
     /// for a group this node asked to join, or holds (then it only adds to what is known, from
     /// a member).
     pub(super) fn takes_welcome(&self, payload: &[u8]) -> bool {
-        use prost::Message as _;
-        tokenim_crypto::pb::GroupWelcome::decode(payload)
-            .ok()
-            .and_then(|w| {
-                w.changes
-                    .first()
-                    .map(|g| tokenim_crypto::group::Change::from_bytes(g))
-            })
-            .and_then(Result::ok)
-            .is_some_and(|genesis| {
-                let id = genesis.group().0;
-                self.joining.contains_key(&id) || self.groups.contains_key(&id)
-            })
+        welcome_group(payload)
+            .is_some_and(|id| self.joining.contains_key(&id) || self.groups.contains_key(&id))
     }
 
     pub(super) fn remove(&mut self, id: &[u8; 32]) {
@@ -158,16 +180,7 @@ impl Groups {
 
     /// Keeps a welcome from a non-contact for a group not held yet (bounded).
     pub(super) fn keep_welcome(&mut self, from: IdentityKey, payload: Vec<u8>) {
-        use prost::Message as _;
-        let Some(id) = tokenim_crypto::pb::GroupWelcome::decode(payload.as_slice())
-            .ok()
-            .and_then(|w| {
-                w.changes
-                    .first()
-                    .and_then(|g| tokenim_crypto::group::Change::from_bytes(g).ok())
-            })
-            .map(|g| g.group().0)
-        else {
+        let Some(id) = welcome_group(&payload) else {
             return;
         };
         if !self.early_welcomes.contains_key(&id) && self.early_welcomes.len() >= MAX_PENDING_GROUPS

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::group_changes::Taken;
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::groups::Group;
+use crate::delivery::groups::{Group, member_cards};
 use crate::delivery::ids::{IdentityKey, MessageId, OutboxId};
 use crate::delivery::inbox::Inbound;
 use crate::event::NodeEvent;
@@ -323,17 +323,7 @@ impl Delivery {
             return Err(bad(&"sender or this node is not a member"));
         }
         let id = log.id().0;
-        let mut cards = BTreeMap::new();
-        for c in welcome.cards {
-            let Ok(key) = <[u8; 32]>::try_from(c.identity_key.as_slice()) else {
-                continue;
-            };
-            let valid = super::super::parse_stored_card(&c.card)
-                .is_ok_and(|card| card.identity.identity_key == key);
-            if valid && log.role_of(&key).is_some() {
-                cards.insert(key, c.card);
-            }
-        }
+        let cards = member_cards(&welcome.cards, &log).into_iter().collect();
         let mut cipher = GroupCipher::new(id, me);
         let sender_key =
             SenderKeyDistribution::from_bytes(&welcome.sender_key).map_err(|e| bad(&e))?;

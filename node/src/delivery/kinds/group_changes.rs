@@ -3,8 +3,6 @@
 //! the removed one's sender keys and rotates its own, so nothing sent afterwards opens with
 //! what the removed member holds.
 
-use std::collections::BTreeSet;
-
 use tokenim_crypto::group::sender_key::SenderKeyDistribution;
 use tokenim_crypto::group::{Applied, Change, ChangeKind, Role};
 use tokenim_crypto::pb::GroupWelcome;
@@ -14,7 +12,7 @@ use tracing::debug;
 
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::groups::{Group, GroupEdit};
+use crate::delivery::groups::{GroupEdit, is_card_of, member_cards};
 use crate::delivery::ids::IdentityKey;
 use crate::event::NodeEvent;
 
@@ -71,14 +69,14 @@ impl Delivery {
             .groups
             .get_mut(&group)
             .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(group))))?;
-        let before: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        let before = g.member_set();
         let change = g.log.propose(&self.me, kind, now).map_err(not_allowed)?;
         if let (GroupEdit::Add(m), Some(card)) = (&edit, &added_card) {
             g.cards.insert(m.0, card.clone());
         }
         // Everyone who was or is a member hears of it (a removed member learns it is out).
-        let mut told: BTreeSet<[u8; 32]> = before;
-        told.extend(g.log.members().into_iter().map(|(k, _)| k));
+        let mut told = before;
+        told.extend(g.member_set());
         told.remove(&me);
         let change_bytes = change.to_bytes();
         let welcome = match &edit {
@@ -177,11 +175,11 @@ impl Delivery {
             ));
         }
         let forward = joining.then(|| change.to_bytes());
-        let before: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        let before = g.member_set();
         if g.log.apply_at(change, now).map_err(not_allowed)? != Applied::New {
             return Ok(Taken::Held(id));
         }
-        let after: BTreeSet<[u8; 32]> = g.log.members().into_iter().map(|(k, _)| k).collect();
+        let after = g.member_set();
         if !after.contains(&me) {
             self.groups.remove(&id);
             self.events.emit(NodeEvent::GroupUpdated(id));
@@ -189,9 +187,7 @@ impl Delivery {
         }
         let mut welcome_new = Vec::new();
         for added in after.difference(&before) {
-            let valid = super::super::parse_stored_card(card)
-                .is_ok_and(|c| c.identity.identity_key == *added);
-            if valid {
+            if is_card_of(card, added) {
                 g.cards.insert(*added, card.to_owned());
             }
             welcome_new.push(*added);
@@ -250,24 +246,14 @@ impl Delivery {
                 "group welcome from a non-member".into(),
             ));
         }
-        let members = |g: &Group| -> std::collections::BTreeSet<[u8; 32]> {
-            g.log.members().into_iter().map(|(k, _)| k).collect()
-        };
-        let before = members(held);
+        let before = held.member_set();
         for change in changes {
             if let Err(e) = held.log.apply_at(change, now) {
                 debug!(error = %e, "a change of a member's log does not apply here");
             }
         }
-        for c in &welcome.cards {
-            let Ok(key) = <[u8; 32]>::try_from(c.identity_key.as_slice()) else {
-                continue;
-            };
-            let valid = super::super::parse_stored_card(&c.card)
-                .is_ok_and(|card| card.identity.identity_key == key);
-            if valid && held.log.role_of(&key).is_some() {
-                held.cards.entry(key).or_insert_with(|| c.card.clone());
-            }
+        for (key, card) in member_cards(&welcome.cards, &held.log) {
+            held.cards.entry(key).or_insert(card);
         }
         if !welcome.sender_key.is_empty()
             && let Ok(d) = SenderKeyDistribution::from_bytes(&welcome.sender_key)
@@ -279,7 +265,7 @@ impl Delivery {
         }
         // Members learnt from the merged log get this node's sender key.
         let me = self.me.public().identity_key;
-        let after = members(held);
+        let after = held.member_set();
         let mine = held.cipher.my_distribution().to_bytes().to_vec();
         for m in after.difference(&before).filter(|m| **m != me) {
             self.send_group_control(
