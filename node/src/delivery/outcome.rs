@@ -157,6 +157,18 @@ impl Delivery {
     fn retry_later_at_least(&mut self, mut entry: OutboxRecord, wait: std::time::Duration) {
         entry.attempts += 1;
         let backoff = self.settings.retry_delay(entry.attempts).max(wait);
+        self.retry_in(entry, backoff);
+    }
+
+    /// Tries again in a second (no backoff): for a wait expected to be short.
+    fn retry_soon(&mut self, mut entry: OutboxRecord) {
+        entry.attempts += 1;
+        self.retry_in(entry, FIRST_RETRY);
+    }
+
+    /// Persists the entry's next attempt in `backoff` and schedules it, unless that is past
+    /// its expiry.
+    fn retry_in(&mut self, mut entry: OutboxRecord, backoff: std::time::Duration) {
         entry.next_attempt_ms = self.clock.now_ms() + backoff.as_millis() as u64;
         if entry.next_attempt_ms >= entry.expires_at_ms {
             self.expire(&entry);
@@ -167,21 +179,6 @@ impl Delivery {
         }
         self.schedule
             .schedule(OutboxId(entry.id), Instant::now() + backoff);
-    }
-
-    /// Tries again in a second (no backoff): for a wait expected to be short.
-    fn retry_soon(&mut self, mut entry: OutboxRecord) {
-        entry.attempts += 1;
-        entry.next_attempt_ms = self.clock.now_ms() + FIRST_RETRY.as_millis() as u64;
-        if entry.next_attempt_ms >= entry.expires_at_ms {
-            self.expire(&entry);
-            return;
-        }
-        if let Err(e) = self.store.txn().put_outbox(&entry).commit() {
-            warn!(error = %e, "persisting retry state");
-        }
-        self.schedule
-            .schedule(OutboxId(entry.id), Instant::now() + FIRST_RETRY);
     }
 
     /// Custody moved to `relays` home relays: the outbox entry is done; the recipient's

@@ -84,6 +84,16 @@ impl Delivery {
             .ok_or_else(|| DeliveryError::internal("session state missing after seal/open"))
     }
 
+    /// Whether another of the user's own messages fits the outbox.
+    pub(super) fn own_room(&self) -> Result<(), DeliveryError> {
+        if self.schedule.own_len() >= self.settings.max_outbox {
+            return Err(DeliveryError::OutboxFull {
+                queued: self.schedule.own_len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether another entry owed to a contact fits (its own bound, apart from the user's).
     pub(super) fn owed_room(&self) -> Result<(), DeliveryError> {
         if self.schedule.owed_len() >= self.settings.max_outbox {

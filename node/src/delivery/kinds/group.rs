@@ -169,11 +169,7 @@ impl Delivery {
         group: [u8; 32],
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
-        if self.schedule.own_len() >= self.settings.max_outbox {
-            return Err(DeliveryError::OutboxFull {
-                queued: self.schedule.own_len(),
-            });
-        }
+        self.own_room()?;
         self.store.ensure_space(body.len() as u64)?;
         let me = self.me.public().identity_key;
         let id = MessageId::random();

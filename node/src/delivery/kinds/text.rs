@@ -22,11 +22,7 @@ impl Delivery {
         to: IdentityKey,
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
-        if self.schedule.own_len() >= self.settings.max_outbox {
-            return Err(DeliveryError::OutboxFull {
-                queued: self.schedule.own_len(),
-            });
-        }
+        self.own_room()?;
         match self.standing(&to)?.map(|c| c.state) {
             Some(ContactState::Accepted) => {}
             Some(ContactState::Request) => {
