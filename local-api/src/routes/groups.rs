@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use crate::auth::{Authed, ReadScope, SendScope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::messages::page_limit;
 use crate::state::AppState;
 use crate::token::Scope;
 use crate::types::{
@@ -143,13 +144,7 @@ pub(crate) async fn messages(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<Json<MessagePage>> {
-    let limit = params.limit.unwrap_or(MessageQuery::DEFAULT_LIMIT);
-    if !(1..=MessageQuery::MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {}",
-            MessageQuery::MAX_LIMIT
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let query = MessageQuery {
         peer: None,
         limit,

@@ -46,6 +46,18 @@ pub(crate) async fn send_message(
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 
+/// A page size as asked for, or the default; `bad_request` outside 1..=`MAX_LIMIT`.
+pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
+    let limit = limit.unwrap_or(MessageQuery::DEFAULT_LIMIT);
+    if !(1..=MessageQuery::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {}",
+            MessageQuery::MAX_LIMIT
+        )));
+    }
+    Ok(limit)
+}
+
 /// Messages, newest first, optionally of one conversation.
 #[utoipa::path(
     get, path = "/v1/messages", tag = "messages",
@@ -63,13 +75,7 @@ pub(crate) async fn list_messages(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListMessagesParams>,
 ) -> ApiResult<Json<MessagePage>> {
-    let limit = params.limit.unwrap_or(MessageQuery::DEFAULT_LIMIT);
-    if !(1..=MessageQuery::MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {}",
-            MessageQuery::MAX_LIMIT
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let query = MessageQuery {
         peer: params.peer.filter(|p| !p.is_empty()),
         limit,

@@ -8,7 +8,7 @@ use tokenim_api::types::{
 };
 use tokenim_crypto::Identity;
 use tokenim_crypto::group::{GroupId, GroupLog, Role};
-use tokenim_store::{Cursor, GroupRecord, Store};
+use tokenim_store::{GroupRecord, Store};
 
 use super::contacts::Contacts;
 use super::errors::store_error as store_err;
@@ -170,13 +170,7 @@ impl Groups<'_> {
         query: MessageQuery,
     ) -> ServiceResult<MessagePage> {
         let group = self.record(&id)?.id;
-        let cursor = match &query.cursor {
-            Some(c) => Some(
-                c.parse::<Cursor>()
-                    .map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?,
-            ),
-            None => None,
-        };
+        let cursor = views::parse_cursor(query.cursor.as_deref())?;
         let (messages, next) = self
             .store
             .list_messages(Some(&group), query.limit as usize, cursor.as_ref())

@@ -14,7 +14,7 @@ use tokenim_api::types::{
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
-use tokenim_store::{ContactState, Cursor, Direction, MessageRecord, MessageState, Store};
+use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Store};
 use tokio::sync::broadcast;
 
 use super::contacts::Contacts;
@@ -275,13 +275,7 @@ impl NodeService for Service {
                 Some(p) => Some(parse_address(p)?.identity_key()),
                 None => None,
             };
-            let cursor = match &query.cursor {
-                Some(c) => Some(
-                    c.parse::<Cursor>()
-                        .map_err(|_| ServiceError::BadRequest("invalid cursor".into()))?,
-                ),
-                None => None,
-            };
+            let cursor = views::parse_cursor(query.cursor.as_deref())?;
             let (messages, next) = self
                 .store
                 .list_messages(peer.as_ref(), query.limit as usize, cursor.as_ref())

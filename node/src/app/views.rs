@@ -96,3 +96,15 @@ pub(crate) fn parse_address(text: &str) -> Result<Address, tokenim_api::ServiceE
         .parse::<Address>()
         .map_err(|e| tokenim_api::ServiceError::InvalidAddress(e.to_string()))
 }
+
+/// A `next_cursor` an app sent back; `bad_request` when it is not one.
+pub(crate) fn parse_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<tokenim_store::Cursor>, tokenim_api::ServiceError> {
+    cursor
+        .map(|c| {
+            c.parse()
+                .map_err(|_| tokenim_api::ServiceError::BadRequest("invalid cursor".into()))
+        })
+        .transpose()
+}
