@@ -2,18 +2,7 @@
 
 use anyhow::Result;
 
-use crate::harness::{NodeProc, init, tokenim, wait_event};
-
-fn run_ok(cmd: &mut std::process::Command) -> Result<String> {
-    let out = cmd.output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{:?} failed: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
+use crate::harness::{NodeProc, init, run_ok, tokenim, wait_event};
 
 #[tokio::test]
 async fn cli_commands_add_a_contact_send_and_list() -> Result<()> {

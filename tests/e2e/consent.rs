@@ -5,27 +5,8 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::harness::{NodeProc, init, tokenim};
-use crate::relay::{LOOPBACK, poll_until, relay, wait_stat};
-
-fn run_ok(cmd: &mut std::process::Command) -> Result<String> {
-    let out = cmd.output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// A counter of the node's Prometheus text (0 when absent).
-async fn metric(node: &NodeProc, name: &str) -> Result<u64> {
-    let text = node.client.get_text("/metrics").await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
-}
+use crate::harness::{NodeProc, init, metric, run_ok, tokenim};
+use crate::relay::{LOOPBACK, poll_until, relay, wait_stat, wait_states};
 
 async fn requests(node: &NodeProc) -> Result<Vec<Value>> {
     Ok(node.client.get("/requests").await?["requests"]
@@ -57,16 +38,6 @@ async fn send_ids(from: &NodeProc, to: &str, bodies: &[&str]) -> Result<Vec<Stri
     Ok(ids)
 }
 
-async fn wait_states(node: &NodeProc, ids: &[String], want: &str) -> Result<()> {
-    for id in ids {
-        poll_until(&format!("message {id} never became {want}"), || async {
-            Ok(state_of(node, id).await? == want)
-        })
-        .await?;
-    }
-    Ok(())
-}
-
 #[tokio::test]
 async fn a_strangers_messages_wait_as_a_request_and_nothing_goes_back_until_accepted() -> Result<()>
 {
@@ -87,7 +58,7 @@ async fn a_strangers_messages_wait_as_a_request_and_nothing_goes_back_until_acce
         &["hello, we met at the meetup", "are you there?"],
     )
     .await?;
-    wait_states(&carol, &ids, "stored").await?;
+    wait_states(&carol, &ids, "stored", 0).await?;
     let alice = NodeProc::start_with(&alice_dir, LOOPBACK, &home).await?;
     poll_until("the request never arrived", || async {
         Ok(held_from(&alice, &carol.address).await? == 2)
@@ -120,12 +91,12 @@ async fn a_strangers_messages_wait_as_a_request_and_nothing_goes_back_until_acce
 
     // Accepted: the messages join the conversation and are receipted.
     run_ok(tokenim(&alice.dir).args(["requests", "accept", &carol.address, "--name", "carol"]))?;
-    wait_states(&carol, &ids, "delivered").await?;
+    wait_states(&carol, &ids, "delivered", 0).await?;
     let timeline = alice.client.get("/messages").await?;
     assert_eq!(timeline["messages"].as_array().map(Vec::len), Some(2));
     assert!(requests(&alice).await?.is_empty());
     let reply = send_ids(&alice, "carol", &["hi Carol"]).await?;
-    wait_states(&alice, &reply, "delivered").await?;
+    wait_states(&alice, &reply, "delivered", 0).await?;
 
     // Blocked: dropped unread.
     run_ok(tokenim(&alice.dir).args(["contact", "block", &carol.address]))?;

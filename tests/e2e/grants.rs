@@ -5,18 +5,10 @@ use anyhow::{Context, Result};
 use tokenim_crypto::Envelope;
 use tokenim_node::peer::{now_secs, wire::pb};
 
-use crate::harness::{NodeProc, init};
+use crate::harness::{NodeProc, init, metric};
 use crate::relay::{
     BarePeer, LOOPBACK, edit_config, identity_of, offline_bob, poll_until, stats, wait_stat,
 };
-
-async fn metric(node: &NodeProc, name: &str) -> Result<u64> {
-    let text = node.client.get_text("/metrics").await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
-}
 
 async fn send_n(from: &NodeProc, to: &str, n: usize) -> Result<Vec<String>> {
     let mut ids = Vec::new();

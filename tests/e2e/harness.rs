@@ -25,6 +25,30 @@ pub fn tokenim(data_dir: &Path) -> std::process::Command {
     c
 }
 
+/// Runs a CLI command; its stdout, or an error with its stderr.
+pub fn run_ok(cmd: &mut std::process::Command) -> Result<String> {
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// A sample `name` of Prometheus text (0 when absent).
+pub fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A sample of a node's `/metrics` (0 when absent).
+pub async fn metric(node: &NodeProc, name: &str) -> Result<u64> {
+    Ok(counter(&node.client.get_text("/metrics").await?, name))
+}
+
 /// Runs `tokenim init` in a fresh directory under `root`.
 pub fn init(root: &Path, name: &str) -> Result<PathBuf> {
     let dir = root.join(name);

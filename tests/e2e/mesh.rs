@@ -8,7 +8,7 @@ use tokenim_crypto::ed25519_dalek::SigningKey;
 use tokenim_crypto::{Envelope, Identity, MailboxId, RelayedEnvelope};
 use tokenim_node::peer::{self, NetworkConfig, NetworkHandle, wire::pb};
 
-use crate::harness::NodeProc;
+use crate::harness::{NodeProc, counter, metric};
 use crate::relay::{BarePeer, LOOPBACK, poll_until, stats, two_relays, wait_stat};
 
 /// An in-process libp2p peer on one shard topic, dialing a relay. Its key comes from `seed`;
@@ -91,17 +91,6 @@ fn envelope(mailbox: MailboxId, n: u32) -> Envelope {
     Envelope::new(mailbox, n.to_be_bytes().repeat(128), peer::now_secs(), 600)
 }
 
-fn counter(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
-async fn relay_counter(relay: &NodeProc, name: &str) -> Result<u64> {
-    Ok(counter(&relay.client.get_text("/metrics").await?, name))
-}
-
 /// A perfectly valid envelope for a mailbox hosted at relay2, signed by a key outside the mesh
 /// and put on the shard topic at relay1 (by a plain peer, and forwarded by a peer of the
 /// mesh), never lands at relay2; an envelope a relay of the mesh signed does.
@@ -133,7 +122,7 @@ async fn only_envelopes_a_relay_of_the_mesh_signed_cross_the_shard_topics() -> R
                 unvouched.push(e.id());
                 by.publish(relayed(&outsider.key, &e));
             }
-            async { Ok(relay_counter(&r1, "libp2p_gossipsub_messages_total ").await? >= 1) }
+            async { Ok(metric(&r1, "libp2p_gossipsub_messages_total ").await? >= 1) }
         },
     )
     .await?;
@@ -161,7 +150,7 @@ async fn only_envelopes_a_relay_of_the_mesh_signed_cross_the_shard_topics() -> R
         );
         assert!(mirrored.contains(&id));
     }
-    assert!(relay_counter(&r1, "tokenim_gossip_unvouched_total ").await? >= 1);
+    assert!(metric(&r1, "tokenim_gossip_unvouched_total ").await? >= 1);
     for p in [r1, r2] {
         p.stop().await?;
     }
@@ -255,7 +244,7 @@ async fn junk_on_a_shard_topic_is_rejected_at_the_first_relay_and_goes_no_furthe
         junk.net
             .publish(topic.clone(), format!("junk {n}").into_bytes());
         junk.publish(pb::gossip::Kind::Relayed(n.to_be_bytes().repeat(16)));
-        async { Ok(relay_counter(&r1, "tokenim_envelopes_rejected_total ").await? >= 2) }
+        async { Ok(metric(&r1, "tokenim_envelopes_rejected_total ").await? >= 2) }
     })
     .await?;
     // Then a valid envelope from another peer: once relay2 has it, anything relay1 had
@@ -263,7 +252,7 @@ async fn junk_on_a_shard_topic_is_rejected_at_the_first_relay_and_goes_no_furthe
     poll_until("the valid envelope never crossed the mesh", || {
         n += 1;
         honest.publish(relayed(&honest.key, &envelope(mailbox, n)));
-        async { Ok(relay_counter(&r2, "libp2p_gossipsub_messages_total ").await? >= 1) }
+        async { Ok(metric(&r2, "libp2p_gossipsub_messages_total ").await? >= 1) }
     })
     .await?;
     for name in [
@@ -271,7 +260,7 @@ async fn junk_on_a_shard_topic_is_rejected_at_the_first_relay_and_goes_no_furthe
         "tokenim_gossip_unvouched_total ",
     ] {
         assert_eq!(
-            relay_counter(&r2, name).await?,
+            metric(&r2, name).await?,
             0,
             "junk crossed the mesh to relay2 ({name})"
         );
