@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use libp2p::{Multiaddr, PeerId};
 use tokenim_crypto::card::MAX_CARD_LIST;
 use tokenim_crypto::{ContactCard, CryptoError, Identity, MailboxKey, RelayInfo};
-use tokenim_store::Store;
+use tokenim_store::{ContactRecord, Store};
 
 use super::error::DeliveryError;
 use super::ids::IdentityKey;
@@ -51,6 +51,15 @@ impl Cards {
         let record = store
             .get_contact(&key.0)?
             .ok_or_else(|| DeliveryError::UnknownContact(key.address()))?;
+        self.card_of(key, &record)
+    }
+
+    /// The card of a contact record already read.
+    pub(super) fn card_of(
+        &mut self,
+        key: &IdentityKey,
+        record: &ContactRecord,
+    ) -> Result<ContactCard, DeliveryError> {
         if let Some((uri, card)) = self.cache.get(key)
             && *uri == record.card_uri
         {
@@ -61,7 +70,8 @@ impl Cards {
         if self.cache.len() >= CARD_CACHE {
             self.cache.clear();
         }
-        self.cache.insert(*key, (record.card_uri, card.clone()));
+        self.cache
+            .insert(*key, (record.card_uri.clone(), card.clone()));
         Ok(card)
     }
 

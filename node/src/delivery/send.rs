@@ -46,11 +46,14 @@ impl Delivery {
         if !self.schedule.has_room(&peer) {
             return Ok(false);
         }
-        let card = match self
-            .cards
-            .contact(&self.store, &peer)
-            .or_else(|e| self.groups.card_of(&peer.0).ok_or(e))
-        {
+        // One read of the contact serves its card and its write grant; a co-member who is not
+        // a contact is reached by the group's card.
+        let record = self.store.get_contact(&peer.0)?;
+        let from_record = match &record {
+            Some(r) => self.cards.card_of(&peer, r),
+            None => Err(DeliveryError::UnknownContact(peer.address())),
+        };
+        let card = match from_record.or_else(|e| self.groups.card_of(&peer.0).ok_or(e)) {
             Ok(card) => card,
             Err(e) => {
                 // E.g. the contact was deleted: back off until the message expires.
@@ -69,7 +72,7 @@ impl Delivery {
         }
         // Relays that require grants take the contact's own grant, or else its card's
         // first-contact grant.
-        let grant = match self.store.get_contact(&peer.0)? {
+        let grant = match record {
             Some(c) if !c.write_grant.is_empty() => c.write_grant,
             _ => card.intro_grant.clone(),
         };
