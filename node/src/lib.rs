@@ -20,8 +20,8 @@ mod net;
 mod time;
 
 pub use app::{
-    Client, GroupMethod, InitReport, NodeParts, RunningNode, Service, config, init, launch,
-    logging, short, start,
+    Client, InitReport, NodeParts, RunningNode, Service, config, init, launch, logging, short,
+    start,
 };
 pub use config::Config;
 pub use delivery::{Consent, DeliveryError, DeliveryHandle, GroupEdit, IdentityKey, MessageId};

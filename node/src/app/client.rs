@@ -314,25 +314,40 @@ impl Client {
         Ok(())
     }
 
-    /// A change to a group (the method and path of its route); prints the group as it now is.
-    pub async fn group_change(
-        &self,
-        method: GroupMethod,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<()> {
-        let method = match method {
-            GroupMethod::POST => reqwest::Method::POST,
-            GroupMethod::PUT => reqwest::Method::PUT,
-            GroupMethod::PATCH => reqwest::Method::PATCH,
-            GroupMethod::DELETE => reqwest::Method::DELETE,
-        };
-        let g = self.call(method, path, body).await?;
-        if g.is_null() {
-            println!("done");
-        } else {
-            print_group(&g);
-        }
+    pub async fn add_member(&self, id: &str, member: &str) -> Result<()> {
+        let body = json!({ "member": member });
+        print_group(&self.post(&format!("/groups/{id}/members"), body).await?);
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, id: &str, address: &str) -> Result<()> {
+        print_group(
+            &self
+                .delete(&format!("/groups/{id}/members/{address}"))
+                .await?,
+        );
+        Ok(())
+    }
+
+    pub async fn set_role(&self, id: &str, address: &str, role: &str) -> Result<()> {
+        let path = format!("/groups/{id}/members/{address}/role");
+        print_group(&self.put(&path, json!({ "role": role })).await?);
+        Ok(())
+    }
+
+    pub async fn rename_group(&self, id: &str, name: &str) -> Result<()> {
+        print_group(
+            &self
+                .patch(&format!("/groups/{id}"), json!({ "name": name }))
+                .await?,
+        );
+        Ok(())
+    }
+
+    pub async fn leave_group(&self, id: &str) -> Result<()> {
+        self.call(reqwest::Method::POST, &format!("/groups/{id}/leave"), None)
+            .await?;
+        println!("done");
         Ok(())
     }
 
@@ -432,16 +447,6 @@ impl Client {
         }
         Ok(())
     }
-}
-
-/// The HTTP method of a group change (the binary does not name `reqwest`).
-#[derive(Debug, Clone, Copy)]
-#[allow(clippy::upper_case_acronyms)]
-pub enum GroupMethod {
-    POST,
-    PUT,
-    PATCH,
-    DELETE,
 }
 
 fn print_group(g: &Value) {

@@ -15,6 +15,6 @@ mod service;
 mod tokens;
 mod views;
 
-pub use client::{Client, GroupMethod, short};
+pub use client::{Client, short};
 pub use launch::{InitReport, NodeParts, RunningNode, init, launch, start};
 pub use service::Service;

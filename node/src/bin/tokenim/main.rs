@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tokenim_node::Client;
-use tokenim_node::GroupMethod;
 use tokenim_node::config::{self, Config};
 
 use cli::{Cli, ClientArgs, Command, ContactCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd};
@@ -74,14 +73,7 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             connect(&data_dir, &client)?.show_group(&id).await
         }
         Command::Group(GroupCmd::Add { client, id, member }) => {
-            let body = serde_json::json!({ "member": member });
-            connect(&data_dir, &client)?
-                .group_change(
-                    GroupMethod::POST,
-                    &format!("/groups/{id}/members"),
-                    Some(body),
-                )
-                .await
+            connect(&data_dir, &client)?.add_member(&id, &member).await
         }
         Command::Group(GroupCmd::Remove {
             client,
@@ -89,11 +81,7 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             address,
         }) => {
             connect(&data_dir, &client)?
-                .group_change(
-                    GroupMethod::DELETE,
-                    &format!("/groups/{id}/members/{address}"),
-                    None,
-                )
+                .remove_member(&id, &address)
                 .await
         }
         Command::Group(GroupCmd::Role {
@@ -102,20 +90,12 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             address,
             role,
         }) => {
-            let body = serde_json::json!({ "role": role });
             connect(&data_dir, &client)?
-                .group_change(
-                    GroupMethod::PUT,
-                    &format!("/groups/{id}/members/{address}/role"),
-                    Some(body),
-                )
+                .set_role(&id, &address, &role)
                 .await
         }
         Command::Group(GroupCmd::Rename { client, id, name }) => {
-            let body = serde_json::json!({ "name": name });
-            connect(&data_dir, &client)?
-                .group_change(GroupMethod::PATCH, &format!("/groups/{id}"), Some(body))
-                .await
+            connect(&data_dir, &client)?.rename_group(&id, &name).await
         }
         Command::Group(GroupCmd::Invite {
             client,
@@ -141,9 +121,7 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             Ok(())
         }
         Command::Group(GroupCmd::Leave { client, id }) => {
-            connect(&data_dir, &client)?
-                .group_change(GroupMethod::POST, &format!("/groups/{id}/leave"), None)
-                .await
+            connect(&data_dir, &client)?.leave_group(&id).await
         }
         Command::Group(GroupCmd::Send { client, id, text }) => {
             connect(&data_dir, &client)?.send_group(&id, &text).await
