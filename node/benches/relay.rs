@@ -223,6 +223,8 @@ fn drain(n: usize) {
                     held: false,
                     group: false,
                     reached: 0,
+                    delivered_to: 0,
+                    read_by: 0,
                 };
                 txn = txn
                     .put_message(&record)

@@ -18,6 +18,7 @@
 //! | `mailbox_expiry` | expires_at (8) · mailbox (32) · seq (8)        | message id (32) · size (8)              |
 //! | `tokens`         | token id (utf-8)                               | `TokenPb`                               |
 //! | `groups`         | group id (32)                                  | `GroupPb`                               |
+//! | `member_states`  | message id (16) · member (32)                  | state (1) · at_ms (8)                   |
 //! | `seen`           | `0x00` · peer (32) · inner id (16)             | expires_at (8)                          |
 //! | `seen`           | `0x01` · expires_at (8) · peer (32) · inner id (16) | empty (expiry order for purges)    |
 //!

@@ -16,6 +16,7 @@ pub mod backend;
 mod error;
 pub mod keys;
 mod mailbox;
+mod member_states;
 mod messages;
 pub mod records;
 pub mod schema;
@@ -28,6 +29,7 @@ pub use backend::{
 };
 pub use error::{Quota, Result, StoreError};
 pub use mailbox::{MailboxStats, MailboxUsage, PurgeReport, PutOutcome};
+pub use member_states::MemberState;
 pub use messages::Cursor;
 pub use records::{
     ContactRecord, ContactState, Direction, GroupRecord, MessageRecord, MessageState, OutboxRecord,

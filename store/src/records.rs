@@ -288,7 +288,7 @@ impl MessageState {
     }
 
     // On-disk codes; 0 is reserved for "unset" so that a missing field is detected.
-    fn code(self) -> u32 {
+    pub(crate) fn code(self) -> u32 {
         match self {
             MessageState::Queued => 1,
             MessageState::Sent => 2,
@@ -300,7 +300,7 @@ impl MessageState {
         }
     }
 
-    fn from_code(code: u32) -> Option<Self> {
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.code() == code)
     }
 }
@@ -394,6 +394,10 @@ pub struct MessageRecord {
     /// Outgoing group messages: members it reached (their node took it, or a relay holds it
     /// for them).
     pub reached: u32,
+    /// Outgoing group messages: members whose node has it (it arrived, or they said so).
+    pub delivered_to: u32,
+    /// Outgoing group messages: members who read it.
+    pub read_by: u32,
 }
 
 // The body is plaintext: never in logs.
@@ -450,6 +454,10 @@ struct MessagePb {
     group: bool,
     #[prost(uint32, tag = "16")]
     reached: u32,
+    #[prost(uint32, tag = "17")]
+    delivered_to: u32,
+    #[prost(uint32, tag = "18")]
+    read_by: u32,
 }
 
 impl Record for MessageRecord {
@@ -471,6 +479,8 @@ impl Record for MessageRecord {
             held: self.held,
             group: self.group,
             reached: self.reached,
+            delivered_to: self.delivered_to,
+            read_by: self.read_by,
         }
         .encode_to_vec()
     }
@@ -500,6 +510,8 @@ impl Record for MessageRecord {
             held: pb.held,
             group: pb.group,
             reached: pb.reached,
+            delivered_to: pb.delivered_to,
+            read_by: pb.read_by,
         })
     }
 }
@@ -815,11 +827,13 @@ mod tests {
                      from in arr::<32>(), to in arr::<32>(), kind in any::<u32>(), body in ".{0,40}",
                      sent in any::<u64>(), recv in any::<u64>(), state in state(), relays in any::<u32>(),
                      env in proptest::option::of(arr::<32>()), upd in any::<u64>(), held in any::<bool>(),
-                     group in any::<bool>(), reached in any::<u32>()) -> MessageRecord {
+                     group in any::<bool>(), reached in any::<u32>(), delivered_to in any::<u32>(),
+                     read_by in any::<u32>()) -> MessageRecord {
             MessageRecord { id, conversation,
                 direction: if incoming { Direction::Incoming } else { Direction::Outgoing },
                 from, to, kind, body, sent_at_ms: sent, received_at_ms: recv, state, relays,
-                envelope_id: env, updated_at_ms: upd, held, group, reached }
+                envelope_id: env, updated_at_ms: upd, held, group, reached, delivered_to,
+                read_by }
         }
     }
 
@@ -967,6 +981,8 @@ mod tests {
             held: false,
             group: false,
             reached: 0,
+            delivered_to: 0,
+            read_by: 0,
         };
         assert!(!format!("{m:?}").contains("dawn"));
         let t = TokenRecord {

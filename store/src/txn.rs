@@ -7,6 +7,7 @@ use crate::backend::{Backend, Batch, Cf};
 use crate::keys::{
     self, MESSAGE_KEY_LEN, message_key, message_time_key, seen_expiry_key, seen_key,
 };
+use crate::member_states::{self, MemberState};
 use crate::records::{
     ContactRecord, Direction, GroupRecord, MessageRecord, MessageState, OutboxRecord, Record,
     TokenRecord,
@@ -39,6 +40,7 @@ enum Op {
     DeleteToken(String),
     PutGroup(GroupRecord),
     DeleteGroup([u8; 32]),
+    PutMemberState([u8; 16], [u8; 32], MessageState, u64),
 }
 
 /// A builder of typed changes that [`commit`](Txn::commit) writes as one atomic batch: after
@@ -230,6 +232,11 @@ impl<'a> Txn<'a> {
         self.op(Op::DeleteGroup(*id))
     }
 
+    /// Record how far a sent group message got with one member.
+    pub fn put_member_state(self, message: &[u8; 16], s: &MemberState) -> Self {
+        self.op(Op::PutMemberState(*message, s.member, s.state, s.at_ms))
+    }
+
     /// Moves `other`'s operations to the end of this transaction.
     pub fn append(&mut self, other: Txn<'_>) {
         self.ops.extend(other.ops);
@@ -347,6 +354,13 @@ impl<'s> Resolver<'s> {
             Op::DeleteGroup(id) => {
                 self.batch.delete(Cf::Groups, id);
             }
+            Op::PutMemberState(message, member, state, at_ms) => {
+                self.batch.put(
+                    Cf::MemberStates,
+                    member_states::key(&message, &member),
+                    member_states::value(state, at_ms),
+                );
+            }
         }
         Ok(())
     }
@@ -431,6 +445,10 @@ impl<'s> Resolver<'s> {
         };
         self.remove_message_keys(&old);
         self.batch.delete(Cf::MessageIndex, id);
+        if old.group {
+            let (lo, hi) = member_states::range(id);
+            self.batch.delete_range(Cf::MemberStates, lo, hi);
+        }
         self.messages.insert(*id, None);
         Ok(true)
     }

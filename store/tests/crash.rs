@@ -48,6 +48,8 @@ fn message(n: u64) -> MessageRecord {
         held: false,
         group: false,
         reached: 0,
+        delivered_to: 0,
+        read_by: 0,
     }
 }
 

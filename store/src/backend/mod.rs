@@ -45,11 +45,13 @@ pub enum Cf {
     Seen,
     /// Groups this node is a member of: membership log and sender-key state.
     Groups,
+    /// Sent group messages: each member's delivery state.
+    MemberStates,
 }
 
 impl Cf {
     /// All column families, in a fixed order.
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Meta,
         Cf::Contacts,
         Cf::Sessions,
@@ -64,6 +66,7 @@ impl Cf {
         Cf::Tokens,
         Cf::Seen,
         Cf::Groups,
+        Cf::MemberStates,
     ];
 
     /// Name on disk. Never change one: it is part of the on-disk schema.
@@ -83,6 +86,7 @@ impl Cf {
             Cf::Tokens => "tokens",
             Cf::Seen => "seen",
             Cf::Groups => "groups",
+            Cf::MemberStates => "member_states",
         }
     }
 

@@ -107,6 +107,8 @@ pub fn message(id: [u8; 16], peer: [u8; 32], received_at_ms: u64, incoming: bool
         held: false,
         group: false,
         reached: 0,
+        delivered_to: 0,
+        read_by: 0,
     }
 }
 
