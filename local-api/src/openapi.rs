@@ -62,6 +62,7 @@ use crate::types::*;
         messages::list_messages,
         messages::get_message,
         messages::mark_read,
+        messages::message_members,
         crate::events::events,
         tokens::create_token,
         tokens::list_tokens,

@@ -7,8 +7,8 @@ use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
     ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    InviteView, JoinView, MessagePage, MessageQuery, MessageView, PeerView, RelayStats,
-    RequestView,
+    InviteView, JoinView, MessageMembers, MessagePage, MessageQuery, MessageView, PeerView,
+    RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -115,6 +115,10 @@ pub trait NodeService: Send + Sync + 'static {
     fn list_messages(&self, query: MessageQuery) -> BoxFuture<'_, ServiceResult<MessagePage>>;
 
     fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// Each member's state of a group message this node sent. `BadRequest` for any other
+    /// message.
+    fn message_members(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageMembers>>;
 
     /// Mark an incoming message read (idempotent) and send a read receipt the first time.
     /// `BadRequest` for an outgoing message.

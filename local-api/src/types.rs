@@ -248,6 +248,33 @@ pub struct MessageView {
     /// holds it for them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<u32>,
+    /// Outgoing group messages: how many members' nodes have it. Who, and who read it:
+    /// `GET /v1/messages/{id}/members`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<u32>,
+    /// Outgoing group messages: how many members read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<u32>,
+}
+
+/// Where one member stands with a group message this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberStateView {
+    /// The member's address.
+    pub address: String,
+    /// `queued`, `stored` (a relay holds it for the member), `delivered`, `read` or `failed`.
+    pub state: MessageState,
+    /// When it got there, milliseconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// Each member's state of a group message this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageMembers {
+    /// The message id.
+    pub id: String,
+    /// One entry per member it was sent to.
+    pub members: Vec<MemberStateView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -478,6 +505,12 @@ pub enum Event {
         /// Outgoing group messages: members reached so far.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reached: Option<u32>,
+        /// Outgoing group messages: members whose node has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivered_to: Option<u32>,
+        /// Outgoing group messages: members who read it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_by: Option<u32>,
         /// Milliseconds since the Unix epoch.
         at: u64,
     },

@@ -139,6 +139,8 @@ async fn header_auth_then_events() {
         state: tokenim_api::types::MessageState::Stored,
         stored_by: 2,
         reached: None,
+        delivered_to: None,
+        read_by: None,
         at: 9,
     });
     let first = next_json(&mut ws).await;

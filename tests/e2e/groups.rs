@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::harness::{NodeProc, init, wait_event};
-use crate::relay::{LOOPBACK, poll_until, relay, wait_stat};
+use crate::harness::{NodeProc, init, metric, run_ok, tokenim, wait_event};
+use crate::relay::{LOOPBACK, edit_config, poll_until, relay, wait_stat};
 
 async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
     let page = node.client.get(&format!("/groups/{id}/messages")).await?;
@@ -21,7 +21,11 @@ async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
 async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()> {
     poll_until(
         &format!("{body:?} never reached {}", node.address),
-        || async { Ok(group_bodies(node, id).await?.iter().any(|b| b == body)) },
+        // Until its welcome arrives the node does not know the group (404): keep waiting.
+        || async {
+            let bodies = group_bodies(node, id).await.unwrap_or_default();
+            Ok(bodies.iter().any(|b| b == body))
+        },
     )
     .await
 }
@@ -103,13 +107,58 @@ async fn a_group_of_three_talks_in_every_direction_and_an_offline_member_catches
 
     // Carol goes offline: what the group says waits in her mailbox.
     carol.stop().await?;
-    send(&alice, &id, "while you were out").await?;
+    let out = send(&alice, &id, "while you were out").await?;
+    let out_id = out["id"].as_str().context("id")?.to_owned();
     send(&bob, &id, "me too").await?;
     let carol = NodeProc::start_with(&carol_dir, LOOPBACK, &home).await?;
     wait_group_message(&carol, &id, "while you were out").await?;
     wait_group_message(&carol, &id, "me too").await?;
     let bodies = group_bodies(&carol, &id).await?;
     assert_eq!(bodies.len(), 5, "each once: {bodies:?}");
+
+    // Per-member state: Bob's node took it at once, Carol's relay held it, then Carol's node
+    // said it arrived (over her 1:1 session with Alice) and Carol read it (with the CLI).
+    poll_until("carol's delivery receipt never reached alice", || async {
+        let m = alice.client.get(&format!("/messages/{out_id}")).await?;
+        Ok(m["delivered_to"] == 2)
+    })
+    .await?;
+    run_ok(tokenim(&carol_dir).args(["read", &out_id]))?;
+    poll_until("carol's read receipt never reached alice", || async {
+        let m = alice.client.get(&format!("/messages/{out_id}")).await?;
+        Ok(m["read_by"] == 1 && m["state"] == "read")
+    })
+    .await?;
+    let members = alice
+        .client
+        .get(&format!("/messages/{out_id}/members"))
+        .await?;
+    let state_of = |who: &NodeProc| {
+        members["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["address"] == who.address.as_str())
+            .map(|m| m["state"].clone())
+    };
+    assert_eq!(state_of(&carol), Some(json!("read")), "{members}");
+    assert_eq!(state_of(&bob), Some(json!("delivered")), "{members}");
+    assert_eq!(
+        state_of(&alice),
+        None,
+        "the sender is not listed: {members}"
+    );
+    let listed = run_ok(tokenim(&alice.dir).args(["group", "receipts", &out_id]))?;
+    assert!(
+        listed.contains(&format!("{} read", carol.address)),
+        "{listed}"
+    );
+    // Only the sender of a group message has member states.
+    let refused = carol
+        .client
+        .get(&format!("/messages/{out_id}/members"))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
     drop(bob_events);
     for p in [alice, bob, carol, r] {
         p.stop().await?;
@@ -338,6 +387,70 @@ async fn two_admins_adding_at_once_leave_every_member_with_the_same_group() -> R
     send(&dave, &id, "dave says hi").await?;
     wait_group_message(&erin, &id, "dave says hi").await?;
     for p in [alice, bob, carol, dave, erin] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// A member that missed a membership change (its copy expired in the outbox while the member
+/// was away) catches up from the log heads that the next group message carries.
+#[tokio::test]
+async fn a_member_that_missed_a_change_catches_up_from_the_next_message() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice_dir = init(root.path(), "alice")?;
+    // Alice gives up on undeliverable messages after a few seconds.
+    edit_config(&alice_dir, |c| {
+        c.limits.message_ttl_secs = 3;
+        c.limits.max_retry_backoff_secs = 1;
+    })?;
+    let alice = NodeProc::start(&alice_dir, LOOPBACK).await?;
+    let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
+    let carol_dir = init(root.path(), "carol")?;
+    let carol = NodeProc::start(&carol_dir, LOOPBACK).await?;
+    for (other, name) in [(&bob, "bob"), (&carol, "carol")] {
+        alice.add_contact(other, name).await?;
+        other.add_contact(&alice, "alice").await?;
+    }
+    let group = alice
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "hikers", "members": ["bob", "carol"] }),
+        )
+        .await?;
+    let id = group["id"].as_str().context("group id")?.to_owned();
+    send(&alice, &id, "hello").await?;
+    wait_group_message(&carol, &id, "hello").await?;
+    wait_group_message(&bob, &id, "hello").await?;
+
+    // Carol is away (no relay keeps anything for her) while Alice renames the group; the
+    // change to Carol expires in Alice's outbox.
+    let carol_addr = carol.listen_addr().await?;
+    carol.stop().await?;
+    let failed = metric(&alice, "tokenim_messages_failed_total").await?;
+    alice
+        .client
+        .patch(&format!("/groups/{id}"), json!({ "name": "hikers 2" }))
+        .await?;
+    // Nothing left in Alice's outbox: the rename reached Bob and expired for Carol.
+    poll_until("the rename to carol never expired", || async {
+        Ok(metric(&alice, "tokenim_outbox_depth").await? == 0
+            && metric(&alice, "tokenim_messages_failed_total").await? > failed)
+    })
+    .await?;
+    let carol = NodeProc::start(&carol_dir, &carol_addr).await?;
+    let at_carol = carol.client.get(&format!("/groups/{id}")).await?;
+    assert_eq!(at_carol["name"], "hikers", "{at_carol}");
+
+    // Alice's next message names a head Carol lacks: Carol asks, and Alice sends the change.
+    send(&alice, &id, "renamed").await?;
+    wait_group_message(&carol, &id, "renamed").await?;
+    poll_until("carol never learnt of the rename", || async {
+        let g = carol.client.get(&format!("/groups/{id}")).await?;
+        Ok(g["name"] == "hikers 2")
+    })
+    .await?;
+    for p in [alice, bob, carol] {
         p.stop().await?;
     }
     Ok(())

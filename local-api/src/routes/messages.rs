@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::types::{
-    ConversationList, ListMessagesParams, MessagePage, MessageQuery, MessageView,
+    ConversationList, ListMessagesParams, MessageMembers, MessagePage, MessageQuery, MessageView,
     SendMessageRequest,
 };
 
@@ -101,6 +101,27 @@ pub(crate) async fn get_message(
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageView>> {
     Ok(Json(state.service.get_message(id).await?))
+}
+
+/// Each member's state of a group message this node sent: who has it, who read it.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}/members", tag = "messages",
+    security(("bearer" = ["read"])),
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "One entry per member the message was sent to", body = MessageMembers),
+        (status = 400, description = "`bad_request`: not a group message this node sent", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden_scope`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn message_members(
+    _auth: Authed<ReadScope>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageMembers>> {
+    Ok(Json(state.service.message_members(id).await?))
 }
 
 /// Mark an incoming message read; the sender gets a read receipt. Idempotent. Needs `read`:

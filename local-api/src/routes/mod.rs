@@ -79,6 +79,7 @@ pub(crate) fn v1() -> Router<AppState> {
         )
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/messages/{id}/read", post(messages::mark_read))
+        .route("/v1/messages/{id}/members", get(messages::message_members))
         .route("/v1/events", get(events::events))
         .route(
             "/v1/tokens",

@@ -110,6 +110,8 @@ impl FakeNode {
             read_at: None,
             stored_by: 0,
             reached: None,
+            delivered_to: None,
+            read_by: None,
         };
         inner.messages.push(msg.clone());
         msg
@@ -147,6 +149,8 @@ pub fn message_sample(id: &str) -> MessageView {
         read_at: None,
         stored_by: 0,
         reached: None,
+        delivered_to: None,
+        read_by: None,
     }
 }
 
@@ -569,6 +573,27 @@ impl NodeService for FakeNode {
             .find(|m| m.id == id)
             .cloned();
         ready(found.ok_or(ServiceError::NotFound(format!("message {id}"))))
+    }
+
+    fn message_members(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageMembers>> {
+        let found = self
+            .inner
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .cloned();
+        ready(match found {
+            None => Err(ServiceError::NotFound(format!("message {id}"))),
+            Some(m) if m.group.is_none() => {
+                Err(ServiceError::BadRequest("not a group message".into()))
+            }
+            Some(m) => Ok(MessageMembers {
+                id: m.id,
+                members: Vec::new(),
+            }),
+        })
     }
 
     fn mark_read(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {

@@ -70,7 +70,7 @@ impl Client {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -79,7 +79,7 @@ impl Client {
         self.call_with_query(method, path, &[], body).await
     }
 
-    async fn call_with_query(
+    pub(super) async fn call_with_query(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -279,7 +279,8 @@ impl Client {
                 &m["from"]
             };
             println!(
-                "{arrow} {} [{}] {}",
+                "{} {arrow} {} [{}] {}",
+                m["id"].as_str().unwrap_or(""),
                 short(who.as_str().unwrap_or("")),
                 m["state"].as_str().unwrap_or(""),
                 m["body"].as_str().unwrap_or("")
@@ -288,103 +289,16 @@ impl Client {
         Ok(())
     }
 
-    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<()> {
-        let g = self
-            .post("/groups", json!({ "name": name, "members": members }))
-            .await?;
-        print_group(&g);
-        Ok(())
-    }
-
-    pub async fn list_groups(&self) -> Result<()> {
-        let list = self.get("/groups").await?;
-        for g in list["groups"].as_array().into_iter().flatten() {
-            println!(
-                "{}  {}  ({} members)",
-                g["id"].as_str().unwrap_or(""),
-                g["name"].as_str().unwrap_or(""),
-                g["members"].as_array().map_or(0, Vec::len)
-            );
-        }
-        Ok(())
-    }
-
-    pub async fn show_group(&self, id: &str) -> Result<()> {
-        print_group(&self.get(&format!("/groups/{id}")).await?);
-        Ok(())
-    }
-
-    pub async fn add_member(&self, id: &str, member: &str) -> Result<()> {
-        let body = json!({ "member": member });
-        print_group(&self.post(&format!("/groups/{id}/members"), body).await?);
-        Ok(())
-    }
-
-    pub async fn remove_member(&self, id: &str, address: &str) -> Result<()> {
-        print_group(
-            &self
-                .delete(&format!("/groups/{id}/members/{address}"))
-                .await?,
-        );
-        Ok(())
-    }
-
-    pub async fn set_role(&self, id: &str, address: &str, role: &str) -> Result<()> {
-        let path = format!("/groups/{id}/members/{address}/role");
-        print_group(&self.put(&path, json!({ "role": role })).await?);
-        Ok(())
-    }
-
-    pub async fn rename_group(&self, id: &str, name: &str) -> Result<()> {
-        print_group(
-            &self
-                .patch(&format!("/groups/{id}"), json!({ "name": name }))
-                .await?,
-        );
-        Ok(())
-    }
-
-    pub async fn leave_group(&self, id: &str) -> Result<()> {
-        self.call(reqwest::Method::POST, &format!("/groups/{id}/leave"), None)
-            .await?;
-        println!("done");
-        Ok(())
-    }
-
-    pub async fn send_group(&self, id: &str, text: &str) -> Result<()> {
+    /// Marks an incoming message read (its sender gets a read receipt).
+    pub async fn mark_read(&self, message: &str) -> Result<()> {
         let m = self
-            .post(&format!("/groups/{id}/messages"), json!({ "body": text }))
+            .post(&format!("/messages/{message}/read"), json!({}))
             .await?;
         println!(
             "{} {}",
             m["id"].as_str().unwrap_or(""),
             m["state"].as_str().unwrap_or("")
         );
-        Ok(())
-    }
-
-    pub async fn group_inbox(&self, id: &str, limit: usize) -> Result<()> {
-        let page = self
-            .call_with_query(
-                reqwest::Method::GET,
-                &format!("/groups/{id}/messages"),
-                &[("limit", limit.to_string())],
-                None,
-            )
-            .await?;
-        for m in page["messages"].as_array().into_iter().flatten() {
-            println!(
-                "{} {} [{}] {}",
-                if m["direction"] == "outgoing" {
-                    "→"
-                } else {
-                    "←"
-                },
-                short(m["from"].as_str().unwrap_or("")),
-                m["state"].as_str().unwrap_or(""),
-                m["body"].as_str().unwrap_or("")
-            );
-        }
         Ok(())
     }
 
@@ -446,23 +360,6 @@ impl Client {
             println!("{}", ev?);
         }
         Ok(())
-    }
-}
-
-fn print_group(g: &Value) {
-    println!(
-        "{}  {}  (you: {})",
-        g["id"].as_str().unwrap_or(""),
-        g["name"].as_str().unwrap_or(""),
-        g["role"].as_str().unwrap_or("")
-    );
-    for m in g["members"].as_array().into_iter().flatten() {
-        println!(
-            "  {}  {}  {}",
-            m["address"].as_str().unwrap_or(""),
-            m["role"].as_str().unwrap_or(""),
-            m["name"].as_str().unwrap_or("-")
-        );
     }
 }
 

@@ -4,6 +4,7 @@
 //! that names `tokenim_api`.
 
 mod client;
+mod client_groups;
 pub mod config;
 mod contacts;
 mod errors;

@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
     ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    InviteView, JoinView, MailboxUsageView, MessagePage, MessageQuery, MessageView, PeerRole,
-    PeerView, RelayStats, RequestView,
+    InviteView, JoinView, MailboxUsageView, MessageMembers, MessagePage, MessageQuery, MessageView,
+    PeerRole, PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
@@ -292,6 +292,20 @@ impl NodeService for Service {
         async move {
             let (_, m) = self.load_message(&id)?;
             Ok(views::message(&m))
+        }
+        .boxed()
+    }
+
+    fn message_members(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageMembers>> {
+        async move {
+            let (key, m) = self.load_message(&id)?;
+            if !m.group || m.direction != Direction::Outgoing {
+                return Err(ServiceError::BadRequest(
+                    "not a group message this node sent".into(),
+                ));
+            }
+            let rows = self.store.member_states(&key).map_err(store_err)?;
+            Ok(views::members(&m, &rows))
         }
         .boxed()
     }

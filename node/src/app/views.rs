@@ -2,7 +2,7 @@
 
 use tokenim_api::types::{self as api, Event};
 use tokenim_crypto::Address;
-use tokenim_store::{Direction, MessageRecord, MessageState};
+use tokenim_store::{Direction, MemberState, MessageRecord, MessageState};
 
 use crate::delivery::IdentityKey;
 use crate::event::NodeEvent;
@@ -45,6 +45,23 @@ pub(crate) fn message(m: &MessageRecord) -> api::MessageView {
         read_at: (m.state == MessageState::Read).then_some(m.updated_at_ms),
         stored_by: m.relays,
         reached: (m.group && !incoming).then_some(m.reached),
+        delivered_to: (m.group && !incoming).then_some(m.delivered_to),
+        read_by: (m.group && !incoming).then_some(m.read_by),
+    }
+}
+
+/// Each member's state of a sent group message.
+pub(crate) fn members(m: &MessageRecord, rows: &[MemberState]) -> api::MessageMembers {
+    api::MessageMembers {
+        id: hex::encode(m.id),
+        members: rows
+            .iter()
+            .map(|r| api::MemberStateView {
+                address: address_of(&r.member),
+                state: state(r.state),
+                at: r.at_ms,
+            })
+            .collect(),
     }
 }
 
@@ -62,6 +79,8 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
             state: state(m.state),
             stored_by: m.relays,
             reached: (m.group && m.direction == Direction::Outgoing).then_some(m.reached),
+            delivered_to: (m.group && m.direction == Direction::Outgoing).then_some(m.delivered_to),
+            read_by: (m.group && m.direction == Direction::Outgoing).then_some(m.read_by),
             at: m.updated_at_ms,
         },
         NodeEvent::PeerConnected(peer) => Event::PeerConnected {

@@ -168,7 +168,7 @@ impl Delivery {
         self.sessions.set_known(&peer.0, true);
         let ids: Vec<MessageId> = released.iter().map(|m| MessageId(m.id)).collect();
         for chunk in ids.chunks(tokenim_crypto::MAX_REF_IDS) {
-            self.send_receipt(peer, InnerKind::DeliveryReceipt, chunk);
+            self.send_receipt(peer, None, InnerKind::DeliveryReceipt, chunk);
         }
         for m in released {
             self.events.emit(NodeEvent::Message(m));

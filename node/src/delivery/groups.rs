@@ -3,6 +3,9 @@
 //! are how co-members who are not contacts are reached. Owns no I/O.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokenim_crypto::group::sender_key::{GroupCipher, KEY_ID_LEN, SenderKeyDistribution};
 use tokenim_crypto::group::{GroupLog, Role};
@@ -122,7 +125,28 @@ pub(super) struct Groups {
     /// the link names: the welcome is taken from a member who is not a contact, and the join
     /// is routed by that card.
     joining: HashMap<[u8; 32], ContactCard>,
+    /// When this node last asked a member of a group for its log, or answered one: at most one
+    /// of each per [`SYNC_INTERVAL`], however many messages name heads this node lacks.
+    synced: HashMap<([u8; 32], [u8; 32], Sync), Instant>,
+    /// Joins through invite links taken per group in the current minute: a leaked link (or
+    /// someone replaying joins with fresh identities) costs at most that many checks.
+    joins: HashMap<[u8; 32], (Instant, u32)>,
 }
+
+/// Joins a member takes for one group per minute; beyond, they are dropped (the joiner gets
+/// no welcome and may follow the link again later).
+const JOINS_PER_MINUTE: u32 = 30;
+
+/// The two halves of a log sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Sync {
+    Ask,
+    Answer,
+}
+
+/// Least time between two syncs of one kind for one group and member.
+const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+const MAX_SYNC_MARKS: usize = 4096;
 
 impl std::fmt::Debug for Groups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,6 +233,44 @@ impl Groups {
             .values()
             .find(|g| g.cipher.holds_key(key_id))
             .map(Group::id)
+    }
+
+    /// Whether a sync of `kind` with `peer` about `group` may go now (and marks it gone).
+    pub(super) fn may_sync(
+        &mut self,
+        group: [u8; 32],
+        peer: [u8; 32],
+        kind: Sync,
+        now: Instant,
+    ) -> bool {
+        if self.synced.len() >= MAX_SYNC_MARKS {
+            self.synced
+                .retain(|_, at| now.duration_since(*at) < SYNC_INTERVAL);
+        }
+        let key = (group, peer, kind);
+        let due = self
+            .synced
+            .get(&key)
+            .is_none_or(|at| now.duration_since(*at) >= SYNC_INTERVAL);
+        if due && self.synced.len() < MAX_SYNC_MARKS {
+            self.synced.insert(key, now);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a join for `group` may be looked at now (and counts it).
+    pub(super) fn may_take_join(&mut self, group: [u8; 32], now: Instant) -> bool {
+        if self.joins.len() >= MAX_PENDING_GROUPS {
+            self.joins
+                .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let (start, count) = self.joins.entry(group).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            (*start, *count) = (now, 0);
+        }
+        *count += 1;
+        *count <= JOINS_PER_MINUTE
     }
 
     /// A card of `peer` from any group it is a member of: the route to a co-member who is not

@@ -9,7 +9,7 @@ use tokenim_crypto::{
     ContactCard, CryptoError, Envelope, GrantScope, InnerKind, MailboxId, Opened, PublicIdentity,
     WriteGrant,
 };
-use tokenim_store::{ContactRecord, ContactState, MessageRecord, StoreError, Txn};
+use tokenim_store::{ContactRecord, ContactState, MessageRecord, MessageState, StoreError, Txn};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -32,8 +32,11 @@ pub(super) struct Inbound<'s> {
     pub(super) events: Vec<NodeEvent>,
     /// Handshake responses owed, by peer (the last init of the batch wins).
     replies: HashMap<IdentityKey, Vec<u8>>,
-    /// Delivery receipts owed, by peer.
-    pub(super) receipts: HashMap<IdentityKey, Vec<MessageId>>,
+    /// Delivery receipts owed, by peer (and the group whose cards route them, for a group
+    /// message from a co-member who may not be a contact).
+    pub(super) receipts: HashMap<(IdentityKey, Option<[u8; 32]>), Vec<MessageId>>,
+    /// Members' states of sent group messages that receipts in this batch moved.
+    pub(super) member_states: HashMap<(MessageId, IdentityKey), MessageState>,
     /// Peers of this batch that are not contacts: their texts are held as requests.
     pub(super) requesters: HashSet<IdentityKey>,
     /// Requesters of whom this batch holds a text.
@@ -52,6 +55,7 @@ impl<'s> Inbound<'s> {
             events: Vec::new(),
             replies: HashMap::new(),
             receipts: HashMap::new(),
+            member_states: HashMap::new(),
             requesters: HashSet::new(),
             held: HashSet::new(),
             failed: false,
@@ -196,7 +200,7 @@ impl Delivery {
             );
         }
         if let Some(group) = self.group_of_frame(&envelope.ciphertext) {
-            return self.accept_group_frame(group, &envelope.ciphertext, inbound);
+            return self.accept_group_frame(group, &envelope.ciphertext, via_relay, inbound);
         }
         let opened = match self
             .sessions
@@ -282,7 +286,8 @@ impl Delivery {
                 Ok(
                     kind @ (InnerKind::GroupWelcome
                     | InnerKind::GroupSenderKey
-                    | InnerKind::GroupChange),
+                    | InnerKind::GroupChange
+                    | InnerKind::GroupSync),
                 ) => {
                     txn = self.accept_group_control(peer, kind, &inner, contact, txn);
                 }
@@ -369,9 +374,9 @@ impl Delivery {
         for ev in events {
             self.events.emit(ev);
         }
-        for (peer, ids) in receipts {
+        for ((peer, group), ids) in receipts {
             for chunk in ids.chunks(tokenim_crypto::MAX_REF_IDS) {
-                self.send_receipt(peer, InnerKind::DeliveryReceipt, chunk);
+                self.send_receipt(peer, group.as_ref(), InnerKind::DeliveryReceipt, chunk);
             }
         }
         Ok(())

@@ -207,15 +207,18 @@ impl Delivery {
         let mut changed = None;
         if let Some(mid) = entry.message_id {
             match self.store.get_message(&mid) {
-                // A group message has one entry per member: each that arrives counts.
-                Ok(Some(mut m)) if m.group && state != MessageState::Failed => {
-                    m.reached = m.reached.saturating_add(1);
-                    if state_rank(m.state) < state_rank(state) {
-                        m.state = state;
-                    }
-                    m.updated_at_ms = self.clock.now_ms();
-                    txn = txn.put_message(&m);
-                    changed = Some(m);
+                // A group message has one entry per member: each settles that member's state.
+                Ok(Some(mut m)) if m.group => {
+                    let before = self.store.member_state(&mid, &entry.peer).ok().flatten();
+                    let moved;
+                    (txn, moved) = self.advance_member(
+                        &mut m,
+                        entry.peer,
+                        before.map(|r| r.state),
+                        state,
+                        txn,
+                    );
+                    changed = moved.then_some(m);
                 }
                 Ok(Some(mut m)) if state_rank(m.state) < state_rank(state) => {
                     m.state = state;

@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Mark a received message read; its sender (a contact, or the group member who sent it)
+    /// gets a read receipt.
+    Read {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message id (`inbox` prints it first on each line).
+        message: String,
+    },
     /// Print events (new messages, delivery states) as JSON lines until interrupted.
     Watch(ClientArgs),
     /// Message requests: strangers who wrote first. Nothing is sent back to them until you
@@ -150,7 +158,14 @@ pub enum GroupCmd {
         id: String,
         text: String,
     },
-    /// A group's messages, newest first.
+    /// Each member's state of a group message you sent: who has it, who read it.
+    Receipts {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message id (`group inbox` prints it first on each line).
+        message: String,
+    },
+    /// A group's messages, newest first: id, direction, sender, state, text.
     Inbox {
         #[command(flatten)]
         client: ClientArgs,

@@ -126,6 +126,10 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Group(GroupCmd::Send { client, id, text }) => {
             connect(&data_dir, &client)?.send_group(&id, &text).await
         }
+        Command::Group(GroupCmd::Receipts { client, message }) => {
+            connect(&data_dir, &client)?.group_receipts(&message).await
+        }
+        Command::Read { client, message } => connect(&data_dir, &client)?.mark_read(&message).await,
         Command::Group(GroupCmd::Inbox { client, id, limit }) => {
             connect(&data_dir, &client)?.group_inbox(&id, limit).await
         }

@@ -8,25 +8,21 @@
 use std::collections::BTreeMap;
 
 use prost::Message as _;
-use tokenim_crypto::group::sender_key::{GroupCipher, SenderKeyDistribution, frame_key_id};
-use tokenim_crypto::group::{Change, GroupLog, Role};
-use tokenim_crypto::pb::{GroupMemberCard, GroupWelcome};
+use tokenim_crypto::group::sender_key::{GroupCipher, frame_key_id};
+use tokenim_crypto::group::{GroupLog, Role};
 use tokenim_crypto::{Envelope, InnerKind, InnerMessage};
-use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Txn};
+use tokenim_store::{ContactState, Direction, MemberState, MessageRecord, MessageState, Txn};
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::group_changes::Taken;
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::groups::{Group, member_cards};
+use crate::delivery::groups::Group;
 use crate::delivery::ids::{IdentityKey, MessageId, OutboxId};
 use crate::delivery::inbox::Inbound;
 use crate::event::NodeEvent;
 use crate::net::wire;
-
-/// Bytes of one welcome part (cards beyond go in further parts), well inside a message.
-const WELCOME_PART_BYTES: usize = 40 * 1024;
 
 /// How long a seen group message id is remembered (as for 1:1 texts).
 const SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -89,54 +85,6 @@ impl Delivery {
         Ok(id)
     }
 
-    /// The welcome for a new member of `id`, in parts that each fit one message: the first
-    /// holds the whole log, this node's sender key and the cards that fit; each further part
-    /// the genesis (so it names its group) and more cards.
-    pub(in crate::delivery) fn welcome(
-        &self,
-        id: &[u8; 32],
-    ) -> Result<Vec<Vec<u8>>, DeliveryError> {
-        let group = self
-            .groups
-            .get(id)
-            .ok_or_else(|| DeliveryError::NotFound(format!("group {}", hex::encode(id))))?;
-        let changes: Vec<Vec<u8>> = group.log.changes().iter().map(Change::to_bytes).collect();
-        let genesis = changes.first().cloned().unwrap_or_default();
-        let mut part = GroupWelcome {
-            changes,
-            cards: Vec::new(),
-            sender_key: group.cipher.my_distribution().to_bytes().to_vec(),
-        };
-        let mut parts = Vec::new();
-        for (k, c) in &group.cards {
-            let card = GroupMemberCard {
-                identity_key: k.to_vec(),
-                card: c.clone(),
-            };
-            if !part.cards.is_empty()
-                && part.encoded_len() + card.encoded_len() + 8 > WELCOME_PART_BYTES
-            {
-                let next = GroupWelcome {
-                    changes: vec![genesis.clone()],
-                    cards: Vec::new(),
-                    sender_key: Vec::new(),
-                };
-                parts.push(std::mem::replace(&mut part, next).encode_to_vec());
-            }
-            part.cards.push(card);
-        }
-        parts.push(part.encode_to_vec());
-        if parts
-            .iter()
-            .any(|p| p.len() > tokenim_crypto::MAX_PAYLOAD_BYTES)
-        {
-            return Err(DeliveryError::Invalid(
-                "the group's log no longer fits a welcome".into(),
-            ));
-        }
-        Ok(parts)
-    }
-
     /// Queues a group control message to `member` over its 1:1 session, by the contact's card
     /// or else the group's. Best effort, like receipts: a member that misses it is sent the
     /// next one.
@@ -148,12 +96,7 @@ impl Delivery {
         payload: Vec<u8>,
         body: &str,
     ) {
-        let card = self
-            .cards
-            .contact(&self.store, &member)
-            .ok()
-            .or_else(|| self.groups.get(group).and_then(|g| g.card(&member.0)));
-        let Some(card) = card else {
+        let Some(card) = self.route_card(&member, Some(group)) else {
             debug!("no card for a group member; control message not sent");
             return;
         };
@@ -161,6 +104,19 @@ impl Delivery {
         if let Err(e) = self.queue_control(&card, &inner) {
             debug!(error = %e, "cannot queue a group control message");
         }
+    }
+
+    /// The card that reaches `peer`: the contact's, or else the one `group` keeps for it.
+    pub(in crate::delivery) fn route_card(
+        &mut self,
+        peer: &IdentityKey,
+        group: Option<&[u8; 32]>,
+    ) -> Option<tokenim_crypto::ContactCard> {
+        self.cards.contact(&self.store, peer).ok().or_else(|| {
+            group
+                .and_then(|g| self.groups.get(g))
+                .and_then(|g| g.card(&peer.0))
+        })
     }
 
     /// Seals `body` once and queues one envelope per member; answered once stored.
@@ -174,11 +130,18 @@ impl Delivery {
         let me = self.me.public().identity_key;
         let id = MessageId::random();
         let sent_at_ms = self.clock.now_ms();
+        // The log's heads ride along, so a member that missed a change notices.
+        let heads = self.my_heads(&group);
         let inner = InnerMessage {
             kind: InnerKind::Text as i32,
             id: id.0.to_vec(),
             body: body.clone(),
             sent_at_ms,
+            payload: if body.len() + heads.len() <= tokenim_crypto::MAX_BODY_BYTES {
+                heads
+            } else {
+                Vec::new()
+            },
             ..InnerMessage::default()
         };
         let now = self.clock.now_secs();
@@ -217,6 +180,8 @@ impl Delivery {
             held: false,
             group: true,
             reached: 0,
+            delivered_to: 0,
+            read_by: 0,
         };
         let group_record = g.record(now);
         let mut txn = self
@@ -226,6 +191,12 @@ impl Delivery {
             .put_group(&group_record);
         let mut ids = Vec::new();
         for (member, envelope) in &targets {
+            let queued = MemberState {
+                member: *member,
+                state: MessageState::Queued,
+                at_ms: sent_at_ms,
+            };
+            txn = txn.put_member_state(&id.0, &queued);
             let outbox_id = OutboxId::random();
             txn = txn.put_outbox(&self.outbox_record(
                 outbox_id,
@@ -270,6 +241,7 @@ impl Delivery {
                 .accept_sender_key(peer, &inner.payload)
                 .map(Taken::Held),
             InnerKind::GroupChange => self.accept_change(peer, &inner.payload, &inner.body),
+            InnerKind::GroupSync => self.accept_sync(peer, &inner.payload).map(Taken::Held),
             _ => {
                 debug!(?kind, "group control message not taken from this peer");
                 return txn;
@@ -291,105 +263,6 @@ impl Delivery {
         }
     }
 
-    fn accept_welcome(
-        &mut self,
-        peer: IdentityKey,
-        payload: &[u8],
-    ) -> Result<[u8; 32], DeliveryError> {
-        let bad = |e: &dyn std::fmt::Display| DeliveryError::Invalid(format!("group welcome: {e}"));
-        let welcome = GroupWelcome::decode(payload).map_err(|e| bad(&e))?;
-        let changes = welcome
-            .changes
-            .iter()
-            .map(|c| Change::from_bytes(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(&e))?;
-        let mut changes = changes.into_iter();
-        let genesis = changes.next().ok_or_else(|| bad(&"no changes"))?;
-        let now = self.clock.now_secs();
-        if self.groups.get(&genesis.group().0).is_some() {
-            return self.sync_group(peer, genesis.group().0, changes, &welcome);
-        }
-        let mut log = GroupLog::from_genesis(genesis).map_err(|e| bad(&e))?;
-        for change in changes {
-            log.apply_at(change, now).map_err(|e| bad(&e))?;
-        }
-        let me = self.me.public().identity_key;
-        if log.role_of(&me).is_none() || log.role_of(&peer.0).is_none() {
-            return Err(bad(&"sender or this node is not a member"));
-        }
-        let id = log.id().0;
-        let cards = member_cards(&welcome.cards, &log).into_iter().collect();
-        let mut cipher = GroupCipher::new(id, me);
-        let sender_key =
-            SenderKeyDistribution::from_bytes(&welcome.sender_key).map_err(|e| bad(&e))?;
-        if sender_key.sender() != peer.0 || sender_key.group() != id {
-            return Err(bad(&"sender key of someone else"));
-        }
-        cipher.add_distribution(sender_key).map_err(|e| bad(&e))?;
-        for d in self.groups.take_pending(&id) {
-            if log.role_of(&d.sender()).is_some()
-                && let Err(e) = cipher.add_distribution(d)
-            {
-                debug!(error = %e, "a waiting sender key does not apply");
-            }
-        }
-        let group = Group {
-            log,
-            cipher,
-            cards,
-            created_at: now,
-        };
-        let mine = group.cipher.my_distribution().to_bytes().to_vec();
-        let others = group.others(&me);
-        self.groups.insert(group);
-        for (member, _) in others {
-            self.send_group_control(
-                &id,
-                IdentityKey(member),
-                InnerKind::GroupSenderKey,
-                mine.clone(),
-                "",
-            );
-        }
-        for (from, payload) in self.groups.take_welcomes(&id) {
-            if let Err(e) = self.accept_welcome(from, &payload) {
-                debug!(error = %e, "a member's kept copy of the group does not apply");
-            }
-        }
-        self.events.emit(NodeEvent::GroupUpdated(id));
-        Ok(id)
-    }
-
-    fn accept_sender_key(
-        &mut self,
-        peer: IdentityKey,
-        payload: &[u8],
-    ) -> Result<[u8; 32], DeliveryError> {
-        let d = SenderKeyDistribution::from_bytes(payload)
-            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
-        let id = d.group();
-        if d.sender() != peer.0 {
-            return Err(DeliveryError::Invalid("sender key of someone else".into()));
-        }
-        let Some(g) = self.groups.get_mut(&id) else {
-            // Its welcome may still be on its way: keep it until then.
-            self.groups.keep_pending(d);
-            return Err(DeliveryError::Invalid(
-                "sender key of a group not held yet".into(),
-            ));
-        };
-        if g.log.role_of(&peer.0).is_none() {
-            return Err(DeliveryError::Invalid(
-                "sender key from a non-member".into(),
-            ));
-        }
-        g.cipher
-            .add_distribution(d)
-            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
-        Ok(id)
-    }
-
     /// The group whose sender keys open this envelope's ciphertext, if any.
     pub(in crate::delivery) fn group_of_frame(&self, ciphertext: &[u8]) -> Option<[u8; 32]> {
         frame_key_id(ciphertext).and_then(|k| self.groups.holding(&k))
@@ -400,6 +273,7 @@ impl Delivery {
         &mut self,
         group: [u8; 32],
         ciphertext: &[u8],
+        via_relay: bool,
         inbound: &mut Inbound<'_>,
     ) -> wire::Response {
         let rejected = |e: &dyn std::fmt::Display| {
@@ -416,9 +290,10 @@ impl Delivery {
         if g.log.role_of(&sender).is_none() {
             return rejected(&"not a member");
         }
-        let Ok(inner) = InnerMessage::decode(plaintext.as_slice()) else {
+        let Ok(mut inner) = InnerMessage::decode(plaintext.as_slice()) else {
             return wire::Response::rejected(wire::RejectCode::Malformed, "group message");
         };
+        let payload = std::mem::take(&mut inner.payload);
         let Ok(id) = <[u8; 16]>::try_from(inner.id.as_slice()) else {
             return wire::Response::rejected(wire::RejectCode::Malformed, "message id");
         };
@@ -446,6 +321,8 @@ impl Delivery {
                 held: false,
                 group: true,
                 reached: 0,
+                delivered_to: 0,
+                read_by: 0,
             };
             txn = txn
                 .put_message(&record)
@@ -453,8 +330,16 @@ impl Delivery {
             inbound.seen.insert((peer, MessageId(id)));
             self.metrics.messages_received.inc();
             inbound.events.push(NodeEvent::Message(record));
+            // As for 1:1 texts: what came through a relay is receipted end to end.
+            if via_relay {
+                let owed = inbound.receipts.entry((peer, Some(group))).or_default();
+                owed.push(MessageId(id));
+            }
         }
         inbound.txn.append(txn);
+        if !payload.is_empty() {
+            self.compare_heads(group, peer, &payload);
+        }
         wire::Response::accepted(seen)
     }
 }

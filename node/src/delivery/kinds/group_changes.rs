@@ -174,6 +174,15 @@ impl Delivery {
                 "change relayed by a non-member".into(),
             ));
         }
+        if joining && !self.groups.may_take_join(id, tokio::time::Instant::now()) {
+            return Err(DeliveryError::NotAllowed(
+                "too many joins for this group this minute".into(),
+            ));
+        }
+        let g = self
+            .groups
+            .get_mut(&id)
+            .ok_or_else(|| DeliveryError::Invalid("change of a group not held".into()))?;
         let forward = joining.then(|| change.to_bytes());
         let before = g.member_set();
         if g.log.apply_at(change, now).map_err(not_allowed)? != Applied::New {

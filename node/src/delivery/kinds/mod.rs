@@ -4,5 +4,8 @@
 mod group;
 mod group_changes;
 mod group_invites;
+mod group_receipts;
+mod group_sync;
+mod group_welcome;
 mod receipts;
 mod text;

@@ -29,28 +29,39 @@ impl Delivery {
             .set_message_state(&id.0, MessageState::Read, None)?
             .unwrap_or(record);
         self.events.emit(NodeEvent::MessageState(updated.clone()));
-        // Reading a request tells its sender nothing.
-        if self.is_contact(&peer) {
-            self.send_receipt(peer, InnerKind::ReadReceipt, &[id]);
+        // Reading a request tells its sender nothing; a co-member of a group hears of it.
+        if updated.group {
+            let group = updated.conversation;
+            let member = self
+                .groups
+                .get(&group)
+                .is_some_and(|g| g.log.role_of(&peer.0).is_some());
+            if member {
+                self.send_receipt(peer, Some(&group), InnerKind::ReadReceipt, &[id]);
+            }
+        } else if self.is_contact(&peer) {
+            self.send_receipt(peer, None, InnerKind::ReadReceipt, &[id]);
         }
         Ok(updated)
     }
 
-    /// Queues a delivery or read receipt for `ids` to `peer`. Best effort: without the peer's
-    /// card there is no route back, and a lost receipt only leaves a state behind.
+    /// Queues a delivery or read receipt for `ids` to `peer` (a co-member of `group` is
+    /// reached by the group's card). Best effort: without the peer's card there is no route
+    /// back, and a lost receipt only leaves a state behind.
     pub(in crate::delivery) fn send_receipt(
         &mut self,
         peer: IdentityKey,
+        group: Option<&[u8; 32]>,
         kind: InnerKind,
         ids: &[MessageId],
     ) {
         let ids: Vec<[u8; 16]> = ids.iter().map(|m| m.0).collect();
         let receipt = InnerMessage::receipt(kind, rand::random(), &ids, self.clock.now_ms());
-        let queued = self
-            .cards
-            .contact(&self.store, &peer)
-            .and_then(|c| self.queue_control(&c, &receipt));
-        if let Err(e) = queued {
+        let Some(card) = self.route_card(&peer, group) else {
+            debug!("no card for a receipt");
+            return;
+        };
+        if let Err(e) = self.queue_control(&card, &receipt) {
             debug!(error = %e, "cannot queue a receipt");
         }
     }
@@ -78,6 +89,13 @@ impl Delivery {
                 Some(m) => Some(m.clone()),
                 None => self.store.get_message(&rid.0).ok().flatten(),
             };
+            if let Some(m) = current.clone()
+                && m.group
+                && m.direction == Direction::Outgoing
+            {
+                txn = self.accept_member_receipt(peer, state, m, inbound, txn);
+                continue;
+            }
             // Only the recipient of a message may report on it.
             if let Some(mut m) = current
                 && m.direction == Direction::Outgoing

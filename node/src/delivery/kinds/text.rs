@@ -81,6 +81,8 @@ impl Delivery {
             held: false,
             group: false,
             reached: 0,
+            delivered_to: 0,
+            read_by: 0,
         };
         // A message's outbox entry shares its id.
         let outbox_id = OutboxId(id.0);
@@ -142,6 +144,8 @@ impl Delivery {
             held: false,
             group: false,
             reached: 0,
+            delivered_to: 0,
+            read_by: 0,
         };
         let txn = txn.mark_seen(&peer.0, &id.0, now_secs + SEEN_TTL_SECS);
         inbound.seen.insert((peer, id));
@@ -161,7 +165,7 @@ impl Delivery {
         self.metrics.messages_received.inc();
         // A message that came through a relay gets an end-to-end delivery receipt.
         if via_relay {
-            inbound.receipts.entry(peer).or_default().push(id);
+            inbound.receipts.entry((peer, None)).or_default().push(id);
         }
         // Events are for apps listening; a drain with none builds none.
         if self.events.listening() {
