@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tokenim.v1.SkippedMessageKey",
             "tokenim.v1.GroupChangeCreate",
             "tokenim.v1.GroupChangeRename",
+            "tokenim.v1.LinkOffer",
         ])
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message as _;
 
 use crate::address::Address;
+use crate::device::{DeviceList, MAX_DEVICE_LIST_BYTES};
 use crate::error::{CryptoError, Result};
 use crate::identity::{Identity, MailboxId, PublicIdentity};
 use crate::pb;
@@ -58,6 +59,9 @@ pub struct ContactCard {
     pub expires_at: u64,
     /// An encoded first-contact [`crate::WriteGrant`] for the first mailbox; empty if none.
     pub intro_grant: Vec<u8>,
+    /// The owner's signed [`DeviceList`] ([`DeviceList::to_bytes`]), whose account is
+    /// `identity`; empty when the owner uses one device.
+    pub device_list: Vec<u8>,
 }
 
 impl ContactCard {
@@ -78,6 +82,7 @@ impl ContactCard {
             created_at: now,
             expires_at: now.saturating_add(valid_secs),
             intro_grant: Vec::new(),
+            device_list: Vec::new(),
         }
     }
 
@@ -86,12 +91,27 @@ impl ContactCard {
         self.identity.address()
     }
 
-    /// Signs the card and encodes it as a `tokenim:` URI. `signer` must be the card's identity.
+    /// The owner's device list, if the card carries one (checked by [`ContactCard::from_uri`]
+    /// and [`ContactCard::to_uri`] already; this decodes it again).
+    pub fn devices(&self) -> Result<Option<DeviceList>> {
+        if self.device_list.is_empty() {
+            return Ok(None);
+        }
+        let list = DeviceList::from_bytes(&self.device_list)?;
+        match list.devices().first() {
+            Some(own) if own.device == self.identity => Ok(Some(list)),
+            _ => Err(CryptoError::WrongAccount),
+        }
+    }
+
+    /// Signs the card and encodes it as a `tokenim:` URI. `signer` must be the card's identity,
+    /// and the device list, if any, the signer's.
     pub fn to_uri(&self, signer: &Identity) -> Result<String> {
         if signer.public_ref() != &self.identity {
             return Err(CryptoError::SignerMismatch);
         }
         self.check_limits()?;
+        self.devices()?;
         let body = self.to_pb().encode_to_vec();
         let signature = sign::sign(
             signer.signing_key(),
@@ -117,7 +137,8 @@ impl ContactCard {
     }
 
     /// Parses and fully verifies a card URI: format, version, limits, the identity's Noise-key
-    /// signature, the card signature and expiry (in that order).
+    /// signature, the card signature, expiry, and the device list if there is one (its
+    /// signature and entries, and that its account is the card's identity), in that order.
     pub fn from_uri(uri: &str, now_secs: u64) -> Result<ContactCard> {
         let uri = uri.trim();
         if uri.len() > MAX_CARD_URI_BYTES {
@@ -161,6 +182,7 @@ impl ContactCard {
                 now: now_secs,
             });
         }
+        card.devices()?;
         Ok(card)
     }
 
@@ -200,10 +222,13 @@ impl ContactCard {
         if self.intro_grant.len() > crate::MAX_GRANT_BYTES {
             return bad("intro grant too long");
         }
+        if self.device_list.len() > MAX_DEVICE_LIST_BYTES {
+            return bad("device list too long");
+        }
         Ok(())
     }
 
-    fn to_pb(&self) -> pb::ContactCard {
+    pub(crate) fn to_pb(&self) -> pb::ContactCard {
         pb::ContactCard {
             identity: Some(self.identity.to_pb()),
             display_name: self.display_name.clone(),
@@ -221,6 +246,7 @@ impl ContactCard {
             created_at: self.created_at,
             expires_at: self.expires_at,
             intro_grant: self.intro_grant.clone(),
+            device_list: self.device_list.clone(),
         }
     }
 
@@ -256,6 +282,7 @@ impl ContactCard {
             created_at: p.created_at,
             expires_at: p.expires_at,
             intro_grant: p.intro_grant,
+            device_list: p.device_list,
         })
     }
 }

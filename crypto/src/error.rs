@@ -226,6 +226,55 @@ pub enum CryptoError {
     #[error("group invite used up")]
     InviteUsedUp,
 
+    // --- devices ---
+    /// A device list would hold more than [`crate::device::MAX_DEVICES`] devices.
+    #[error("too many devices: at most {max}")]
+    TooManyDevices {
+        /// The limit.
+        max: usize,
+    },
+    /// The device is already in the list.
+    #[error("device already listed")]
+    DeviceAlreadyListed,
+    /// The device is not in the list.
+    #[error("device not listed")]
+    DeviceNotListed,
+    /// The account's own device (the first entry) cannot be removed.
+    #[error("the account's own device cannot be removed")]
+    PrimaryDevice,
+    /// A device list, card or signer of another account than expected.
+    #[error("device list of another account")]
+    WrongAccount,
+    /// A device list older than the one held: refused (no rollback).
+    #[error("device list version {got} is older than the held version {held}")]
+    DeviceListRollback {
+        /// Version held.
+        held: u64,
+        /// Version offered.
+        got: u64,
+    },
+    /// A device list of the version held but with other content: the account signed two
+    /// different lists with one version.
+    #[error("two different device lists with version {version}")]
+    DeviceListEquivocation {
+        /// The version both carry.
+        version: u64,
+    },
+    /// A link offer past its expiry.
+    #[error("link offer expired at {expires_at} (now {now})")]
+    LinkExpired {
+        /// When it expired (Unix seconds).
+        expires_at: u64,
+        /// The time it was checked at.
+        now: u64,
+    },
+    /// A link request that names another offer than the one it is checked against.
+    #[error("link request for another offer")]
+    WrongLinkOffer,
+    /// A link request whose proof does not verify with the offer's secret.
+    #[error("link request proof does not verify")]
+    BadLinkProof,
+
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Rng,

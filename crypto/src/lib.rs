@@ -1,12 +1,14 @@
 //! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
 //! envelopes, the signed receipts/acks of the relay protocol and the copies relays sign for each
-//! other, and groups (membership logs and sender keys).
+//! other, groups (membership logs and sender keys), and the device lists and link handshake of
+//! accounts on several devices.
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
 
 pub mod address;
 pub mod card;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod grant;
@@ -21,6 +23,7 @@ mod sign;
 
 pub use address::{ADDRESS_HRP, Address};
 pub use card::{CARD_URI_PREFIX, ContactCard, MAX_CARD_URI_BYTES, RelayInfo};
+pub use device::{DeviceEntry, DeviceList, LinkAccept, LinkOffer, LinkRequest, MAX_DEVICES};
 pub use envelope::{BUCKETS, Envelope, MAX_ENVELOPE_BYTES, MessageId, bucket_for, message_id};
 pub use error::{CryptoError, Result};
 pub use grant::{GrantScope, MAX_GRANT_BYTES, WriteGrant};
@@ -45,4 +48,6 @@ const _: fn() = || {
     send_sync::<ContactCard>();
     send_sync::<group::GroupLog>();
     send_sync::<group::Change>();
+    send_sync::<DeviceList>();
+    send_sync::<LinkOffer>();
 };

@@ -102,6 +102,18 @@ impl fmt::Debug for GroupChangeRename {
     }
 }
 
+// The secret lets anyone join the account while the offer is valid.
+impl fmt::Debug for LinkOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkOffer")
+            .field("version", &self.version)
+            .field("account", &self.account)
+            .field("expires_at", &self.expires_at)
+            .field("addrs", &self.addrs.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,10 +144,15 @@ mod tests {
             name: "secret club".into(),
             ..Default::default()
         };
-        let out = format!("{m:?} {p:?} {g:?} {c:?}");
+        let o = LinkOffer {
+            secret: vec![0xef; 32],
+            ..Default::default()
+        };
+        let out = format!("{m:?} {p:?} {g:?} {c:?} {o:?}");
         assert!(!out.contains("secret"));
         assert!(!out.contains("abab") && !out.contains("171, 171"));
         assert!(!out.contains("cdcd") && !out.contains("205, 205"));
+        assert!(!out.contains("efef") && !out.contains("239, 239"));
         assert!(out.contains("body_len: 12"));
     }
 }

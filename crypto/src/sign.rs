@@ -18,6 +18,7 @@ pub(crate) const CTX_WRITE_GRANT: &str = "tokenim/v1/write-grant";
 pub(crate) const CTX_GROUP_FRAME: &str = "tokenim/v1/group-frame";
 pub(crate) const CTX_GROUP_CHANGE: &str = "tokenim/v1/group-change";
 pub(crate) const CTX_GROUP_INVITE: &str = "tokenim/v1/group-invite";
+pub(crate) const CTX_DEVICE_LIST: &str = "tokenim/v1/device-list";
 
 /// Builds `context || 0x00 || parts...`.
 pub(crate) fn signing_input(context: &str, parts: &[&[u8]]) -> Vec<u8> {

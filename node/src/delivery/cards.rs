@@ -124,6 +124,7 @@ impl Cards {
                 .mailbox
                 .first_contact_grant(now + CARD_TTL_SECS)
                 .to_bytes(),
+            device_list: Vec::new(),
         };
         let uri = card.to_uri(inputs.me).map_err(DeliveryError::internal)?;
         self.mine = Some((uri.clone(), now));
