@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use tokenim_crypto::group::sender_key::{GroupCipher, SenderKeyDistribution};
 use tokenim_crypto::group::{Change, ChangeKind, GroupLog, Invite, Role};
 use tokenim_crypto::{
-    Address, ContactCard, CustodyReceipt, Envelope, Identity, InnerKind, InnerMessage, MailboxAck,
-    MailboxId, PublicIdentity, Registration, RelayInfo, RelayedEnvelope, SessionPolicy, Sessions,
+    Address, ContactCard, CustodyReceipt, DeviceList, Envelope, Identity, InnerKind, InnerMessage,
+    LinkOffer, LinkRequest, MailboxAck, MailboxId, PublicIdentity, Registration, RelayInfo,
+    RelayedEnvelope, SessionPolicy, Sessions,
 };
 
 fn seed(first: u8) -> [u8; 32] {
@@ -392,4 +393,45 @@ fn sender_key_vectors() {
     for f in v["frames"].as_array().unwrap() {
         assert!(b2.open(&unhex(&f["frame"])).is_err());
     }
+}
+
+#[test]
+fn device_vectors() {
+    let account = Identity::from_seed(seed(0));
+    let phone = Identity::from_seed(seed(0x20));
+    let genesis = DeviceList::genesis(&account, "laptop", 1_700_000_000).unwrap();
+    let list = genesis
+        .with_device(&account, phone.public(), "phone", 1_700_000_100)
+        .unwrap();
+    let offer = LinkOffer::with_secret(
+        account.public(),
+        seed(0x80),
+        seed(0x60).to_vec(),
+        vec!["/ip4/192.0.2.7/udp/4001/quic-v1".into()],
+        1_700_000_300,
+    )
+    .unwrap();
+    let request = LinkRequest::new(&offer, &phone, "phone").unwrap();
+    let v = check(
+        "device",
+        json!({
+            "account_seed": h(seed(0)),
+            "device_seed": h(seed(0x20)),
+            "genesis": h(genesis.to_bytes()),
+            "list": h(list.to_bytes()),
+            "offer_uri": offer.to_uri().as_str(),
+            "offer_id": h(offer.id()),
+            "request": h(request.to_bytes()),
+        }),
+    );
+    let read = DeviceList::from_bytes(&unhex(&v["list"])).unwrap();
+    assert_eq!(read, list);
+    assert_eq!(read.version(), 2);
+    assert!(read.contains(&phone.public_ref().identity_key));
+    let g = DeviceList::from_bytes(&unhex(&v["genesis"])).unwrap();
+    assert!(DeviceList::supersedes(Some(&g), &read).unwrap());
+    let o = LinkOffer::from_uri(v["offer_uri"].as_str().unwrap(), 1_700_000_000).unwrap();
+    assert_eq!(o.id().to_vec(), unhex(&v["offer_id"]));
+    let r = LinkRequest::from_bytes(&unhex(&v["request"])).unwrap();
+    r.verify(&o, 1_700_000_000).unwrap();
 }
