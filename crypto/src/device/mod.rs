@@ -45,7 +45,7 @@ mod link;
 mod list;
 
 pub use link::{
-    LINK_URI_PREFIX, LinkAccept, LinkOffer, LinkRequest, MAX_LINK_ACCEPT_BYTES,
+    LINK_OFFER_VERSION, LINK_URI_PREFIX, LinkAccept, LinkOffer, LinkRequest, MAX_LINK_ACCEPT_BYTES,
     MAX_LINK_REQUEST_BYTES, MAX_LINK_URI_BYTES,
 };
 pub use list::{DeviceEntry, DeviceList};
