@@ -74,10 +74,14 @@ fn main() -> anyhow::Result<()> {
                     .sum();
                 println!(
                     "groups: {} with {members} members in all, {} group messages ({} deliveries \
-                     planned), {keys} sender keys to hand out at setup",
+                     planned), {keys} sender keys to hand out at setup; sizes {:?}",
                     plan.groups.len(),
                     plan.group_sends.len(),
-                    plan.messages.iter().filter(|m| m.group.is_some()).count()
+                    plan.messages.iter().filter(|m| m.group.is_some()).count(),
+                    plan.groups
+                        .iter()
+                        .map(|g| g.members.len())
+                        .collect::<Vec<_>>()
                 );
             }
             Ok(())

@@ -310,6 +310,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         bar.inc(1);
     }
     bar.finish_and_clear();
+    tracing::info!(
+        "setup: {} contact cards added after {:.0} s",
+        links.len(),
+        started.elapsed().as_secs_f64()
+    );
     let group_setup = if plan.groups.is_empty() {
         None
     } else {
@@ -455,17 +460,13 @@ fn counter_value(text: &str, name: &str) -> u64 {
 /// How long setup waits for every personal node to register its mailbox at its home relays.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Whether `store` holds group `id` with the sender key of every member in `others`.
-fn holds_group_with_keys(store: &Store, id: &[u8; 32], others: &[[u8; 32]]) -> bool {
-    let Ok(Some(record)) = store.get_group(id) else {
-        return false;
-    };
-    let Ok(cipher) = tokenim_crypto::group::sender_key::GroupCipher::from_bytes(&record.cipher)
-    else {
-        return false;
-    };
+/// How many of the members in `others` `store` holds the sender key of for group `id` (`None`:
+/// the group is not held yet).
+fn sender_keys_held(store: &Store, id: &[u8; 32], others: &[[u8; 32]]) -> Option<usize> {
+    let record = store.get_group(id).ok()??;
+    let cipher = tokenim_crypto::group::sender_key::GroupCipher::from_bytes(&record.cipher).ok()?;
     let senders: std::collections::HashSet<&[u8; 32]> = cipher.senders().collect();
-    others.iter().all(|k| senders.contains(k))
+    Some(others.iter().filter(|k| senders.contains(k)).count())
 }
 
 impl Sim {
@@ -507,6 +508,12 @@ impl Sim {
             hex::decode_to_slice(&view.id, &mut id).map_err(|e| err(e.to_string()))?;
             ids.push(id);
             bar.inc(1);
+            tracing::info!(
+                "groups: {} of {} created after {:.0} s",
+                i + 1,
+                plan.groups.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
         bar.finish_and_clear();
         let _ = self.group_ids.set(ids.clone());
@@ -529,20 +536,28 @@ impl Sim {
             }
         }
         let expected = waiting.len() as u64;
+        let keys_expected: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
+        let mut keys_held: u64;
         let bar = progress(progress_bars, expected, "group keys");
         let deadline = started + Duration::from_secs_f64(self.scenario.groups.setup_timeout_secs);
         let mut next_report = Instant::now() + Duration::from_secs(10);
         loop {
+            let mut held_by_waiting = 0;
             waiting.retain(|(g, m, others)| {
-                !holds_group_with_keys(&self.nodes[*m].store, &ids[*g], others)
+                let held = sender_keys_held(&self.nodes[*m].store, &ids[*g], others);
+                held_by_waiting += held.unwrap_or(0) as u64;
+                held != Some(others.len())
             });
+            let waiting_keys: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
+            keys_held = keys_expected - waiting_keys + held_by_waiting;
             bar.set_position(expected - waiting.len() as u64);
             if waiting.is_empty() || Instant::now() >= deadline {
                 break;
             }
             if Instant::now() >= next_report {
                 tracing::info!(
-                    "groups: {} of {expected} members ready after {:.0} s",
+                    "groups: {} of {expected} members ready, {keys_held} of {keys_expected} \
+                     sender keys held after {:.0} s",
                     expected - waiting.len() as u64,
                     started.elapsed().as_secs_f64()
                 );
@@ -561,6 +576,8 @@ impl Sim {
         Ok(GroupSetup {
             members_ready: expected - waiting.len() as u64,
             members_expected: expected,
+            sender_keys_held: keys_held,
+            sender_keys_expected: keys_expected,
             secs: started.elapsed().as_secs_f64(),
         })
     }
@@ -603,6 +620,12 @@ impl Sim {
                 .filter(|n| n.plan.relay && n.index != node.index)
                 .map(|n| n.peer_id.to_string())
                 .collect();
+            // Every personal node registers its mailbox within the first seconds, which a real
+            // relay's admission limit (new mailboxes per minute) would spread over minutes.
+            cfg.relay.new_mailboxes_per_minute = cfg
+                .relay
+                .new_mailboxes_per_minute
+                .max(u32::try_from(2 * self.nodes.len()).unwrap_or(u32::MAX));
             // Every personal node may hold a connection to its home relay.
             cfg.network.max_connections = cfg
                 .network

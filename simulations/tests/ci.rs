@@ -107,6 +107,8 @@ async fn group_messages_reach_every_member() {
     let s = &outcome.summary;
     let g = s.groups.as_ref().expect("group figures");
     assert_eq!(g.setup.members_ready, g.setup.members_expected);
+    assert_eq!(g.setup.sender_keys_held, g.setup.sender_keys_expected);
+    assert!(g.setup.sender_keys_expected > 100);
     assert!(g.total.messages > 10, "group messages {}", g.total.messages);
     assert_eq!(g.total.deliveries_planned, s.messages_planned);
     assert_eq!(
