@@ -126,8 +126,14 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(g) = &m.groups {
                 println!(
-                    "groups: {}/{} members ready after {:.1} s of group setup",
-                    g.setup.members_ready, g.setup.members_expected, g.setup.secs
+                    "groups: {}/{} members ready ({} without their group), {}/{} sender keys \
+                     held after {:.1} s of group setup",
+                    g.setup.members_ready,
+                    g.setup.members_expected,
+                    g.setup.members_without_group,
+                    g.setup.sender_keys_held,
+                    g.setup.sender_keys_expected,
+                    g.setup.secs
                 );
                 for b in std::iter::once(&g.total).chain(&g.buckets) {
                     let p = |x: &Option<tokenim_sim::report::Percentiles>| {

@@ -75,6 +75,8 @@ pub struct GroupSetup {
     /// member when the timeline started, and how many there are.
     pub members_ready: u64,
     pub members_expected: u64,
+    /// Members whose welcome had not arrived (they do not hold their group at all).
+    pub members_without_group: u64,
     /// Sender keys of co-members held by the members when the timeline started (a group of n
     /// members needs n × (n − 1)), and how many that is.
     pub sender_keys_held: u64,

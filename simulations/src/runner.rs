@@ -538,15 +538,21 @@ impl Sim {
         let expected = waiting.len() as u64;
         let keys_expected: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
         let mut keys_held: u64;
+        let mut without_group: u64;
         let bar = progress(progress_bars, expected, "group keys");
         let deadline = started + Duration::from_secs_f64(self.scenario.groups.setup_timeout_secs);
         let mut next_report = Instant::now() + Duration::from_secs(10);
         loop {
             let mut held_by_waiting = 0;
+            without_group = 0;
             waiting.retain(|(g, m, others)| {
                 let held = sender_keys_held(&self.nodes[*m].store, &ids[*g], others);
-                held_by_waiting += held.unwrap_or(0) as u64;
-                held != Some(others.len())
+                let ready = held == Some(others.len());
+                if !ready {
+                    held_by_waiting += held.unwrap_or(0) as u64;
+                    without_group += u64::from(held.is_none());
+                }
+                !ready
             });
             let waiting_keys: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
             keys_held = keys_expected - waiting_keys + held_by_waiting;
@@ -556,8 +562,8 @@ impl Sim {
             }
             if Instant::now() >= next_report {
                 tracing::info!(
-                    "groups: {} of {expected} members ready, {keys_held} of {keys_expected} \
-                     sender keys held after {:.0} s",
+                    "groups: {} of {expected} members ready ({without_group} without their \
+                     group), {keys_held} of {keys_expected} sender keys held after {:.0} s",
                     expected - waiting.len() as u64,
                     started.elapsed().as_secs_f64()
                 );
@@ -576,6 +582,7 @@ impl Sim {
         Ok(GroupSetup {
             members_ready: expected - waiting.len() as u64,
             members_expected: expected,
+            members_without_group: without_group,
             sender_keys_held: keys_held,
             sender_keys_expected: keys_expected,
             secs: started.elapsed().as_secs_f64(),

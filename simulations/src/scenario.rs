@@ -220,7 +220,11 @@ impl Groups {
                 let hi = edges
                     .get(i + 1)
                     .map_or(self.size[1], |&e| e.saturating_sub(1));
-                format!("{lo}–{hi}")
+                if hi < lo {
+                    format!("{lo}+")
+                } else {
+                    format!("{lo}–{hi}")
+                }
             })
             .collect()
     }
