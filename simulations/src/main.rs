@@ -65,6 +65,25 @@ fn main() -> anyhow::Result<()> {
                 offline,
                 plan.partitions.len()
             );
+            if !plan.groups.is_empty() {
+                let members: usize = plan.groups.iter().map(|g| g.members.len()).sum();
+                let keys: usize = plan
+                    .groups
+                    .iter()
+                    .map(|g| g.members.len() * (g.members.len() - 1))
+                    .sum();
+                println!(
+                    "groups: {} with {members} members in all, {} group messages ({} deliveries \
+                     planned), {keys} sender keys to hand out at setup; sizes {:?}",
+                    plan.groups.len(),
+                    plan.group_sends.len(),
+                    plan.messages.iter().filter(|m| m.group.is_some()).count(),
+                    plan.groups
+                        .iter()
+                        .map(|g| g.members.len())
+                        .collect::<Vec<_>>()
+                );
+            }
             Ok(())
         }
         Cmd::Run {
@@ -104,6 +123,39 @@ fn main() -> anyhow::Result<()> {
                     "latency ms: mean {:.1} p50 {:.1} p95 {:.1} p99 {:.1} max {:.1}",
                     l.mean, l.p50, l.p95, l.p99, l.max
                 );
+            }
+            if let Some(g) = &m.groups {
+                println!(
+                    "groups: {}/{} members ready ({} without their group), {}/{} sender keys \
+                     held after {:.1} s of group setup",
+                    g.setup.members_ready,
+                    g.setup.members_expected,
+                    g.setup.members_without_group,
+                    g.setup.sender_keys_held,
+                    g.setup.sender_keys_expected,
+                    g.setup.secs
+                );
+                for b in std::iter::once(&g.total).chain(&g.buckets) {
+                    let p = |x: &Option<tokenim_sim::report::Percentiles>| {
+                        x.as_ref().map_or("-".into(), |l| {
+                            format!(
+                                "p50 {:.0} p95 {:.0} p99 {:.0} max {:.0}",
+                                l.p50, l.p95, l.p99, l.max
+                            )
+                        })
+                    };
+                    println!(
+                        "  {} members: {} groups, {} messages, {}/{} delivered ({:.4}); latency {}; fan-out {}",
+                        b.sizes,
+                        b.groups,
+                        b.messages,
+                        b.deliveries_delivered,
+                        b.deliveries_planned,
+                        b.delivery_ratio,
+                        p(&b.latency_ms),
+                        p(&b.fanout_ms)
+                    );
+                }
             }
             if let Some(v) = &m.via_relays {
                 println!(

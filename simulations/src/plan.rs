@@ -1,6 +1,6 @@
 //! The deterministic part of a run, computed from the scenario alone before any node starts:
-//! node keys and regions, bootstrap peers, conversations, the message schedule, offline windows
-//! and partitions. Same scenario (and seed) → same plan, bit for bit.
+//! node keys and regions, bootstrap peers, conversations, groups, the message schedule, offline
+//! windows and partitions. Same scenario (and seed) → same plan, bit for bit.
 
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
@@ -52,6 +52,30 @@ pub struct PlannedMessage {
     /// planned while its sender is offline is moved to when the sender is back.
     pub at_ms: u64,
     pub bytes: usize,
+    /// A group message's delivery to one member (`to`): the group's index. One group message
+    /// is one row per member other than its sender.
+    pub group: Option<usize>,
+}
+
+/// A group: its members, the owner (who creates it) first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub members: Vec<usize>,
+    /// Its size bucket (index into `groups.size_buckets`).
+    pub bucket: usize,
+}
+
+/// One group message: sent once by `from`, delivered to every other member. Its deliveries are
+/// the planned messages `first_seq ..` in the order of the group's members (sender skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSend {
+    /// Number of the group message (carried in its body).
+    pub index: u64,
+    pub group: usize,
+    pub from: usize,
+    pub at_ms: u64,
+    pub bytes: usize,
+    pub first_seq: u64,
 }
 
 /// Which group each region belongs to during one partition (`None`: not cut off).
@@ -67,7 +91,10 @@ pub struct Plan {
     pub regions: Vec<String>,
     pub nodes: Vec<NodePlan>,
     pub pairs: Vec<(usize, usize)>,
+    pub groups: Vec<GroupPlan>,
+    /// Planned messages: 1:1 messages, then one row per group message and recipient.
     pub messages: Vec<PlannedMessage>,
+    pub group_sends: Vec<GroupSend>,
     pub partitions: Vec<PartitionWindow>,
 }
 
@@ -105,9 +132,11 @@ impl Plan {
             .collect();
         nodes.extend(relay_plans(s));
 
-        // Conversations: distinct (sender, recipient) pairs.
+        // Conversations: distinct (sender, recipient) pairs (none without 1:1 traffic).
         let mut r = SimRng::derive(s.seed, "pairs", 0);
-        let want = if s.traffic.pairs == 0 {
+        let want = if s.traffic.rate_per_sec <= 0.0 {
+            0
+        } else if s.traffic.pairs == 0 {
             n
         } else {
             s.traffic.pairs
@@ -129,10 +158,37 @@ impl Plan {
             }
         }
 
-        // Recipients offline at the start of traffic, back after a while.
+        // Groups: members drawn uniformly from the personal nodes, each group from its own
+        // stream; the first member is the owner.
+        let groups: Vec<GroupPlan> = (0..s.groups.count)
+            .map(|g| {
+                let mut r = SimRng::derive(s.seed, "groups", g as u64);
+                let [lo, hi] = s.groups.size;
+                let size = lo + r.below((hi - lo + 1) as u64) as usize;
+                let mut members = Vec::with_capacity(size);
+                let mut seen = std::collections::HashSet::new();
+                while members.len() < size {
+                    let m = r.below(n as u64) as usize;
+                    if seen.insert(m) {
+                        members.push(m);
+                    }
+                }
+                GroupPlan {
+                    members,
+                    bucket: s.groups.bucket_of(size),
+                }
+            })
+            .collect();
+
+        // Recipients (of 1:1 conversations and group members) offline at the start of
+        // traffic, back after a while.
         let t_start = ms(s.traffic.start_secs);
         let mut r = SimRng::derive(s.seed, "offline-recipients", 0);
-        let mut recipients: Vec<usize> = pairs.iter().map(|p| p.1).collect();
+        let mut recipients: Vec<usize> = pairs
+            .iter()
+            .map(|p| p.1)
+            .chain(groups.iter().flat_map(|g| g.members.iter().copied()))
+            .collect();
         recipients.sort_unstable();
         recipients.dedup();
         r.shuffle(&mut recipients);
@@ -173,11 +229,52 @@ impl Plan {
                     to,
                     at_ms,
                     bytes: s.traffic.message_bytes,
+                    group: None,
                 });
                 seq += 1;
             }
-            messages.sort_by_key(|m| (m.at_ms, m.seq));
         }
+
+        // Group traffic: a Poisson process over the same window, from a random member of a
+        // random group; one planned delivery per other member.
+        let mut group_sends = Vec::new();
+        if s.groups.rate_per_sec > 0.0 && !groups.is_empty() {
+            let mut r = SimRng::derive(s.seed, "group-traffic", 0);
+            let end = s.traffic_end_secs();
+            let mut t = s.traffic.start_secs;
+            let mut seq = messages.len() as u64;
+            loop {
+                t += r.exp(1.0 / s.groups.rate_per_sec);
+                if t >= end {
+                    break;
+                }
+                let group = r.below(groups.len() as u64) as usize;
+                let members = &groups[group].members;
+                let from = members[r.below(members.len() as u64) as usize];
+                let at_ms = nodes[from].next_online(ms(t));
+                let send = GroupSend {
+                    index: group_sends.len() as u64,
+                    group,
+                    from,
+                    at_ms,
+                    bytes: s.groups.message_bytes,
+                    first_seq: seq,
+                };
+                for &to in members.iter().filter(|&&m| m != from) {
+                    messages.push(PlannedMessage {
+                        seq,
+                        from,
+                        to,
+                        at_ms,
+                        bytes: send.bytes,
+                        group: Some(group),
+                    });
+                    seq += 1;
+                }
+                group_sends.push(send);
+            }
+        }
+        messages.sort_by_key(|m| (m.at_ms, m.seq));
 
         let partitions = s
             .partitions
@@ -203,7 +300,9 @@ impl Plan {
             regions,
             nodes,
             pairs,
+            groups,
             messages,
+            group_sends,
             partitions,
         }
     }
@@ -367,6 +466,56 @@ mod tests {
             homes(&Plan::new(&scenario(3))).concat(),
             Vec::<usize>::new()
         );
+    }
+
+    #[test]
+    fn groups_have_their_own_streams_and_one_row_per_recipient() {
+        let base = scenario(4);
+        let mut sc = base.clone();
+        sc.groups.count = 5;
+        sc.groups.size = [3, 12];
+        sc.groups.rate_per_sec = 10.0;
+        sc.groups.size_buckets = vec![3, 8];
+        let a = Plan::new(&sc);
+        let b = Plan::new(&sc);
+        assert_eq!(a.groups, b.groups);
+        assert_eq!(a.group_sends, b.group_sends);
+        // Groups do not move the 1:1 traffic.
+        let one_to_one: Vec<_> = a.messages.iter().filter(|m| m.group.is_none()).collect();
+        assert_eq!(one_to_one.len(), Plan::new(&base).messages.len());
+        assert_eq!(a.groups.len(), 5);
+        for g in &a.groups {
+            assert!((3..=12).contains(&g.members.len()));
+            let mut m = g.members.clone();
+            m.sort_unstable();
+            m.dedup();
+            assert_eq!(m.len(), g.members.len(), "members are distinct");
+            assert_eq!(g.bucket, usize::from(g.members.len() >= 8));
+        }
+        assert!(
+            a.group_sends.len() > 50,
+            "about 100 group messages expected"
+        );
+        let mut seqs: Vec<u64> = a.messages.iter().map(|m| m.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..a.messages.len() as u64).collect::<Vec<_>>());
+        for send in &a.group_sends {
+            let g = &a.groups[send.group];
+            assert!(g.members.contains(&send.from));
+            assert!(a.nodes[send.from].online_at(send.at_ms));
+            let rows: Vec<_> = a
+                .messages
+                .iter()
+                .filter(|m| {
+                    (send.first_seq..send.first_seq + g.members.len() as u64 - 1).contains(&m.seq)
+                })
+                .collect();
+            assert_eq!(rows.len(), g.members.len() - 1);
+            assert!(rows.iter().all(|m| m.group == Some(send.group)
+                && m.from == send.from
+                && m.to != send.from
+                && m.at_ms == send.at_ms));
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! SVG plots drawn with plotters: latency CDF, delivery ratio over time, bytes per node.
+//! SVG plots drawn with plotters: latency CDF (and, with groups, one per group size bucket),
+//! delivery ratio over time, bytes per node.
 //! (SVG only: PNG output would pull a font rasteriser into the build.)
 
 use std::path::Path;
@@ -17,8 +18,39 @@ pub fn write_all(o: &Outcome, dir: &Path) -> Result<(), SimError> {
     lat.sort_by(f64::total_cmp);
     wrap(
         "latency_cdf.svg",
-        latency_cdf(&dir.join("latency_cdf.svg"), name, &lat),
+        latency_cdf(
+            &dir.join("latency_cdf.svg"),
+            &format!("{name}: delivery latency CDF"),
+            &[(String::new(), lat)],
+        ),
     )?;
+    if let Some(g) = &o.summary.groups {
+        let mut series: Vec<(String, Vec<f64>)> = g
+            .buckets
+            .iter()
+            .map(|b| (format!("{} members", b.sizes), Vec::new()))
+            .collect();
+        let bucket_of: Vec<usize> = o.groups.iter().map(|g| g.bucket).collect();
+        for r in &o.deliveries {
+            if let (Some(group), Some(l)) = (r.group, r.latency_ms)
+                && let Some(s) = bucket_of.get(group).and_then(|&b| series.get_mut(b))
+            {
+                s.1.push(l);
+            }
+        }
+        series.retain(|s| !s.1.is_empty());
+        for s in &mut series {
+            s.1.sort_by(f64::total_cmp);
+        }
+        wrap(
+            "group_latency_cdf.svg",
+            latency_cdf(
+                &dir.join("group_latency_cdf.svg"),
+                &format!("{name}: group delivery latency CDF per group size"),
+                &series,
+            ),
+        )?;
+    }
     wrap(
         "delivery_ratio.svg",
         ratio(&dir.join("delivery_ratio.svg"), name, &o.ratio_over_time),
@@ -31,12 +63,17 @@ pub fn write_all(o: &Outcome, dir: &Path) -> Result<(), SimError> {
     )
 }
 
-fn latency_cdf(path: &Path, name: &str, sorted: &[f64]) -> Res {
+/// One CDF line per (label, sorted latencies); a single unlabelled series draws no legend.
+fn latency_cdf(path: &Path, caption: &str, series: &[(String, Vec<f64>)]) -> Res {
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
-    let xmax = sorted.last().copied().unwrap_or(1.0).max(1.0) * 1.05;
+    let xmax = series
+        .iter()
+        .filter_map(|s| s.1.last().copied())
+        .fold(1.0, f64::max)
+        * 1.05;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{name}: delivery latency CDF"), ("sans-serif", 22))
+        .caption(caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -46,14 +83,31 @@ fn latency_cdf(path: &Path, name: &str, sorted: &[f64]) -> Res {
         .x_desc("latency, scheduled send → recipient inbox (ms)")
         .y_desc("fraction of delivered messages")
         .draw()?;
-    let n = sorted.len().max(1) as f64;
-    chart.draw_series(LineSeries::new(
-        sorted
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (x, (i + 1) as f64 / n)),
-        &BLUE,
-    ))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, (label, sorted)) in series.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let n = sorted.len().max(1) as f64;
+        let drawn = chart.draw_series(LineSeries::new(
+            sorted
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (x, (i + 1) as f64 / n)),
+            &color,
+        ))?;
+        if !label.is_empty() {
+            drawn
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if series.iter().any(|s| !s.0.is_empty()) {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }

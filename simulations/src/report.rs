@@ -64,6 +64,56 @@ pub struct DeliveryRow {
     pub delivered_ms: Option<f64>,
     pub latency_ms: Option<f64>,
     pub copies: u32,
+    /// A group message's delivery to one member: the group's index.
+    pub group: Option<usize>,
+}
+
+/// How far group setup got before the timeline started.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GroupSetup {
+    /// (member, group) pairs where the member held the group and the sender key of every other
+    /// member when the timeline started, and how many there are.
+    pub members_ready: u64,
+    pub members_expected: u64,
+    /// Members whose welcome had not arrived (they do not hold their group at all).
+    pub members_without_group: u64,
+    /// Sender keys of co-members held by the members when the timeline started (a group of n
+    /// members needs n × (n − 1)), and how many that is.
+    pub sender_keys_held: u64,
+    pub sender_keys_expected: u64,
+    /// Creating the groups and waiting for every member to be ready.
+    pub secs: f64,
+}
+
+/// Group-message figures of one size bucket (or of all groups).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupBucket {
+    /// Member counts, e.g. `10–49`.
+    pub sizes: String,
+    pub groups: usize,
+    /// Group messages sent (each to every other member).
+    pub messages: usize,
+    /// Planned deliveries: one per message and recipient member.
+    pub deliveries_planned: usize,
+    pub deliveries_delivered: usize,
+    pub delivery_ratio: f64,
+    /// Scheduled send → the member's inbox, per delivery.
+    pub latency_ms: Option<Percentiles>,
+    /// Scheduled send → the last member's inbox, per group message that reached every member.
+    pub fanout_ms: Option<Percentiles>,
+    pub extra_copies: u64,
+}
+
+/// Group conversations (scenarios with `[groups]` only).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupFigures {
+    pub setup: GroupSetup,
+    /// All group messages.
+    pub total: GroupBucket,
+    pub buckets: Vec<GroupBucket>,
+    /// Bytes all nodes sent during the timeline (group messages, receipts, retries, 1:1
+    /// traffic if any, and the network's own chatter) ÷ planned group deliveries.
+    pub timeline_bytes_out_per_delivery: f64,
 }
 
 /// Everything the runner hands to the report.
@@ -75,6 +125,9 @@ pub struct RawResults {
     pub nodes: Vec<NodeRow>,
     pub attempts_total: u64,
     pub relay_stats: Option<RelayFigures>,
+    pub group_setup: Option<GroupSetup>,
+    /// Bytes all nodes sent from the start of the timeline to its end.
+    pub timeline_bytes_out: u64,
     pub lagged: bool,
     pub rss_before: Option<(u64, u64)>,
     pub rss_setup: Option<(u64, u64)>,
@@ -134,6 +187,10 @@ pub struct Summary {
     /// Only with relays: how many messages went through mailboxes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via_relays: Option<RelayFigures>,
+    /// Only with groups: delivery and latency per group size bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupFigures>,
+    /// 1:1 messages plus one per group message and recipient member.
     pub messages_planned: usize,
     pub messages_sent: usize,
     pub messages_delivered: usize,
@@ -161,6 +218,19 @@ pub struct Outcome {
     pub nodes: Vec<NodeRow>,
     /// (seconds, share of messages scheduled so far that have been delivered).
     pub ratio_over_time: Vec<(f64, f64)>,
+    /// One row per group (empty without groups).
+    pub groups: Vec<GroupRow>,
+}
+
+/// What `groups.csv` holds for one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRow {
+    pub size: usize,
+    pub bucket: usize,
+    pub owner: usize,
+    pub messages: usize,
+    pub deliveries: usize,
+    pub delivered: usize,
 }
 
 fn mib(b: u64) -> f64 {
@@ -196,11 +266,16 @@ pub fn trace_hash(rows: &[DeliveryRow]) -> String {
     let mut line = String::new();
     for r in rows {
         line.clear();
-        let _ = writeln!(
+        let _ = write!(
             line,
             "{},{},{},{},{},{},{}",
             r.seq, r.from, r.to, r.scheduled_ms, r.bytes, r.delivered as u8, r.copies
         );
+        // Group rows name their group (1:1 rows hash as before groups existed).
+        if let Some(g) = r.group {
+            let _ = write!(line, ",g{g}");
+        }
+        line.push('\n');
         h.update(line.as_bytes());
     }
     hex::encode(h.finalize())
@@ -224,6 +299,7 @@ pub fn build(raw: RawResults) -> Outcome {
                 delivered_ms: s.delivered_ms,
                 latency_ms: s.delivered_ms.map(|d| (d - m.at_ms as f64).max(0.0)),
                 copies: s.copies,
+                group: m.group,
             }
         })
         .collect();
@@ -252,6 +328,9 @@ pub fn build(raw: RawResults) -> Outcome {
         nodes: raw.scenario.nodes,
         relays: raw.scenario.relays,
         via_relays: raw.relay_stats.clone(),
+        groups: raw
+            .group_setup
+            .map(|setup| group_figures(&raw, setup, &deliveries)),
         messages_planned: planned,
         messages_sent: deliveries.iter().filter(|r| r.sent).count(),
         messages_delivered: delivered,
@@ -299,11 +378,99 @@ pub fn build(raw: RawResults) -> Outcome {
         trace_hash: trace_hash(&deliveries),
     };
     let ratio_over_time = ratio_over_time(&deliveries, raw.timeline_secs);
+    let mut groups: Vec<GroupRow> = raw
+        .plan
+        .groups
+        .iter()
+        .map(|g| GroupRow {
+            size: g.members.len(),
+            bucket: g.bucket,
+            owner: g.members[0],
+            messages: 0,
+            deliveries: 0,
+            delivered: 0,
+        })
+        .collect();
+    for send in &raw.plan.group_sends {
+        groups[send.group].messages += 1;
+    }
+    for r in &deliveries {
+        if let Some(g) = r.group {
+            groups[g].deliveries += 1;
+            groups[g].delivered += usize::from(r.delivered);
+        }
+    }
     Outcome {
         summary,
         deliveries,
         nodes: raw.nodes,
         ratio_over_time,
+        groups,
+    }
+}
+
+/// Delivery ratio, latency and fan-out time of the group messages, per size bucket and over all.
+fn group_figures(raw: &RawResults, setup: GroupSetup, rows: &[DeliveryRow]) -> GroupFigures {
+    let plan = &raw.plan;
+    let g = &raw.scenario.groups;
+    let labels = g.bucket_labels();
+    let bucket = |label: String, want: &dyn Fn(usize) -> bool| {
+        let groups = plan.groups.iter().filter(|p| want(p.bucket)).count();
+        let sends: Vec<_> = plan
+            .group_sends
+            .iter()
+            .filter(|s| want(plan.groups[s.group].bucket))
+            .collect();
+        let mut planned = 0;
+        let mut delivered = 0;
+        let mut extra = 0;
+        let mut latencies = Vec::new();
+        let mut fanouts = Vec::new();
+        for send in &sends {
+            let n = plan.groups[send.group].members.len() - 1;
+            let mut slowest = Some(0.0f64);
+            for r in &rows[send.first_seq as usize..send.first_seq as usize + n] {
+                planned += 1;
+                extra += u64::from(r.copies.saturating_sub(1));
+                match r.latency_ms {
+                    Some(l) => {
+                        delivered += 1;
+                        latencies.push(l);
+                        slowest = slowest.map(|s| s.max(l));
+                    }
+                    None => slowest = None,
+                }
+            }
+            fanouts.extend(slowest);
+        }
+        GroupBucket {
+            sizes: label,
+            groups,
+            messages: sends.len(),
+            deliveries_planned: planned,
+            deliveries_delivered: delivered,
+            delivery_ratio: if planned == 0 {
+                1.0
+            } else {
+                delivered as f64 / planned as f64
+            },
+            latency_ms: percentiles(latencies),
+            fanout_ms: percentiles(fanouts),
+            extra_copies: extra,
+        }
+    };
+    let total = bucket(format!("{}–{}", g.size[0], g.size[1]), &|_| true);
+    let buckets = labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| bucket(label, &|b| b == i))
+        .collect();
+    GroupFigures {
+        setup,
+        timeline_bytes_out_per_delivery: raw.timeline_bytes_out as f64
+            / total.deliveries_planned.max(1) as f64,
+        total,
+        buckets,
     }
 }
 
@@ -332,13 +499,13 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<(), SimError> {
     std::fs::write(dir.join("summary.json"), json + "\n").map_err(|e| io("summary.json", e))?;
 
     let mut csv = String::from(
-        "seq,from,to,scheduled_ms,bytes,sent,delivered,delivered_ms,latency_ms,copies\n",
+        "seq,from,to,scheduled_ms,bytes,sent,delivered,delivered_ms,latency_ms,copies,group\n",
     );
     let opt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
     for r in &o.deliveries {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             r.seq,
             r.from,
             r.to,
@@ -348,7 +515,8 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<(), SimError> {
             r.delivered,
             opt(r.delivered_ms),
             opt(r.latency_ms),
-            r.copies
+            r.copies,
+            r.group.map(|g| g.to_string()).unwrap_or_default()
         );
     }
     std::fs::write(dir.join("deliveries.csv"), csv).map_err(|e| io("deliveries.csv", e))?;
@@ -369,6 +537,17 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<(), SimError> {
         );
     }
     std::fs::write(dir.join("nodes.csv"), csv).map_err(|e| io("nodes.csv", e))?;
+    if !o.groups.is_empty() {
+        let mut csv = String::from("group,size,bucket,owner,messages,deliveries,delivered\n");
+        for (i, g) in o.groups.iter().enumerate() {
+            let _ = writeln!(
+                csv,
+                "{i},{},{},{},{},{},{}",
+                g.size, g.bucket, g.owner, g.messages, g.deliveries, g.delivered
+            );
+        }
+        std::fs::write(dir.join("groups.csv"), csv).map_err(|e| io("groups.csv", e))?;
+    }
     crate::plots::write_all(o, dir)
 }
 
@@ -388,6 +567,7 @@ mod tests {
             delivered_ms: delivered.then_some(seq as f64 * 10.0 + 5.0),
             latency_ms: delivered.then_some(5.0),
             copies: u32::from(delivered),
+            group: None,
         }
     }
 
@@ -413,5 +593,8 @@ mod tests {
         let mut d = a.clone();
         d[0].copies = 2;
         assert_ne!(trace_hash(&a), trace_hash(&d));
+        let mut e = a.clone();
+        e[1].group = Some(0);
+        assert_ne!(trace_hash(&a), trace_hash(&e));
     }
 }

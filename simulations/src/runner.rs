@@ -1,6 +1,6 @@
 //! Runs a scenario: starts every node (the real `tokenim-node` code) on the link model, hands
-//! out contact cards, plays the traffic, churn and partition timeline in real time, and records
-//! what each recipient's inbox saw.
+//! out contact cards, creates the groups, plays the traffic, churn and partition timeline in real
+//! time, and records what each recipient's inbox saw.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ fn now_ms() -> u64 {
 }
 use crate::link::{LinkParams, NetModel, Network, transport_factory};
 use crate::plan::{NodePlan, Plan};
-use crate::report::{self, NodeRow, Outcome, RawResults, RelayFigures, Slot};
+use crate::report::{self, GroupSetup, NodeRow, Outcome, RawResults, RelayFigures, Slot};
 use crate::scenario::Scenario;
 
 /// How the runner reports while it works.
@@ -48,15 +48,28 @@ pub struct RunOptions {
 struct Collector {
     t0: OnceLock<(Instant, u64)>,
     slots: Mutex<Vec<Slot>>,
+    /// (group message, recipient node) → sequence number of that planned delivery.
+    group_rows: HashMap<(u64, usize), u64>,
     delivered: AtomicUsize,
     lagged: AtomicBool,
 }
 
 impl Collector {
-    fn new(n: usize) -> Self {
+    fn new(plan: &Plan) -> Self {
+        let mut group_rows = HashMap::new();
+        for send in &plan.group_sends {
+            let others = plan.groups[send.group]
+                .members
+                .iter()
+                .filter(|&&m| m != send.from);
+            for (i, &to) in others.enumerate() {
+                group_rows.insert((send.index, to), send.first_seq + i as u64);
+            }
+        }
         Self {
             t0: OnceLock::new(),
-            slots: Mutex::new(vec![Slot::default(); n]),
+            slots: Mutex::new(vec![Slot::default(); plan.messages.len()]),
+            group_rows,
             delivered: AtomicUsize::new(0),
             lagged: AtomicBool::new(false),
         }
@@ -81,6 +94,15 @@ impl Collector {
                 s.copies = s.copies.max(1);
             }
             self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The planned message a body received by node `at` stands for: a 1:1 message's sequence
+    /// number is in its body, a group message's row is found by its number and the recipient.
+    fn seq_of(&self, body: &str, at: usize) -> Option<u64> {
+        match parse_group_index(body) {
+            Some(index) => self.group_rows.get(&(index, at)).copied(),
+            None => parse_seq(body),
         }
     }
 
@@ -109,6 +131,8 @@ struct Sim {
     net: Arc<Network>,
     nodes: Vec<Arc<SimNode>>,
     collector: Arc<Collector>,
+    /// Group ids, by the plan's group index (set once the owners created them).
+    group_ids: OnceLock<Vec<[u8; 32]>>,
 }
 
 pub fn message_body(seq: u64, bytes: usize) -> String {
@@ -121,6 +145,19 @@ pub fn message_body(seq: u64, bytes: usize) -> String {
 
 fn parse_seq(body: &str) -> Option<u64> {
     body.strip_prefix("sim:")?.split_once(':')?.0.parse().ok()
+}
+
+/// The body of group message `index` (one body for every member).
+pub fn group_message_body(index: u64, bytes: usize) -> String {
+    let mut body = format!("simg:{index}:");
+    while body.len() < bytes {
+        body.push('x');
+    }
+    body
+}
+
+fn parse_group_index(body: &str) -> Option<u64> {
+    body.strip_prefix("simg:")?.split_once(':')?.0.parse().ok()
 }
 
 fn net_model(s: &Scenario, plan: &Plan) -> NetModel {
@@ -215,7 +252,8 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         scenario: scenario.clone(),
         net: net.clone(),
         nodes,
-        collector: Arc::new(Collector::new(plan.messages.len())),
+        collector: Arc::new(Collector::new(&plan)),
+        group_ids: OnceLock::new(),
     });
 
     // Start every node: relays first, so personal nodes register their mailboxes at start.
@@ -229,11 +267,20 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     let registered = sim.wait_for_mailboxes(&relays).await?;
 
     // Both sides of each pair add the other's card, as users who talk do: a card a node never
-    // added is a stranger's, whose messages wait as a request and get no receipt.
+    // added is a stranger's, whose messages wait as a request and get no receipt. A group's
+    // owner and each of its members are contacts too: the owner can only add accepted
+    // contacts, and a member takes a welcome only from a contact.
+    let owner_links = plan.groups.iter().flat_map(|g| {
+        let owner = g.members[0];
+        g.members[1..]
+            .iter()
+            .flat_map(move |&m| [(owner, m), (m, owner)])
+    });
     let mut links: Vec<(usize, usize)> = plan
         .pairs
         .iter()
         .flat_map(|&(from, to)| [(from, to), (to, from)])
+        .chain(owner_links)
         .collect();
     links.sort_unstable();
     links.dedup();
@@ -263,6 +310,16 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         bar.inc(1);
     }
     bar.finish_and_clear();
+    tracing::info!(
+        "setup: {} contact cards added after {:.0} s",
+        links.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let group_setup = if plan.groups.is_empty() {
+        None
+    } else {
+        Some(sim.create_groups(&plan, opts.progress).await?)
+    };
     let rss_setup = crate::memory::rss();
     let setup_secs = started.elapsed().as_secs_f64();
 
@@ -271,6 +328,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     let wall0 = now_ms();
     let _ = sim.collector.t0.set((t0, wall0));
     net.start_clock(t0);
+    let bytes_out_at_t0 = sim.bytes_out_total();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     for node in &sim.nodes {
         if !node.plan.offline.is_empty() {
@@ -278,6 +336,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         }
     }
     tasks.push(tokio::spawn(sim.clone().traffic(plan.clone(), t0)));
+    tasks.push(tokio::spawn(sim.clone().group_traffic(plan.clone(), t0)));
 
     let total = plan.messages.len();
     let last_send = plan.messages.last().map_or(0, |m| m.at_ms);
@@ -299,6 +358,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
     }
     bar.finish_and_clear();
     let timeline_secs = t0.elapsed().as_secs_f64();
+    let timeline_bytes_out = sim.bytes_out_total().saturating_sub(bytes_out_at_t0);
     for t in &tasks {
         t.abort();
     }
@@ -362,6 +422,8 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<Outcome, SimE
         nodes: node_rows,
         attempts_total,
         relay_stats,
+        group_setup,
+        timeline_bytes_out,
         lagged: sim.collector.lagged.load(Ordering::Relaxed),
         rss_before,
         rss_setup,
@@ -398,7 +460,135 @@ fn counter_value(text: &str, name: &str) -> u64 {
 /// How long setup waits for every personal node to register its mailbox at its home relays.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many of the members in `others` `store` holds the sender key of for group `id` (`None`:
+/// the group is not held yet).
+fn sender_keys_held(store: &Store, id: &[u8; 32], others: &[[u8; 32]]) -> Option<usize> {
+    let record = store.get_group(id).ok()??;
+    let cipher = tokenim_crypto::group::sender_key::GroupCipher::from_bytes(&record.cipher).ok()?;
+    let senders: std::collections::HashSet<&[u8; 32]> = cipher.senders().collect();
+    Some(others.iter().filter(|k| senders.contains(k)).count())
+}
+
 impl Sim {
+    /// Bytes all nodes have sent so far.
+    fn bytes_out_total(&self) -> u64 {
+        self.nodes.iter().map(|n| self.net.bytes(n.index).1).sum()
+    }
+
+    /// Each group's owner creates it through its node's service (as the local API does), with
+    /// the other members as members; then waits until every member holds the group and the
+    /// sender key of every other member (each member sends its own to the others when it is
+    /// welcomed), at most `groups.setup_timeout_secs`. After the timeout the run goes on (group
+    /// frames a member cannot open yet are retried by their senders) and the summary says how
+    /// many members were ready.
+    async fn create_groups(
+        &self,
+        plan: &Plan,
+        progress_bars: bool,
+    ) -> Result<GroupSetup, SimError> {
+        let started = Instant::now();
+        let bar = progress(progress_bars, plan.groups.len() as u64, "groups");
+        let mut ids = Vec::with_capacity(plan.groups.len());
+        for (i, g) in plan.groups.iter().enumerate() {
+            let owner = g.members[0];
+            let members = g.members[1..]
+                .iter()
+                .map(|&m| IdentityKey(self.nodes[m].identity_key).address())
+                .collect();
+            let (_, service) = self.handles(owner).await?;
+            let err = |message: String| SimError::Service {
+                index: owner,
+                message,
+            };
+            let view = service
+                .create_group(format!("g{i}"), members)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(&view.id, &mut id).map_err(|e| err(e.to_string()))?;
+            ids.push(id);
+            bar.inc(1);
+            tracing::info!(
+                "groups: {} of {} created after {:.0} s",
+                i + 1,
+                plan.groups.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        bar.finish_and_clear();
+        let _ = self.group_ids.set(ids.clone());
+
+        // (group, member) pairs still waiting for the group or a sender key.
+        let keys = |g: usize| -> Vec<[u8; 32]> {
+            plan.groups[g]
+                .members
+                .iter()
+                .map(|&m| self.nodes[m].identity_key)
+                .collect()
+        };
+        let mut waiting: Vec<(usize, usize, Vec<[u8; 32]>)> = Vec::new();
+        for (g, group) in plan.groups.iter().enumerate() {
+            let all = keys(g);
+            for &m in &group.members {
+                let me = self.nodes[m].identity_key;
+                let others = all.iter().filter(|k| **k != me).copied().collect();
+                waiting.push((g, m, others));
+            }
+        }
+        let expected = waiting.len() as u64;
+        let keys_expected: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
+        let mut keys_held: u64;
+        let mut without_group: u64;
+        let bar = progress(progress_bars, expected, "group keys");
+        let deadline = started + Duration::from_secs_f64(self.scenario.groups.setup_timeout_secs);
+        let mut next_report = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut held_by_waiting = 0;
+            without_group = 0;
+            waiting.retain(|(g, m, others)| {
+                let held = sender_keys_held(&self.nodes[*m].store, &ids[*g], others);
+                let ready = held == Some(others.len());
+                if !ready {
+                    held_by_waiting += held.unwrap_or(0) as u64;
+                    without_group += u64::from(held.is_none());
+                }
+                !ready
+            });
+            let waiting_keys: u64 = waiting.iter().map(|w| w.2.len() as u64).sum();
+            keys_held = keys_expected - waiting_keys + held_by_waiting;
+            bar.set_position(expected - waiting.len() as u64);
+            if waiting.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            if Instant::now() >= next_report {
+                tracing::info!(
+                    "groups: {} of {expected} members ready ({without_group} without their \
+                     group), {keys_held} of {keys_expected} sender keys held after {:.0} s",
+                    expected - waiting.len() as u64,
+                    started.elapsed().as_secs_f64()
+                );
+                next_report += Duration::from_secs(10);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bar.finish_and_clear();
+        if !waiting.is_empty() {
+            tracing::warn!(
+                "groups: {} of {expected} members did not hold their group with every sender \
+                 key in time",
+                waiting.len()
+            );
+        }
+        Ok(GroupSetup {
+            members_ready: expected - waiting.len() as u64,
+            members_expected: expected,
+            members_without_group: without_group,
+            sender_keys_held: keys_held,
+            sender_keys_expected: keys_expected,
+            secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
     /// Starts (or restarts) a node with its identity, key and store.
     async fn start(self: &Arc<Self>, node: &Arc<SimNode>) -> Result<(), SimError> {
         let s = &self.scenario;
@@ -437,6 +627,12 @@ impl Sim {
                 .filter(|n| n.plan.relay && n.index != node.index)
                 .map(|n| n.peer_id.to_string())
                 .collect();
+            // Every personal node registers its mailbox within the first seconds, which a real
+            // relay's admission limit (new mailboxes per minute) would spread over minutes.
+            cfg.relay.new_mailboxes_per_minute = cfg
+                .relay
+                .new_mailboxes_per_minute
+                .max(u32::try_from(2 * self.nodes.len()).unwrap_or(u32::MAX));
             // Every personal node may hold a connection to its home relay.
             cfg.network.max_connections = cfg
                 .network
@@ -458,7 +654,10 @@ impl Sim {
             };
             match launch(parts).await {
                 Ok(running) => {
-                    tokio::spawn(self.clone().observe(running.service.subscribe_events()));
+                    tokio::spawn(
+                        self.clone()
+                            .observe(node.index, running.service.subscribe_events()),
+                    );
                     node.engine.send_replace(Some(running.delivery.clone()));
                     *node.running.lock().await = Some(running);
                     return Ok(());
@@ -562,12 +761,13 @@ impl Sim {
         Ok((r.delivery.clone(), r.service.clone()))
     }
 
-    /// Records every incoming simulator message this incarnation's inbox reports.
-    async fn observe(self: Arc<Self>, mut events: broadcast::Receiver<Event>) {
+    /// Records every incoming simulator message this incarnation's inbox (of node `at`)
+    /// reports.
+    async fn observe(self: Arc<Self>, at: usize, mut events: broadcast::Receiver<Event>) {
         loop {
             match events.recv().await {
                 Ok(Event::Message { message }) if message.direction == Direction::Incoming => {
-                    if let Some(seq) = parse_seq(&message.body) {
+                    if let Some(seq) = self.collector.seq_of(&message.body, at) {
                         let ms = self.collector.since_t0_ms(Instant::now());
                         self.collector.delivered_at(seq, ms, true);
                     }
@@ -593,9 +793,50 @@ impl Sim {
         }
     }
 
-    /// Hands each planned message to its sender's node at its time.
+    /// Hands each planned group message to its sender's node at its time (one send; its rows
+    /// count as sent once the node accepted it).
+    async fn group_traffic(self: Arc<Self>, plan: Plan, t0: Instant) {
+        let Some(ids) = self.group_ids.get().cloned() else {
+            return;
+        };
+        for send in plan.group_sends {
+            tokio::time::sleep_until(t0 + Duration::from_millis(send.at_ms)).await;
+            let sender = self.nodes[send.from].clone();
+            let group = ids[send.group];
+            let rows = plan.groups[send.group].members.len() as u64 - 1;
+            let collector = self.collector.clone();
+            tokio::spawn(async move {
+                let body = group_message_body(send.index, send.bytes);
+                let mut online = sender.engine.subscribe();
+                for _ in 0..20 {
+                    let engine = match online.wait_for(Option::is_some).await {
+                        Ok(e) => e.clone(),
+                        Err(_) => return,
+                    };
+                    let Some(engine) = engine else { return };
+                    match engine.send_group(group, body.clone()).await {
+                        Ok(_) => {
+                            let mut slots = collector.slots();
+                            for seq in send.first_seq..send.first_seq + rows {
+                                if let Some(s) = slots.get_mut(seq as usize) {
+                                    s.sent = true;
+                                }
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(index = send.index, "group send refused: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Hands each planned 1:1 message to its sender's node at its time.
     async fn traffic(self: Arc<Self>, plan: Plan, t0: Instant) {
-        for m in plan.messages {
+        for m in plan.messages.into_iter().filter(|m| m.group.is_none()) {
             tokio::time::sleep_until(t0 + Duration::from_millis(m.at_ms)).await;
             let sender = self.nodes[m.from].clone();
             let to = self.nodes[m.to].identity_key;
@@ -637,7 +878,7 @@ impl Sim {
                     if m.direction != tokenim_store::Direction::Incoming {
                         continue;
                     }
-                    let Some(seq) = parse_seq(&m.body) else {
+                    let Some(seq) = self.collector.seq_of(&m.body, node.index) else {
                         continue;
                     };
                     if seq as usize >= plan.messages.len() {
@@ -666,6 +907,9 @@ mod tests {
         assert_eq!(parse_seq(&b), Some(42));
         assert_eq!(parse_seq("hello"), None);
         assert_eq!(parse_seq(&message_body(7, 1)), Some(7));
+        let g = group_message_body(42, 100);
+        assert_eq!(g.len(), 100);
+        assert_eq!((parse_group_index(&g), parse_seq(&g)), (Some(42), None));
     }
 
     #[test]

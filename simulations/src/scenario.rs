@@ -35,6 +35,9 @@ pub struct Scenario {
     #[serde(default)]
     pub topology: Topology,
     pub traffic: Traffic,
+    /// Group conversations (none without the section).
+    #[serde(default)]
+    pub groups: Groups,
     #[serde(default)]
     pub churn: Churn,
     #[serde(default)]
@@ -157,6 +160,76 @@ fn default_offline_secs() -> [f64; 2] {
     [5.0, 10.0]
 }
 
+/// Group conversations: groups of personal nodes, each created by its owner through the node's
+/// own group API, and group messages sent by random members over the traffic window
+/// (`traffic.start_secs` to `traffic.end_secs`). Members count among the candidates for
+/// `traffic.offline_fraction`, and churn picks among all personal nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Groups {
+    /// Number of groups.
+    pub count: usize,
+    /// Members per group (the owner included): uniform in [min, max].
+    pub size: [usize; 2],
+    /// Group messages per second over all groups (a Poisson process); each goes from a random
+    /// member of a random group to every other member.
+    pub rate_per_sec: f64,
+    /// Body size of each group message in bytes.
+    pub message_bytes: usize,
+    /// Lower edges of the size buckets the summary reports figures for (a group smaller than
+    /// the first edge is counted in the first bucket).
+    pub size_buckets: Vec<usize>,
+    /// How long setup waits at most for every member to hold its group and every other
+    /// member's sender key.
+    pub setup_timeout_secs: f64,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            size: [3, 10],
+            rate_per_sec: 0.0,
+            message_bytes: 256,
+            size_buckets: vec![10, 50, 100],
+            setup_timeout_secs: 120.0,
+        }
+    }
+}
+
+impl Groups {
+    /// The bucket a group of `size` members falls in (index into `size_buckets`).
+    pub fn bucket_of(&self, size: usize) -> usize {
+        self.size_buckets
+            .iter()
+            .rposition(|&edge| edge <= size)
+            .unwrap_or(0)
+    }
+
+    /// A label per bucket, e.g. `10–49`, `50–99`, `100–200` (the last one ends at the largest
+    /// group size).
+    pub fn bucket_labels(&self) -> Vec<String> {
+        let edges = &self.size_buckets;
+        (0..edges.len())
+            .map(|i| {
+                let lo = if i == 0 {
+                    edges[0].min(self.size[0])
+                } else {
+                    edges[i]
+                };
+                let hi = edges
+                    .get(i + 1)
+                    .map_or(self.size[1], |&e| e.saturating_sub(1));
+                if hi < lo {
+                    format!("{lo}+")
+                } else {
+                    format!("{lo}–{hi}")
+                }
+            })
+            .collect()
+    }
+}
+
 /// Random nodes leaving and coming back (any node, sender or recipient).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -248,6 +321,27 @@ impl Scenario {
                 }
             }
         }
+        let g = &self.groups;
+        if g.count > 0 {
+            if g.size[0] < 2 || g.size[1] < g.size[0] || g.size[1] > self.nodes {
+                return bad("groups.size must be [min, max] with 2 <= min <= max <= nodes".into());
+            }
+            if g.rate_per_sec < 0.0
+                || g.message_bytes < 16
+                || g.message_bytes > tokenim_crypto::MAX_BODY_BYTES
+            {
+                return bad(format!(
+                    "groups.rate_per_sec >= 0 and groups.message_bytes in [16, {}]",
+                    tokenim_crypto::MAX_BODY_BYTES
+                ));
+            }
+            if g.size_buckets.is_empty() || g.size_buckets.windows(2).any(|w| w[0] >= w[1]) {
+                return bad("groups.size_buckets must be increasing and not empty".into());
+            }
+            if !g.setup_timeout_secs.is_finite() || g.setup_timeout_secs < 0.0 {
+                return bad("groups.setup_timeout_secs must be >= 0".into());
+            }
+        }
         if self.regions.iter().any(|r| r.share < 0.0) {
             return bad("region shares must be >= 0".into());
         }
@@ -293,6 +387,14 @@ mod tests {
         assert!(Scenario::parse(typo).is_err());
         let relays = "name='x'\nseed=1\nnodes=2\nrelays=1\nduration_secs=1\n\
                       [traffic]\nrate_per_sec=1\nmessage_bytes=100\n";
+        let groups = "name='x'\nseed=1\nnodes=20\nduration_secs=1\n\
+                      [traffic]\nrate_per_sec=0\nmessage_bytes=100\n\
+                      [groups]\ncount=2\nsize=[5,20]\nrate_per_sec=3\nsize_buckets=[5,10]\n";
+        let g = Scenario::parse(groups).expect("groups parse").groups;
+        assert_eq!((g.bucket_of(4), g.bucket_of(9), g.bucket_of(10)), (0, 0, 1));
+        assert_eq!(g.bucket_labels(), vec!["5–9", "10–20"]);
+        assert!(Scenario::parse(&groups.replace("[5,20]", "[5,21]")).is_err());
+        assert!(Scenario::parse(&groups.replace("size=", "sizes=")).is_err());
         assert_eq!(
             Scenario::parse(relays)
                 .expect("relays are supported")
