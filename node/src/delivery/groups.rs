@@ -109,9 +109,14 @@ impl Group {
 }
 
 /// Sender keys kept for groups not held yet (a member's key can arrive before the welcome).
+/// (Up to a whole group's keys can arrive before its welcome: members that got theirs first
+/// send keys at once. Some 150 bytes each: 64 groups of 1,000 are about 10 MB at most.)
 const MAX_PENDING_GROUPS: usize = 64;
-const MAX_PENDING_KEYS: usize = 64;
-const MAX_EARLY_WELCOMES: usize = 16;
+const MAX_PENDING_KEYS: usize = 1_000;
+/// Welcome parts kept per group (a 1,000-member group's welcome has about 20), and in bytes
+/// across all groups.
+const MAX_EARLY_WELCOMES: usize = 32;
+const MAX_EARLY_WELCOME_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 pub(super) struct Groups {
@@ -211,8 +216,14 @@ impl Groups {
         {
             return;
         }
+        let held: usize = self
+            .early_welcomes
+            .values()
+            .flatten()
+            .map(|(_, p)| p.len())
+            .sum();
         let kept = self.early_welcomes.entry(id).or_default();
-        if kept.len() < MAX_EARLY_WELCOMES {
+        if kept.len() < MAX_EARLY_WELCOMES && held + payload.len() <= MAX_EARLY_WELCOME_BYTES {
             kept.push((from, payload));
         }
     }

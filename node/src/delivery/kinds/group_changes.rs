@@ -256,6 +256,7 @@ impl Delivery {
             ));
         }
         let before = held.member_set();
+        let had_cards: std::collections::BTreeSet<[u8; 32]> = held.cards.keys().copied().collect();
         for change in changes {
             if let Err(e) = held.log.apply_at(change, now) {
                 debug!(error = %e, "a change of a member's log does not apply here");
@@ -276,7 +277,18 @@ impl Delivery {
         let me = self.me.public().identity_key;
         let after = held.member_set();
         let mine = held.cipher.my_distribution().to_bytes().to_vec();
-        for m in after.difference(&before).filter(|m| **m != me) {
+        // Members new to the log, and members this node could not reach before (their card
+        // came in this part of a welcome): this node's key went to neither yet.
+        let reachable_now = held
+            .cards
+            .keys()
+            .filter(|k| !had_cards.contains(*k) && after.contains(*k));
+        let to: std::collections::BTreeSet<[u8; 32]> = after
+            .difference(&before)
+            .chain(reachable_now)
+            .copied()
+            .collect();
+        for m in to.iter().filter(|m| **m != me) {
             self.send_group_control(
                 &id,
                 IdentityKey(*m),

@@ -124,6 +124,11 @@ impl Delivery {
         if self.groups.get(&genesis.group().0).is_some() {
             return self.sync_group(peer, genesis.group().0, changes, &welcome);
         }
+        // A further part (more cards, no sender key) that overtook the first: it waits for it.
+        if welcome.sender_key.is_empty() {
+            self.groups.keep_welcome(peer, payload.to_vec());
+            return Err(bad(&"a further part waits for the first"));
+        }
         let mut log = GroupLog::from_genesis(genesis).map_err(|e| bad(&e))?;
         for change in changes {
             log.apply_at(change, now).map_err(|e| bad(&e))?;
