@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{
-    contacts, groups, home_relays, messages, node, relay, requests, system, tokens,
+    contacts, devices, groups, home_relays, messages, node, relay, requests, system, tokens,
 };
 use crate::token::Scope;
 use crate::types::*;
@@ -45,6 +45,10 @@ use crate::types::*;
         requests::delete,
         requests::block,
         requests::unblock,
+        devices::list,
+        devices::link,
+        devices::join,
+        devices::revoke,
         groups::create,
         groups::list,
         groups::get,
@@ -79,6 +83,7 @@ use crate::types::*;
         (name = "contacts", description = "Contacts imported from contact cards"),
         (name = "requests", description = "Message requests from strangers, and blocking"),
         (name = "messages", description = "Sending, history, read state"),
+        (name = "devices", description = "One account on several devices: link, list, revoke"),
         (name = "groups", description = "Group conversations: signed membership, sender keys"),
         (name = "events", description = "WebSocket push of new messages and state changes"),
         (name = "tokens", description = "API tokens (admin scope)"),

@@ -6,9 +6,9 @@ use tokio::sync::broadcast;
 use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
-    ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    InviteView, JoinView, MessageMembers, MessagePage, MessageQuery, MessageView, PeerView,
-    RelayStats, RequestView,
+    ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
+    IdentityView, InviteView, JoinView, LinkView, MessageMembers, MessagePage, MessageQuery,
+    MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -115,6 +115,22 @@ pub trait NodeService: Send + Sync + 'static {
     fn list_messages(&self, query: MessageQuery) -> BoxFuture<'_, ServiceResult<MessagePage>>;
 
     fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// The account's device list.
+    fn devices(&self) -> BoxFuture<'_, ServiceResult<DeviceListView>>;
+
+    /// A one-time link for a new device, valid `ttl_secs`.
+    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>>;
+
+    /// Joins this node to the account that issued `uri`, as a device named `name`.
+    fn join_account(
+        &self,
+        uri: String,
+        name: String,
+    ) -> BoxFuture<'_, ServiceResult<DeviceListView>>;
+
+    /// Takes device `id` (hex) off the account.
+    fn revoke_device(&self, id: String) -> BoxFuture<'_, ServiceResult<DeviceListView>>;
 
     /// Each member's state of a group message this node sent. `BadRequest` for any other
     /// message.

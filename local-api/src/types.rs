@@ -493,6 +493,16 @@ pub enum Event {
         /// The group id.
         group: String,
     },
+    /// A device joined this account (`GET /v1/devices`).
+    DeviceLinked {
+        /// The device's id (its device identity key, hex).
+        device: String,
+    },
+    /// A device was taken off this account's list.
+    DeviceRevoked {
+        /// The device's id.
+        device: String,
+    },
     /// A stranger wrote: the message is held in its message request (`GET /v1/requests`).
     MessageRequest {
         message: MessageView,
@@ -557,4 +567,55 @@ impl std::fmt::Debug for ClientFrame {
             ClientFrame::Auth { .. } => f.write_str("Auth { token: <redacted> }"),
         }
     }
+}
+
+/// One device of this account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// The device's id: its device identity key, hex (for the first device, the account's
+    /// identity key).
+    pub id: String,
+    /// The name it was linked with.
+    pub name: String,
+    /// When it was added, seconds since the Unix epoch.
+    pub added_at: u64,
+    /// The account's first device: it alone links and revokes devices.
+    pub primary: bool,
+    /// The device answering this request.
+    pub this_device: bool,
+}
+
+/// The account's signed device list as this node holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceListView {
+    /// The account's address.
+    pub account: String,
+    /// The list's version (1 before any device was linked); contacts refuse lower ones.
+    pub version: u64,
+    pub devices: Vec<DeviceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDeviceRequest {
+    /// How long the link stays valid, seconds (default 600, at most 3600).
+    pub ttl_secs: Option<u64>,
+}
+
+/// A one-time link for a new device: show it (or its QR code) to that device only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LinkView {
+    /// The `tokenim-link:` URI; a secret until it is used or expires.
+    pub uri: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinDeviceRequest {
+    /// The `tokenim-link:` URI the account's first device showed.
+    pub uri: String,
+    /// This device's name in the account's list (at most 32 bytes; default "device").
+    pub name: Option<String>,
 }

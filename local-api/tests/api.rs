@@ -922,6 +922,8 @@ async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
             ("PATCH /v1/groups/{id}", true) => Some(json!({"name": "renamed"})),
             ("POST /v1/groups/{id}/invites", true) => Some(json!({"max_uses": 2})),
             ("POST /v1/groups/join", true) => Some(json!({"invite": "tokenim-group:x"})),
+            ("POST /v1/devices/link", true) => Some(json!({"ttl_secs": 60})),
+            ("POST /v1/devices/join", true) => Some(json!({"uri": "tokenim-link:x"})),
             (other, true) => panic!("{other}: give this test a body for it"),
         };
         for id in [incoming.id.as_str(), outgoing.as_str()] {

@@ -20,6 +20,10 @@ pub enum NodeEvent {
     MessageState(MessageRecord),
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// A device joined this account (on the first device: the new one; on a new device: itself).
+    DeviceLinked([u8; 32]),
+    /// A device was taken off this account's list.
+    DeviceRevoked([u8; 32]),
     /// This node's mailbox at a home relay was drained.
     MailboxSynced {
         relay: PeerId,

@@ -8,6 +8,7 @@ mod circuit;
 mod cli;
 mod consent;
 mod data_dir;
+mod devices;
 mod full_disk;
 mod grants;
 mod groups;

@@ -10,6 +10,7 @@ use crate::events;
 use crate::state::AppState;
 
 pub(crate) mod contacts;
+pub(crate) mod devices;
 pub(crate) mod groups;
 pub(crate) mod home_relays;
 pub(crate) mod messages;
@@ -54,6 +55,10 @@ pub(crate) fn v1() -> Router<AppState> {
             axum::routing::delete(requests::delete),
         )
         .route("/v1/requests/{address}/accept", post(requests::accept))
+        .route("/v1/devices", get(devices::list))
+        .route("/v1/devices/link", post(devices::link))
+        .route("/v1/devices/join", post(devices::join))
+        .route("/v1/devices/{id}", axum::routing::delete(devices::revoke))
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route("/v1/groups/{id}", get(groups::get).patch(groups::rename))
         .route("/v1/groups/{id}/members", post(groups::add_member))

@@ -575,6 +575,39 @@ impl NodeService for FakeNode {
         ready(found.ok_or(ServiceError::NotFound(format!("message {id}"))))
     }
 
+    fn devices(&self) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        ready(Ok(DeviceListView {
+            account: "tim1fake".into(),
+            version: 1,
+            devices: vec![DeviceView {
+                id: "00".repeat(32),
+                name: "first device".into(),
+                added_at: 1,
+                primary: true,
+                this_device: true,
+            }],
+        }))
+    }
+
+    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>> {
+        ready(Ok(LinkView {
+            uri: "tokenim-link:fake".into(),
+            expires_at: ttl_secs,
+        }))
+    }
+
+    fn join_account(
+        &self,
+        _uri: String,
+        _name: String,
+    ) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        ready(Err(ServiceError::BadRequest("not a device link".into())))
+    }
+
+    fn revoke_device(&self, id: String) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        ready(Err(ServiceError::NotFound(format!("device {id}"))))
+    }
+
     fn message_members(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageMembers>> {
         let found = self
             .inner

@@ -289,6 +289,47 @@ impl Client {
         Ok(())
     }
 
+    pub async fn link_device(&self, ttl_secs: u64) -> Result<()> {
+        let link = self
+            .post("/devices/link", json!({ "ttl_secs": ttl_secs }))
+            .await?;
+        println!("{}", link["uri"].as_str().unwrap_or(""));
+        Ok(())
+    }
+
+    pub async fn list_devices(&self) -> Result<()> {
+        let list = self.get("/devices").await?;
+        println!(
+            "account {} (device list version {})",
+            list["account"].as_str().unwrap_or(""),
+            list["version"]
+        );
+        for d in list["devices"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {}{}{}",
+                d["id"].as_str().unwrap_or(""),
+                d["name"].as_str().unwrap_or(""),
+                if d["primary"] == true {
+                    "  (first device)"
+                } else {
+                    ""
+                },
+                if d["this_device"] == true {
+                    "  (this one)"
+                } else {
+                    ""
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn revoke_device(&self, id: &str) -> Result<()> {
+        let list = self.delete(&format!("/devices/{id}")).await?;
+        println!("revoked; device list version {}", list["version"]);
+        Ok(())
+    }
+
     /// Marks an incoming message read (its sender gets a read receipt).
     pub async fn mark_read(&self, message: &str) -> Result<()> {
         let m = self

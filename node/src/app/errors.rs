@@ -31,7 +31,9 @@ impl From<DeliveryError> for ServiceError {
                 retry_after_secs: Some(OUTBOX_RETRY_AFTER_SECS),
             },
             DeliveryError::Invalid(m) => Self::BadRequest(m),
-            DeliveryError::ShuttingDown => Self::Unavailable(e.to_string()),
+            DeliveryError::ShuttingDown | DeliveryError::Unreachable(_) => {
+                Self::Unavailable(e.to_string())
+            }
             DeliveryError::Store(s) => store_error(s),
             DeliveryError::Internal(m) => Self::Internal(m),
         }

@@ -7,6 +7,7 @@ mod client;
 mod client_groups;
 pub mod config;
 mod contacts;
+mod devices;
 mod errors;
 mod groups;
 mod keyfile;

@@ -8,9 +8,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, Event, GroupEdit, GroupView, HomeRelayView, IdentityView,
-    InviteView, JoinView, MailboxUsageView, MessageMembers, MessagePage, MessageQuery, MessageView,
-    PeerRole, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
+    IdentityView, InviteView, JoinView, LinkView, MailboxUsageView, MessageMembers, MessagePage,
+    MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
@@ -18,9 +18,10 @@ use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Store}
 use tokio::sync::broadcast;
 
 use super::contacts::Contacts;
+use super::devices::Devices;
 use super::errors::store_error as store_err;
 use super::groups::Groups;
-use super::tokens::{token_from_store, token_to_store};
+use super::tokens;
 use super::views::{self, parse_address};
 use crate::delivery::{DeliveryHandle, IdentityKey, MessageId};
 use crate::mailbox::HomeRelaysHandle;
@@ -49,6 +50,13 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
+    fn device_ops(&self) -> Devices<'_> {
+        Devices {
+            delivery: &self.delivery,
+            identity: &self.identity,
+        }
+    }
+
     fn groups(&self) -> Groups<'_> {
         Groups {
             store: &self.store,
@@ -197,6 +205,26 @@ impl NodeService for Service {
 
     fn join_group(&self, invite: String) -> BoxFuture<'_, ServiceResult<JoinView>> {
         async move { self.groups().join(invite).await }.boxed()
+    }
+
+    fn devices(&self) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        async move { self.device_ops().list().await }.boxed()
+    }
+
+    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>> {
+        async move { self.device_ops().link(ttl_secs).await }.boxed()
+    }
+
+    fn join_account(
+        &self,
+        uri: String,
+        name: String,
+    ) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        async move { self.device_ops().join(uri, name).await }.boxed()
+    }
+
+    fn revoke_device(&self, id: String) -> BoxFuture<'_, ServiceResult<DeviceListView>> {
+        async move { self.device_ops().revoke(id).await }.boxed()
     }
 
     fn list_groups(&self) -> BoxFuture<'_, ServiceResult<Vec<GroupView>>> {
@@ -355,55 +383,19 @@ impl NodeService for Service {
     }
 
     fn token_lookup(&self, id: String) -> BoxFuture<'_, ServiceResult<Option<TokenRecord>>> {
-        async move {
-            Ok(self
-                .store
-                .get_token(&id)
-                .map_err(store_err)?
-                .map(token_from_store))
-        }
-        .boxed()
+        async move { tokens::lookup(&self.store, &id) }.boxed()
     }
 
     fn token_create(&self, record: TokenRecord) -> BoxFuture<'_, ServiceResult<()>> {
-        async move {
-            if self
-                .store
-                .get_token(&record.id)
-                .map_err(store_err)?
-                .is_some()
-            {
-                return Err(ServiceError::Conflict("token id already exists".into()));
-            }
-            self.store
-                .put_token(&token_to_store(&record))
-                .map_err(store_err)
-        }
-        .boxed()
+        async move { tokens::create(&self.store, &record) }.boxed()
     }
 
     fn token_list(&self) -> BoxFuture<'_, ServiceResult<Vec<TokenRecord>>> {
-        async move {
-            Ok(self
-                .store
-                .list_tokens()
-                .map_err(store_err)?
-                .into_iter()
-                .map(token_from_store)
-                .collect())
-        }
-        .boxed()
+        async move { tokens::list(&self.store) }.boxed()
     }
 
     fn token_revoke(&self, id: String) -> BoxFuture<'_, ServiceResult<()>> {
-        async move {
-            if self.store.delete_token(&id).map_err(store_err)? {
-                Ok(())
-            } else {
-                Err(ServiceError::NotFound(format!("token {id}")))
-            }
-        }
-        .boxed()
+        async move { tokens::revoke(&self.store, &id) }.boxed()
     }
 
     fn relay_stats(&self) -> BoxFuture<'_, ServiceResult<RelayStats>> {

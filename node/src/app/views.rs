@@ -92,6 +92,12 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
         NodeEvent::GroupUpdated(id) => Event::GroupUpdated {
             group: hex::encode(id),
         },
+        NodeEvent::DeviceLinked(d) => Event::DeviceLinked {
+            device: hex::encode(d),
+        },
+        NodeEvent::DeviceRevoked(d) => Event::DeviceRevoked {
+            device: hex::encode(d),
+        },
         NodeEvent::MailboxSynced { relay, drained } => Event::MailboxSynced {
             relay_peer_id: relay.to_string(),
             drained: *drained,

@@ -30,6 +30,7 @@ pub(super) struct CardInputs<'a> {
     pub(super) home_relays: &'a [RelayRoute],
     pub(super) node: PeerId,
     pub(super) publish_direct: bool,
+    pub(super) device_list: Option<&'a tokenim_crypto::DeviceList>,
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +125,10 @@ impl Cards {
                 .mailbox
                 .first_contact_grant(now + CARD_TTL_SECS)
                 .to_bytes(),
-            device_list: Vec::new(),
+            device_list: inputs
+                .device_list
+                .map(tokenim_crypto::DeviceList::to_bytes)
+                .unwrap_or_default(),
         };
         let uri = card.to_uri(inputs.me).map_err(DeliveryError::internal)?;
         self.mine = Some((uri.clone(), now));

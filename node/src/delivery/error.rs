@@ -23,6 +23,9 @@ pub enum DeliveryError {
     OutboxFull { queued: usize },
     #[error("{0}")]
     Invalid(String),
+    /// A node this request needed could not be reached.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error(transparent)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use libp2p::PeerId;
+use tokenim_crypto::DeviceList;
 use tokenim_store::{ContactRecord, MessageRecord};
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,6 +59,22 @@ pub(super) enum Msg {
         group: [u8; 32],
         body: String,
         reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
+    },
+    Devices {
+        reply: oneshot::Sender<Result<DeviceList, DeliveryError>>,
+    },
+    LinkDevice {
+        ttl_secs: u64,
+        reply: oneshot::Sender<Result<(String, u64), DeliveryError>>,
+    },
+    JoinAccount {
+        uri: String,
+        name: String,
+        reply: oneshot::Sender<Result<DeviceList, DeliveryError>>,
+    },
+    RevokeDevice {
+        device: [u8; 32],
+        reply: oneshot::Sender<Result<DeviceList, DeliveryError>>,
     },
     /// A page fetched from a home relay's mailbox; the reply says which envelopes to ack.
     Ingest {
@@ -173,6 +190,31 @@ impl DeliveryHandle {
     /// This node's current contact card as a `tokenim:` URI.
     pub async fn my_card(&self) -> Result<String, DeliveryError> {
         self.call(|reply| Msg::MyCard { reply }).await
+    }
+
+    /// The account's device list (this node alone before any link).
+    pub async fn devices(&self) -> Result<DeviceList, DeliveryError> {
+        self.call(|reply| Msg::Devices { reply }).await
+    }
+
+    /// A one-time `tokenim-link:` URI for a new device, and when it expires (unix seconds).
+    pub async fn link_device(&self, ttl_secs: u64) -> Result<(String, u64), DeliveryError> {
+        self.call(|reply| Msg::LinkDevice { ttl_secs, reply }).await
+    }
+
+    /// Joins this node to the account that issued `uri` (a link offer).
+    pub async fn join_account(
+        &self,
+        uri: String,
+        name: String,
+    ) -> Result<DeviceList, DeliveryError> {
+        self.call(|reply| Msg::JoinAccount { uri, name, reply })
+            .await
+    }
+
+    /// Takes a device off the account (on its first device).
+    pub async fn revoke_device(&self, device: [u8; 32]) -> Result<DeviceList, DeliveryError> {
+        self.call(|reply| Msg::RevokeDevice { device, reply }).await
     }
 
     /// For the mailbox layer's drains, without keeping the delivery task alive.

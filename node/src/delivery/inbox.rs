@@ -67,8 +67,10 @@ impl Delivery {
     /// A `deliver` request from a peer: a contact's node, or a home relay pushing from this
     /// node's mailbox (which may delete what was stored).
     pub(super) fn on_request(&mut self, peer: PeerId, request: wire::Request) -> wire::Response {
-        let Some(pb::request::Kind::Deliver(d)) = request.kind else {
-            return wire::Response::rejected(RejectCode::Malformed, "expected `deliver`");
+        let d = match request.kind {
+            Some(pb::request::Kind::Deliver(d)) => d,
+            Some(pb::request::Kind::Link(l)) => return self.on_link(&l.request),
+            _ => return wire::Response::rejected(RejectCode::Malformed, "expected `deliver`"),
         };
         let home = self.home.route(&peer);
         let response = self.on_deliver(peer, &d.envelope, home.is_some());

@@ -11,12 +11,14 @@
 mod attempt;
 mod cards;
 mod consent;
+mod devices;
 mod error;
 mod groups;
 mod handle;
 mod ids;
 mod inbox;
 mod kinds;
+mod linking;
 mod outbox;
 mod outcome;
 mod requests;
@@ -115,6 +117,7 @@ pub(crate) struct Delivery {
     cards: cards::Cards,
     requests: requests::Requests,
     groups: groups::Groups,
+    devices: devices::Devices,
     schedule: outbox::Schedule,
     /// Where each contact's node is, so a reconnecting peer makes its queue due at once.
     peer_ids: std::collections::HashMap<PeerId, IdentityKey>,
@@ -165,6 +168,7 @@ impl Delivery {
             cards: cards::Cards::default(),
             requests: requests::Requests::default(),
             groups: groups::Groups::default(),
+            devices: devices::Devices::default(),
             peer_ids: std::collections::HashMap::new(),
             attempts_tx,
             attempts_rx,
@@ -185,6 +189,7 @@ impl Delivery {
             }
         }
         self.load_requests()?;
+        self.devices = devices::Devices::load(&self.store)?;
         for r in self.store.list_groups()? {
             match groups::Group::from_record(&r) {
                 Ok(g) => self.groups.insert(g),
@@ -284,6 +289,19 @@ impl Delivery {
             Msg::MyCard { reply } => {
                 let _ = reply.send(self.my_card().await);
             }
+            Msg::Devices { reply } => {
+                let _ = reply.send(self.device_list());
+            }
+            Msg::LinkDevice { ttl_secs, reply } => {
+                let _ = reply.send(self.issue_link(ttl_secs).await);
+            }
+            // Waits for the linking device's answer: a node joins an account once, new.
+            Msg::JoinAccount { uri, name, reply } => {
+                let _ = reply.send(self.join_account(&uri, &name).await);
+            }
+            Msg::RevokeDevice { device, reply } => {
+                let _ = reply.send(self.revoke_device(device));
+            }
             Msg::Ingest {
                 relay,
                 envelopes,
@@ -333,6 +351,12 @@ impl Delivery {
             .await
             .map_err(|_| DeliveryError::ShuttingDown)?;
         self.cards.set_listen_addrs(info.listen_addrs);
+        self.build_card(now)
+    }
+
+    /// This node's card from what it knows now (the addresses last heard of). The account's
+    /// first device lists the account's devices in it.
+    fn build_card(&mut self, now: u64) -> Result<String, DeliveryError> {
         let home_relays = self.home.routes();
         let inputs = cards::CardInputs {
             me: &self.me,
@@ -341,6 +365,7 @@ impl Delivery {
             home_relays: &home_relays,
             node: self.net.peer_id(),
             publish_direct: self.settings.publish_direct_addrs,
+            device_list: self.devices.list().filter(|_| !self.devices.is_linked()),
         };
         self.cards.build_mine(&inputs, now)
     }

@@ -437,7 +437,7 @@ impl SwarmTask {
             _ => None,
         };
         let routed = match request.kind {
-            Some(wire::pb::request::Kind::Deliver(_)) => self
+            Some(wire::pb::request::Kind::Deliver(_) | wire::pb::request::Kind::Link(_)) => self
                 .events
                 .try_send(NetEvent::Request {
                     peer,

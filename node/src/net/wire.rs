@@ -71,6 +71,12 @@ impl Request {
             kind: Some(pb::request::Kind::Deliver(Deliver { envelope })),
         }
     }
+
+    pub fn link(request: Vec<u8>) -> Self {
+        Self {
+            kind: Some(pb::request::Kind::Link(pb::Link { request })),
+        }
+    }
 }
 
 /// Bytes that all inbound requests being read at once may hold, across every connection: a

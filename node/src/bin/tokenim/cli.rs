@@ -27,6 +27,13 @@ pub enum Command {
         /// Name shown to your contacts.
         #[arg(long)]
         name: Option<String>,
+        /// Join an existing account as a new device: the `tokenim-link:` URI its first device
+        /// shows (`tokenim device link`).
+        #[arg(long, value_name = "URI")]
+        link: Option<String>,
+        /// This device's name in the account's device list (with --link).
+        #[arg(long, default_value = "device")]
+        device_name: String,
     },
     /// Run the node.
     Run(RunArgs),
@@ -68,6 +75,9 @@ pub enum Command {
     },
     /// Print events (new messages, delivery states) as JSON lines until interrupted.
     Watch(ClientArgs),
+    /// This account's devices: link a new one, list, revoke.
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// Message requests: strangers who wrote first. Nothing is sent back to them until you
     /// accept.
     #[command(subcommand)]
@@ -229,6 +239,28 @@ impl ClientArgs {
             })
             .transpose()
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Print a one-time `tokenim-link:` URI for a new device (run `tokenim init --link URI`
+    /// there). Only the account's first device links devices.
+    Link {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// How long the link stays valid, seconds.
+        #[arg(long, default_value_t = 600)]
+        ttl: u64,
+    },
+    /// The account's devices.
+    List(ClientArgs),
+    /// Take a device off the account.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The device id (`device list` prints it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tokenim_api::NodeService as _;
 use tokenim_node::Client;
 use tokenim_node::config::{self, Config};
 
-use cli::{Cli, ClientArgs, Command, ContactCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd};
+use cli::{
+    Cli, ClientArgs, Command, ContactCmd, DeviceCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd,
+};
 
 mod cli;
 mod demo;
@@ -30,12 +33,26 @@ fn main() -> Result<()> {
 
 async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
     match command {
-        Command::Init { name } => {
+        Command::Init {
+            name,
+            link,
+            device_name,
+        } => {
             let report = tokenim_node::init(&data_dir, name.as_deref())?;
             println!("initialised {}", data_dir.display());
-            println!("address: {}", report.address);
+            match link {
+                None => println!("address: {}", report.address),
+                Some(uri) => join_account(&data_dir, uri, device_name).await?,
+            }
             println!("api token: {}", report.token_path.display());
             Ok(())
+        }
+        Command::Device(DeviceCmd::Link { client, ttl }) => {
+            connect(&data_dir, &client)?.link_device(ttl).await
+        }
+        Command::Device(DeviceCmd::List(c)) => connect(&data_dir, &c)?.list_devices().await,
+        Command::Device(DeviceCmd::Revoke { client, id }) => {
+            connect(&data_dir, &client)?.revoke_device(&id).await
         }
         Command::Run(args) => run(&data_dir, args).await,
         Command::Demo { messages } => {
@@ -171,6 +188,25 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             connect(&data_dir, &client)?.revoke_token(&id).await
         }
     }
+}
+
+/// `init --link`: starts the new node just long enough to link it to the account.
+async fn join_account(data_dir: &Path, uri: String, name: String) -> Result<()> {
+    let mut cfg = Config::load(data_dir)?;
+    cfg.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.network.listen = vec!["/ip4/0.0.0.0/tcp/0".into()];
+    let node = tokenim_node::start(data_dir, cfg).await?;
+    let joined = node.service.join_account(uri, name).await;
+    node.shutdown().await;
+    let list = joined.map_err(|e| {
+        anyhow::anyhow!(
+            "linking failed: {e} (this node is initialised as a device of its own; \
+             `POST /v1/devices/join` can link it later)"
+        )
+    })?;
+    println!("address: {} (a device of this account)", list.account);
+    println!("devices: {}", list.devices.len());
+    Ok(())
 }
 
 async fn run(data_dir: &Path, args: RunArgs) -> Result<()> {

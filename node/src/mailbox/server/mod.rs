@@ -131,10 +131,10 @@ impl Relay {
             Kind::Register(r) => (self.register(peer, &r.registration), Followup::default()),
             Kind::Fetch(f) => (self.fetch(peer, &f), Followup::default()),
             Kind::Ack(a) => self.ack(&a.ack),
-            Kind::Deliver(_) => (
+            Kind::Deliver(_) | Kind::Link(_) => (
                 Response::rejected(
                     RejectCode::UnknownMailbox,
-                    "relays take `store`, not `deliver`",
+                    "relays take mailbox requests, not `deliver` or `link`",
                 ),
                 Followup::default(),
             ),

@@ -1,0 +1,182 @@
+//! This account's devices as the delivery core holds them: the signed device list (kept by the
+//! account's first device, which alone signs it), the link offers that device issued, and — on a
+//! linked device — what the first device answered when it linked. Owns no I/O but the store.
+
+use std::collections::{HashMap, VecDeque};
+
+use tokenim_crypto::{DeviceList, LinkAccept, LinkOffer};
+use tokenim_store::{Store, StoreError};
+
+/// `meta` key of the device list on the account's first device.
+const LIST_KEY: &str = "devices.list";
+/// `meta` key of the `LinkAccept` a linked device got (the account's list and card).
+const LINKED_KEY: &str = "devices.linked";
+/// Link offers open at once; the oldest goes first.
+const MAX_OFFERS: usize = 8;
+/// Used offer ids remembered, so a second use is refused with a clear reason.
+const MAX_USED: usize = 64;
+
+/// Why a link request names no usable offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OfferRefusal {
+    Unknown,
+    Used,
+    Expired,
+}
+
+impl OfferRefusal {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown link offer (issued by another device, or before a restart)",
+            Self::Used => "this link offer was already used",
+            Self::Expired => "this link offer has expired",
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Devices {
+    /// The account's list as this node holds it; None on a node that never linked a device.
+    list: Option<DeviceList>,
+    /// On a linked (secondary) device: the account's card.
+    account_card: Option<String>,
+    offers: HashMap<[u8; 32], LinkOffer>,
+    used: VecDeque<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices")
+            .field("version", &self.list.as_ref().map(DeviceList::version))
+            .field("offers", &self.offers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devices {
+    pub(super) fn load(store: &Store) -> Result<Self, StoreError> {
+        let corrupt = |e: tokenim_crypto::CryptoError| StoreError::Corrupt {
+            what: "device list",
+            reason: e.to_string(),
+        };
+        let mut devices = Self::default();
+        if let Some(b) = store.get_meta(LINKED_KEY)? {
+            let accept = LinkAccept::from_bytes(&b).map_err(corrupt)?;
+            devices.list = Some(accept.device_list);
+            devices.account_card = Some(accept.account_card);
+        } else if let Some(b) = store.get_meta(LIST_KEY)? {
+            devices.list = Some(DeviceList::from_bytes(&b).map_err(corrupt)?);
+        }
+        Ok(devices)
+    }
+
+    pub(super) fn list(&self) -> Option<&DeviceList> {
+        self.list.as_ref()
+    }
+
+    /// Whether this node is a linked device (another device signs the account's list).
+    pub(super) fn is_linked(&self) -> bool {
+        self.account_card.is_some()
+    }
+
+    /// Persists and holds a new list signed here.
+    pub(super) fn set_list(&mut self, store: &Store, list: DeviceList) -> Result<(), StoreError> {
+        store.put_meta(LIST_KEY, &list.to_bytes())?;
+        self.list = Some(list);
+        Ok(())
+    }
+
+    /// Persists and holds what the account's first device answered to this node's link.
+    pub(super) fn set_linked(
+        &mut self,
+        store: &Store,
+        accept: LinkAccept,
+    ) -> Result<(), StoreError> {
+        store.put_meta(LINKED_KEY, &accept.to_bytes())?;
+        self.list = Some(accept.device_list);
+        self.account_card = Some(accept.account_card);
+        Ok(())
+    }
+
+    /// Keeps an offer this node issued until it is used or expires.
+    pub(super) fn add_offer(&mut self, offer: LinkOffer, now: u64) {
+        self.offers.retain(|_, o| o.expires_at() > now);
+        if self.offers.len() >= MAX_OFFERS
+            && let Some(oldest) = self
+                .offers
+                .iter()
+                .min_by_key(|(_, o)| o.expires_at())
+                .map(|(id, _)| *id)
+        {
+            self.offers.remove(&oldest);
+        }
+        self.offers.insert(offer.id(), offer);
+    }
+
+    /// The offer `id` names, taken out: each offer links one device.
+    pub(super) fn take_offer(
+        &mut self,
+        id: &[u8; 32],
+        now: u64,
+    ) -> Result<LinkOffer, OfferRefusal> {
+        if self.used.contains(id) {
+            return Err(OfferRefusal::Used);
+        }
+        let offer = self.offers.remove(id).ok_or(OfferRefusal::Unknown)?;
+        if self.used.len() >= MAX_USED {
+            self.used.pop_front();
+        }
+        self.used.push_back(*id);
+        if offer.expires_at() <= now {
+            return Err(OfferRefusal::Expired);
+        }
+        Ok(offer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokenim_crypto::Identity;
+
+    use super::*;
+
+    fn offer(ttl: u64, now: u64) -> LinkOffer {
+        let account = Identity::from_seed([3; 32]).public();
+        LinkOffer::new(account, vec![1, 2, 3], Vec::new(), ttl, now).expect("offer")
+    }
+
+    #[test]
+    fn an_offer_links_once_and_only_while_valid() {
+        let mut d = Devices::default();
+        let (used, expired) = (offer(600, 100), offer(10, 100));
+        let (used_id, expired_id) = (used.id(), expired.id());
+        d.add_offer(used, 100);
+        d.add_offer(expired, 100);
+        assert!(d.take_offer(&used_id, 200).is_ok());
+        assert_eq!(d.take_offer(&used_id, 200).err(), Some(OfferRefusal::Used));
+        assert_eq!(
+            d.take_offer(&expired_id, 200).err(),
+            Some(OfferRefusal::Expired)
+        );
+        assert_eq!(
+            d.take_offer(&[7; 32], 200).err(),
+            Some(OfferRefusal::Unknown)
+        );
+    }
+
+    #[test]
+    fn open_offers_are_bounded() {
+        let mut d = Devices::default();
+        let first = offer(600, 100);
+        let first_id = first.id();
+        d.add_offer(first, 100);
+        for i in 0..MAX_OFFERS as u64 {
+            d.add_offer(offer(600 + i + 1, 100), 100);
+        }
+        assert_eq!(d.offers.len(), MAX_OFFERS);
+        assert_eq!(
+            d.take_offer(&first_id, 101).err(),
+            Some(OfferRefusal::Unknown)
+        );
+    }
+}

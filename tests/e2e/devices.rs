@@ -1,0 +1,132 @@
+//! One account on several devices, with real processes: linking a new device with a one-time
+//! link (`tokenim device link`, `tokenim init --link`), the signed list in the account's card,
+//! a second use and an expired link refused with clear errors, and revoking.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use tokenim_crypto::{ContactCard, Identity, LinkOffer};
+
+use crate::harness::{NodeProc, init, run_ok, tokenim, wait_event};
+use crate::relay::LOOPBACK;
+
+/// The devices the account's card lists (1 when it carries no list).
+async fn devices_in_card(node: &NodeProc) -> Result<usize> {
+    let card = ContactCard::from_uri(&node.card().await?, 0)?;
+    Ok(card.devices()?.map_or(1, |l| l.devices().len()))
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_device_links_once_and_is_revoked() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let mut events = alice.client.events().await?;
+    let before = alice.client.get("/devices").await?;
+    assert_eq!(before["version"], 1, "{before}");
+    assert_eq!(ids(&before).len(), 1, "{before}");
+    assert_eq!(devices_in_card(&alice).await?, 1);
+
+    // The first device shows a link; the new device joins with it.
+    let uri = run_ok(tokenim(&alice.dir).args(["device", "link"]))?
+        .trim()
+        .to_owned();
+    assert!(uri.starts_with("tokenim-link:"), "{uri}");
+    let laptop_dir = root.path().join("laptop");
+    let joined =
+        run_ok(tokenim(&laptop_dir).args(["init", "--link", &uri, "--device-name", "laptop"]))?;
+    assert!(joined.contains(&alice.address), "{joined}");
+    wait_event(&mut events, "device_linked", |_| true).await?;
+    let list = alice.client.get("/devices").await?;
+    assert_eq!(list["version"], 2, "{list}");
+    let laptop = list["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == "laptop")
+        .context("laptop listed")?;
+    let laptop_id = laptop["id"].as_str().context("id")?.to_owned();
+    assert_eq!(laptop["primary"], false, "{list}");
+    assert_eq!(
+        devices_in_card(&alice).await?,
+        2,
+        "the card carries the list"
+    );
+
+    // The link was for one device: a second use is refused, and nothing changes.
+    let again = tokenim(&root.path().join("thief"))
+        .args(["init", "--link", &uri])
+        .output()?;
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already used"), "{err}");
+    assert_eq!(alice.client.get("/devices").await?["version"], 2);
+
+    // An expired link fails on the new device with a clear reason.
+    let me = Identity::from_seed([9; 32]);
+    let stale = LinkOffer::with_secret(
+        me.public(),
+        [1; 32],
+        libp2p::PeerId::random().to_bytes(),
+        vec!["/ip4/127.0.0.1/tcp/9".into()],
+        1,
+    )?;
+    let late = tokenim(&root.path().join("late"))
+        .args(["init", "--link", stale.to_uri().as_str()])
+        .output()?;
+    assert!(!late.status.success());
+    let err = String::from_utf8_lossy(&late.stderr);
+    assert!(err.contains("expired"), "{err}");
+
+    // The linked device knows its account and cannot link others.
+    let laptop_node = NodeProc::start(&laptop_dir, LOOPBACK).await?;
+    let seen = laptop_node.client.get("/devices").await?;
+    assert_eq!(seen["account"], alice.address.as_str(), "{seen}");
+    let me_there = seen["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["this_device"] == true)
+        .context("this device listed")?;
+    assert_eq!(me_there["id"], laptop_id.as_str(), "{seen}");
+    let refused = laptop_node.client.post("/devices/link", json!({})).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("conflict")),
+        "{refused:?}"
+    );
+
+    // Revoked: off the list and out of the card.
+    let after = alice
+        .client
+        .delete(&format!("/devices/{laptop_id}"))
+        .await?;
+    assert_eq!(after["version"], 3, "{after}");
+    assert_eq!(ids(&after), ids(&before));
+    wait_event(&mut events, "device_revoked", |e| {
+        e["device"] == laptop_id.as_str()
+    })
+    .await?;
+    assert_eq!(devices_in_card(&alice).await?, 1);
+    let first = ids(&before)[0].clone();
+    let primary = alice.client.delete(&format!("/devices/{first}")).await;
+    assert!(
+        primary
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("bad_request")),
+        "{primary:?}"
+    );
+    drop(events);
+    for p in [alice, laptop_node] {
+        p.stop().await?;
+    }
+    Ok(())
+}
