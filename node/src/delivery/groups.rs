@@ -2,6 +2,7 @@
 //! one's membership log, this node's sender-key state, and the members' contact cards, which
 //! are how co-members who are not contacts are reached. Owns no I/O.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -61,6 +62,9 @@ pub(super) struct Group {
     pub(super) cipher: GroupCipher,
     pub(super) cards: BTreeMap<[u8; 32], String>,
     pub(super) created_at: u64,
+    /// Cards as parsed, by the URI they came from: verifying one costs two signature checks,
+    /// too much to repeat for every member of every message.
+    parsed: RefCell<HashMap<[u8; 32], (String, ContactCard)>>,
 }
 
 impl Group {
@@ -68,13 +72,28 @@ impl Group {
         self.log.id().0
     }
 
+    pub(super) fn new(
+        log: GroupLog,
+        cipher: GroupCipher,
+        cards: BTreeMap<[u8; 32], String>,
+        created_at: u64,
+    ) -> Self {
+        Self {
+            log,
+            cipher,
+            cards,
+            created_at,
+            parsed: RefCell::default(),
+        }
+    }
+
     pub(super) fn from_record(r: &GroupRecord) -> Result<Self, CryptoError> {
-        Ok(Self {
-            log: GroupLog::from_bytes(&r.log)?,
-            cipher: GroupCipher::from_bytes(&r.cipher)?,
-            cards: r.member_cards.iter().cloned().collect(),
-            created_at: r.created_at,
-        })
+        Ok(Self::new(
+            GroupLog::from_bytes(&r.log)?,
+            GroupCipher::from_bytes(&r.cipher)?,
+            r.member_cards.iter().cloned().collect(),
+            r.created_at,
+        ))
     }
 
     /// The record to persist (the cipher state holds secrets: it goes only to the store).
@@ -104,7 +123,17 @@ impl Group {
     }
 
     pub(super) fn card(&self, member: &[u8; 32]) -> Option<ContactCard> {
-        parse_stored_card(self.cards.get(member)?).ok()
+        let uri = self.cards.get(member)?;
+        if let Some((seen, card)) = self.parsed.borrow().get(member)
+            && seen == uri
+        {
+            return Some(card.clone());
+        }
+        let card = parse_stored_card(uri).ok()?;
+        self.parsed
+            .borrow_mut()
+            .insert(*member, (uri.clone(), card.clone()));
+        Some(card)
     }
 }
 

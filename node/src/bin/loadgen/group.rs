@@ -26,7 +26,13 @@ fn cpu_secs(pid: Option<u32>) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub(super) async fn group(bin: &Path, root: &Path, members: usize, messages: usize) -> Result<()> {
+pub(super) async fn group(
+    bin: &Path,
+    root: &Path,
+    members: usize,
+    messages: usize,
+    pace_ms: u64,
+) -> Result<()> {
     let owner = start(bin, &root.join("owner"), "owner").await?;
     let mut procs = Vec::new();
     for i in 0..members {
@@ -94,7 +100,7 @@ pub(super) async fn group(bin: &Path, root: &Path, members: usize, messages: usi
             .post(&format!("/groups/{id}/messages"), json!({ "body": body }))
             .await?;
         api.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(pace_ms)).await;
     }
     for w in watchers {
         let _ = w.await;

@@ -60,6 +60,10 @@ struct Args {
     group: Option<usize>,
     #[arg(long, default_value_t = 20)]
     group_messages: usize,
+    /// Pause between two group messages, ms: short, the members' work for one message overlaps
+    /// the next send (all processes share this machine's cores); long, each send is alone.
+    #[arg(long, default_value_t = 50)]
+    group_pace_ms: u64,
     /// The `tokenim` binary (default: next to this one).
     #[arg(long)]
     tokenim: Option<PathBuf>,
@@ -172,7 +176,7 @@ async fn main() -> Result<()> {
     };
     let root = std::env::temp_dir().join(format!("tokenim-loadgen-{}", std::process::id()));
     if let Some(n) = args.group {
-        let result = group::group(&bin, &root, n, args.group_messages).await;
+        let result = group::group(&bin, &root, n, args.group_messages, args.group_pace_ms).await;
         let _ = std::fs::remove_dir_all(&root);
         return result;
     }

@@ -66,12 +66,8 @@ impl Delivery {
         let now = self.clock.now_secs();
         let (log, genesis) = GroupLog::create(&self.me, &name, &roles, now)
             .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
-        let group = Group {
-            cipher: GroupCipher::new(log.id().0, me),
-            log,
-            cards,
-            created_at: now,
-        };
+        let cipher = GroupCipher::new(log.id().0, me);
+        let group = Group::new(log, cipher, cards, now);
         let id = group.id();
         debug_assert_eq!(genesis.group().0, id);
         self.store.put_group(&group.record(now))?;

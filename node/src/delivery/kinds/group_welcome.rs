@@ -153,12 +153,7 @@ impl Delivery {
                 debug!(error = %e, "a waiting sender key does not apply");
             }
         }
-        let group = Group {
-            log,
-            cipher,
-            cards,
-            created_at: now,
-        };
+        let group = Group::new(log, cipher, cards, now);
         let mine = group.cipher.my_distribution().to_bytes().to_vec();
         let others = group.others(&me);
         self.groups.insert(group);
