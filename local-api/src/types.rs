@@ -62,6 +62,9 @@ pub struct ContactView {
     pub added_at: u64,
     /// Milliseconds since the Unix epoch.
     pub card_expires_at: Option<u64>,
+    /// The version of the device list the contact's card carries (absent: one device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_list_version: Option<u64>,
     /// Its messages are dropped unread (`POST /v1/contacts/{address}/block`).
     pub blocked: bool,
 }

@@ -9,6 +9,15 @@ use tokenim_crypto::{ContactCard, Identity, LinkOffer};
 use crate::harness::{NodeProc, init, run_ok, tokenim, wait_event};
 use crate::relay::LOOPBACK;
 
+/// The device-list version of `of`'s card as `holder` holds it.
+async fn held_version(holder: &NodeProc, of: &NodeProc) -> Result<Value> {
+    let c = holder
+        .client
+        .get(&format!("/contacts/{}", of.address))
+        .await?;
+    Ok(c["device_list_version"].clone())
+}
+
 /// The devices the account's card lists (1 when it carries no list).
 async fn devices_in_card(node: &NodeProc) -> Result<usize> {
     let card = ContactCard::from_uri(&node.card().await?, 0)?;
@@ -126,6 +135,70 @@ async fn a_new_device_links_once_and_is_revoked() -> Result<()> {
     );
     drop(events);
     for p in [alice, laptop_node] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// A contact learns each new device list from the next message, and refuses a card whose list
+/// is older than the one it holds.
+#[tokio::test]
+async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    let mut bob_events = bob.client.events().await?;
+    let say = |body: &'static str| {
+        let alice = &alice;
+        async move { alice.send("bob", body).await }
+    };
+    say("before").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "before"
+    })
+    .await?;
+    assert_eq!(held_version(&bob, &alice).await?, Value::Null);
+
+    let uri = run_ok(tokenim(&alice.dir).args(["device", "link"]))?
+        .trim()
+        .to_owned();
+    run_ok(tokenim(&root.path().join("laptop")).args(["init", "--link", &uri]))?;
+    let with_laptop = alice.card().await?;
+    // The session with Bob is open; the changed card still goes with the next message.
+    say("linked").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "linked"
+    })
+    .await?;
+    assert_eq!(held_version(&bob, &alice).await?, json!(2));
+
+    let list = alice.client.get("/devices").await?;
+    let laptop = ids(&list).into_iter().find(|id| *id != ids(&list)[0]);
+    let laptop = laptop.context("laptop listed")?;
+    alice.client.delete(&format!("/devices/{laptop}")).await?;
+    say("revoked").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "revoked"
+    })
+    .await?;
+    assert_eq!(held_version(&bob, &alice).await?, json!(3));
+
+    // The card that still lists the revoked device is refused, and v3 stays.
+    let rolled_back = bob
+        .client
+        .post("/contacts", json!({ "card": with_laptop }))
+        .await;
+    assert!(
+        rolled_back
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("device list refused")),
+        "{rolled_back:?}"
+    );
+    assert_eq!(held_version(&bob, &alice).await?, json!(3));
+    drop(bob_events);
+    for p in [alice, bob] {
         p.stop().await?;
     }
     Ok(())

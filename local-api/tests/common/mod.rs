@@ -195,6 +195,7 @@ impl NodeService for FakeNode {
                 display_name: Some(display.to_owned()),
                 added_at: 100,
                 card_expires_at: None,
+                device_list_version: None,
                 blocked: false,
             };
             inner.contacts.insert(address.to_owned(), contact.clone());
@@ -268,6 +269,7 @@ impl NodeService for FakeNode {
                 display_name: request.display_name,
                 added_at: 100,
                 card_expires_at: None,
+                device_list_version: None,
                 blocked: false,
             };
             inner.contacts.insert(address, contact.clone());
@@ -301,6 +303,7 @@ impl NodeService for FakeNode {
                     display_name: None,
                     added_at: 100,
                     card_expires_at: None,
+                    device_list_version: None,
                     blocked: true,
                 });
             contact.blocked = true;
@@ -844,6 +847,7 @@ impl FakeNode {
             display_name: Some("Alice".to_owned()),
             added_at: 100,
             card_expires_at: None,
+            device_list_version: None,
             blocked: false,
         };
         self.inner

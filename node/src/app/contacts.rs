@@ -59,6 +59,10 @@ impl Contacts<'_> {
                 .map(|c| c.display_name.clone())
                 .filter(|n| !n.is_empty()),
             added_at: c.added_at * 1000,
+            device_list_version: card
+                .as_ref()
+                .and_then(|c| c.devices().ok().flatten())
+                .map(|l| l.version()),
             card_expires_at: card.map(|c| c.expires_at * 1000),
             blocked: c.state == ContactState::Blocked,
         }
@@ -134,6 +138,13 @@ impl Contacts<'_> {
             }
         }
         let existing = self.store.get_contact(&key).map_err(store_err)?;
+        if let Some(old) = &existing
+            && let Err(why) = crate::delivery::may_replace(&old.card_uri, &parsed)
+        {
+            return Err(ServiceError::Conflict(format!(
+                "{why}: the card held for this contact is newer"
+            )));
+        }
         let now = now_secs();
         let record = ContactRecord {
             identity_key: key,

@@ -39,6 +39,9 @@ pub(super) struct Cards {
     cache: HashMap<IdentityKey, (String, ContactCard)>,
     /// This node's card and when it was made.
     mine: Option<(String, u64)>,
+    /// Which of this node's cards each peer was last sent (a hash of it), so that a changed
+    /// card (a new device list, new addresses) goes out with the next message.
+    sent: HashMap<IdentityKey, u64>,
     listen_addrs: Vec<Multiaddr>,
 }
 
@@ -90,6 +93,17 @@ impl Cards {
     }
 
     /// What the card lists changed: the next one is built anew.
+    /// Whether `peer` has not been sent `card` yet; marks it sent.
+    pub(super) fn send_to(&mut self, peer: IdentityKey, card: &str) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(card);
+        if self.sent.len() >= CARD_CACHE && !self.sent.contains_key(&peer) {
+            self.sent.clear();
+        }
+        self.sent.insert(peer, hash) != Some(hash)
+    }
+
     pub(super) fn invalidate_mine(&mut self) {
         self.mine = None;
     }
@@ -133,6 +147,29 @@ impl Cards {
         let uri = card.to_uri(inputs.me).map_err(DeliveryError::internal)?;
         self.mine = Some((uri.clone(), now));
         Ok(uri)
+    }
+}
+
+/// Whether `new` may replace the stored card `old_uri` of the same identity: it is not older,
+/// and the device list it carries is the one held or a later version of it (a contact refuses
+/// a rolled-back or equivocating list, and a card without a list once one was held).
+pub(crate) fn may_replace(old_uri: &str, new: &ContactCard) -> Result<(), String> {
+    let Ok(old) = parse_stored_card(old_uri) else {
+        return Ok(());
+    };
+    if old.created_at > new.created_at {
+        return Err("the card is older than the one held".into());
+    }
+    let held = old.devices().ok().flatten();
+    match (held, new.devices().ok().flatten()) {
+        (Some(held), Some(list)) => tokenim_crypto::DeviceList::supersedes(Some(&held), &list)
+            .map(|_| ())
+            .map_err(|e| format!("device list refused: {e}")),
+        (Some(held), None) => Err(format!(
+            "device list refused: the card carries none, version {} is held",
+            held.version()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -182,4 +219,57 @@ fn card_addrs(listen: &[Multiaddr], publish_direct: bool) -> Vec<String> {
         .take(MAX_CARD_LIST)
         .map(ToString::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokenim_crypto::{DeviceList, Identity};
+
+    use super::*;
+
+    fn card(
+        account: &Identity,
+        created_at: u64,
+        list: Option<&DeviceList>,
+    ) -> (String, ContactCard) {
+        let mut card = ContactCard::new(account, "alice", created_at, CARD_TTL_SECS);
+        card.device_list = list.map(DeviceList::to_bytes).unwrap_or_default();
+        let uri = card.to_uri(account).expect("card");
+        (uri.clone(), ContactCard::from_uri(&uri, 0).expect("parses"))
+    }
+
+    #[test]
+    fn device_lists_in_cards_only_move_forward() {
+        let alice = Identity::from_seed([1; 32]);
+        let v1 = DeviceList::genesis(&alice, "phone", 10).expect("list");
+        let laptop = Identity::from_seed([2; 32]).public();
+        let tablet = Identity::from_seed([3; 32]).public();
+        let v2 = v1.with_device(&alice, laptop, "laptop", 20).expect("v2");
+        let v2_other = v1.with_device(&alice, tablet, "tablet", 20).expect("v2'");
+        let (none_uri, none) = card(&alice, 5, None);
+        let (v1_uri, v1_card) = card(&alice, 10, Some(&v1));
+        let (v2_uri, v2_card) = card(&alice, 20, Some(&v2));
+        let (_, v2_other_card) = card(&alice, 21, Some(&v2_other));
+        let (_, v1_late) = card(&alice, 30, Some(&v1));
+        let (_, none_late) = card(&alice, 30, None);
+        assert!(may_replace(&none_uri, &v1_card).is_ok(), "a first list");
+        assert!(may_replace(&v1_uri, &v2_card).is_ok(), "a later version");
+        assert!(
+            may_replace(&v2_uri, &v2_card).is_ok(),
+            "the same list again"
+        );
+        assert!(
+            may_replace(&v2_uri, &v1_late).is_err(),
+            "rolled back, in a newer card"
+        );
+        assert!(
+            may_replace(&v2_uri, &none_late).is_err(),
+            "the list dropped"
+        );
+        assert!(
+            may_replace(&v2_uri, &v2_other_card).is_err(),
+            "equivocation"
+        );
+        assert!(may_replace(&v2_uri, &none).is_err(), "an older card");
+    }
 }

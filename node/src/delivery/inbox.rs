@@ -421,9 +421,9 @@ impl Delivery {
             return None;
         }
         if let Some(old) = existing
-            && let Ok(old_card) = super::parse_stored_card(&old.card_uri)
-            && old_card.created_at > card.created_at
+            && let Err(why) = super::cards::may_replace(&old.card_uri, &card)
         {
+            debug!(%why, "a contact's card not taken");
             return None;
         }
         Some(ContactRecord {

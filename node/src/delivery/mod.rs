@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
-pub(crate) use cards::parse_stored_card;
+pub(crate) use cards::{may_replace, parse_stored_card};
 pub use error::DeliveryError;
 pub use groups::GroupEdit;
 pub use handle::DeliveryHandle;

@@ -42,12 +42,16 @@ impl Delivery {
         // Refused before sealing advances the session (the commit below checks again).
         self.store.ensure_space(body.len() as u64)?;
         let contact = self.cards.contact(&self.store, &to)?;
-        // The recipient learns our card from the first messages of a session; after that it
-        // only costs bytes.
-        let (sender_card, write_grant) = if self.sessions.has_send_session(&to.0) {
-            (String::new(), Vec::new())
+        // The recipient learns our card from the first messages of a session, and again when it
+        // changed (a new device list, new addresses); otherwise it only costs bytes.
+        let mine = self.my_card().await?;
+        let changed = self.cards.send_to(to, &mine);
+        let (sender_card, write_grant) = if !self.sessions.has_send_session(&to.0) {
+            (mine, self.grant_for(&to))
+        } else if changed {
+            (mine, Vec::new())
         } else {
-            (self.my_card().await?, self.grant_for(&to))
+            (String::new(), Vec::new())
         };
         let id = MessageId::random();
         let _span = debug_span!("send", msg = %id).entered();
