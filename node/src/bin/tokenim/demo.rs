@@ -304,8 +304,64 @@ pub async fn run(messages: usize) -> Result<()> {
         t0.elapsed().as_micros()
     );
     drop(carol_events);
+    // Carol reads it: her read receipt reaches Bob, who sees who has read it.
+    let mid = ev["message"]["id"].as_str().unwrap_or_default().to_string();
+    carol
+        .client
+        .post(&format!("/messages/{mid}/read"), json!({}))
+        .await?;
+    let read = async {
+        loop {
+            let m = bob.client.get(&format!("/messages/{mid}")).await?;
+            if m["read_by"] == 1 {
+                return anyhow::Ok(m);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let m = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .context("carol's read receipt never reached bob")??;
+    let who = bob.client.get(&format!("/messages/{mid}/members")).await?;
+    let states: Vec<String> = who["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{} {}",
+                tokenim_node::short(m["address"].as_str().unwrap_or("")),
+                m["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    println!(
+        "  bob's message: delivered to {}, read by {} ({})",
+        m["delivered_to"],
+        m["read_by"],
+        states.join(", ")
+    );
 
-    for peer in [alice, bob, carol, relay] {
+    println!("\n9. Alice links a second device with a one-time link");
+    let link = alice
+        .client
+        .post("/devices/link", json!({ "ttl_secs": 120 }))
+        .await?;
+    let laptop = start_peer(&root, "laptop", |_| {}).await?;
+    let list = laptop
+        .client
+        .post(
+            "/devices/join",
+            json!({ "uri": link["uri"], "name": "laptop" }),
+        )
+        .await?;
+    println!(
+        "  laptop joined alice's account: {} devices, signed list version {}",
+        list["devices"].as_array().map_or(0, Vec::len),
+        list["version"]
+    );
+
+    for peer in [alice, bob, carol, laptop, relay] {
         peer.node.shutdown().await;
     }
     let _ = std::fs::remove_dir_all(&root);

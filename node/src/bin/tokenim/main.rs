@@ -56,7 +56,8 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         }
         Command::Run(args) => run(&data_dir, args).await,
         Command::Demo { messages } => {
-            tokenim_node::logging::init("warn", "text");
+            // Kademlia warns that a lone node has no peers to bootstrap from: true, and not news here.
+            tokenim_node::logging::init("warn,libp2p_kad=error", "text");
             demo::run(messages).await
         }
         Command::Id(c) => connect(&data_dir, &c)?.print_identity().await,
