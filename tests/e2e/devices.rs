@@ -140,8 +140,8 @@ async fn a_new_device_links_once_and_is_revoked() -> Result<()> {
     Ok(())
 }
 
-/// A contact learns each new device list from the next message, and refuses a card whose list
-/// is older than the one it holds.
+/// A new device gets the account's contacts; a contact learns each new device list from the
+/// next message, and refuses a card whose list is older than the one it holds.
 #[tokio::test]
 async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result<()> {
     let root = tempfile::tempdir()?;
@@ -164,8 +164,20 @@ async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result
     let uri = run_ok(tokenim(&alice.dir).args(["device", "link"]))?
         .trim()
         .to_owned();
-    run_ok(tokenim(&root.path().join("laptop")).args(["init", "--link", &uri]))?;
+    let laptop_dir = root.path().join("laptop");
+    run_ok(tokenim(&laptop_dir).args(["init", "--link", &uri]))?;
     let with_laptop = alice.card().await?;
+    // The new device got the account's contacts with the link.
+    let laptop = NodeProc::start(&laptop_dir, LOOPBACK).await?;
+    let contacts = laptop.client.get("/contacts").await?;
+    let names: Vec<&str> = contacts["contacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bob"], "{contacts}");
+    laptop.stop().await?;
     // The session with Bob is open; the changed card still goes with the next message.
     say("linked").await?;
     wait_event(&mut bob_events, "message", |e| {

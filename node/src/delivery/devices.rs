@@ -11,6 +11,8 @@ use tokenim_store::{Store, StoreError};
 const LIST_KEY: &str = "devices.list";
 /// `meta` key of the `LinkAccept` a linked device got (the account's list and card).
 const LINKED_KEY: &str = "devices.linked";
+/// `meta` key of the linked devices' own cards (a JSON list of card URIs), on the first device.
+const CARDS_KEY: &str = "devices.cards";
 /// Link offers open at once; the oldest goes first.
 const MAX_OFFERS: usize = 8;
 /// Used offer ids remembered, so a second use is refused with a clear reason.
@@ -42,6 +44,8 @@ pub(super) struct Devices {
     account_card: Option<String>,
     offers: HashMap<[u8; 32], LinkOffer>,
     used: VecDeque<[u8; 32]>,
+    /// On the first device: each linked device's own card (how it is reached), by device key.
+    cards: HashMap<[u8; 32], String>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -67,7 +71,36 @@ impl Devices {
         } else if let Some(b) = store.get_meta(LIST_KEY)? {
             devices.list = Some(DeviceList::from_bytes(&b).map_err(corrupt)?);
         }
+        if let Some(b) = store.get_meta(CARDS_KEY)? {
+            let uris: Vec<String> =
+                serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
+                    what: "device cards",
+                    reason: e.to_string(),
+                })?;
+            for uri in uris {
+                if let Ok(card) = super::cards::parse_stored_card(&uri) {
+                    devices.cards.insert(card.identity.identity_key, uri);
+                }
+            }
+        }
         Ok(devices)
+    }
+
+    /// Keeps (or with `None`, forgets) a linked device's own card.
+    pub(super) fn set_card(
+        &mut self,
+        store: &Store,
+        device: [u8; 32],
+        card: Option<String>,
+    ) -> Result<(), StoreError> {
+        match card {
+            Some(c) => self.cards.insert(device, c),
+            None => self.cards.remove(&device),
+        };
+        let uris: Vec<&String> = self.cards.values().collect();
+        let json =
+            serde_json::to_vec(&uris).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+        store.put_meta(CARDS_KEY, &json)
     }
 
     pub(super) fn list(&self) -> Option<&DeviceList> {

@@ -69,7 +69,7 @@ impl Delivery {
     pub(super) fn on_request(&mut self, peer: PeerId, request: wire::Request) -> wire::Response {
         let d = match request.kind {
             Some(pb::request::Kind::Deliver(d)) => d,
-            Some(pb::request::Kind::Link(l)) => return self.on_link(&l.request),
+            Some(pb::request::Kind::Link(l)) => return self.on_link(&l.request, &l.device_card),
             _ => return wire::Response::rejected(RejectCode::Malformed, "expected `deliver`"),
         };
         let home = self.home.route(&peer);

@@ -5,6 +5,7 @@
 
 use libp2p::{Multiaddr, PeerId};
 use tokenim_crypto::{CryptoError, DeviceList, LinkAccept, LinkOffer, LinkRequest};
+use tokenim_store::{ContactRecord, ContactState};
 use tracing::info;
 
 use crate::delivery::Delivery;
@@ -66,8 +67,13 @@ impl Delivery {
         Ok((uri, expires_at))
     }
 
-    /// A new device's link request (on the account's first device): the next list, with it.
-    pub(in crate::delivery) fn on_link(&mut self, bytes: &[u8]) -> wire::Response {
+    /// A new device's link request (on the account's first device): the next list, with it,
+    /// and the account's contacts.
+    pub(in crate::delivery) fn on_link(
+        &mut self,
+        bytes: &[u8],
+        device_card: &str,
+    ) -> wire::Response {
         let refuse = |detail: &str| wire::Response::rejected(RejectCode::Forbidden, detail);
         if self.devices.is_linked() {
             return refuse("this device does not link devices: its account's first device does");
@@ -83,6 +89,12 @@ impl Delivery {
         if let Err(e) = request.verify(&offer, now) {
             return refuse(&format!("link request: {e}"));
         }
+        // The proof binds the device key; its card must be that device's.
+        let card_ok = super::cards::parse_stored_card(device_card)
+            .is_ok_and(|c| c.identity == request.device);
+        if !card_ok {
+            return refuse("the device card is not the requesting device's");
+        }
         let linked = self.device_list().and_then(|list| {
             list.with_device(&self.me, request.device.clone(), &request.name, now)
                 .map_err(|e| DeliveryError::NotAllowed(e.to_string()))
@@ -91,22 +103,26 @@ impl Delivery {
             Ok(l) => l,
             Err(e) => return refuse(&e.to_string()),
         };
-        let card = self
+        let device = request.device.identity_key;
+        let stored = self
             .devices
             .set_list(&self.store, list.clone())
-            .map_err(DeliveryError::from)
             .and_then(|()| {
-                self.cards.invalidate_mine();
-                self.build_card(now)
-            });
-        let card = match card {
-            Ok(c) => c,
+                self.devices
+                    .set_card(&self.store, device, Some(device_card.to_owned()))
+            })
+            .map_err(DeliveryError::from);
+        let answer = stored.and_then(|()| {
+            self.cards.invalidate_mine();
+            Ok((self.build_card(now)?, self.synced_contacts()?))
+        });
+        let (card, contacts) = match answer {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "linking a device");
                 return wire::Response::rejected(RejectCode::Internal, "storage error");
             }
         };
-        let device = request.device.identity_key;
         info!(version = list.version(), "device linked");
         self.events.emit(NodeEvent::DeviceLinked(device));
         let accept = LinkAccept {
@@ -116,8 +132,23 @@ impl Delivery {
         wire::Response {
             kind: Some(pb::response::Kind::Linked(pb::Linked {
                 accept: accept.to_bytes(),
+                contacts,
             })),
         }
+    }
+
+    /// The account's accepted contacts, for a new device.
+    fn synced_contacts(&self) -> Result<Vec<pb::SyncedContact>, DeliveryError> {
+        Ok(self
+            .store
+            .list_contacts()?
+            .into_iter()
+            .filter(|c| c.state == ContactState::Accepted && !c.card_uri.is_empty())
+            .map(|c| pb::SyncedContact {
+                card: c.card_uri,
+                name: c.name.unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Links this (new) node to the account whose first device issued `uri`.
@@ -151,9 +182,14 @@ impl Delivery {
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
+        let my_card = self.my_card().await?;
         let response = self
             .net
-            .request(peer, addrs, wire::Request::link(request.to_bytes()))
+            .request(
+                peer,
+                addrs,
+                wire::Request::link(request.to_bytes(), my_card),
+            )
             .await
             .map_err(|e| match e {
                 DeliverError::Unreachable(why) => {
@@ -161,9 +197,12 @@ impl Delivery {
                 }
                 DeliverError::ShuttingDown => DeliveryError::ShuttingDown,
             })?;
-        let accept = match response.kind {
-            Some(pb::response::Kind::Linked(l)) => LinkAccept::from_bytes(&l.accept)
-                .map_err(|e| DeliveryError::Invalid(format!("link answer: {e}")))?,
+        let (accept, contacts) = match response.kind {
+            Some(pb::response::Kind::Linked(l)) => (
+                LinkAccept::from_bytes(&l.accept)
+                    .map_err(|e| DeliveryError::Invalid(format!("link answer: {e}")))?,
+                l.contacts,
+            ),
             Some(pb::response::Kind::Rejected(r)) if r.detail.contains("already used") => {
                 return Err(DeliveryError::NotAllowed(r.detail));
             }
@@ -180,8 +219,37 @@ impl Delivery {
             .map_err(|e| DeliveryError::Invalid(format!("link answer: {e}")))?;
         let list = accept.device_list.clone();
         self.devices.set_linked(&self.store, accept)?;
+        self.take_contacts(contacts, now)?;
         self.events.emit(NodeEvent::DeviceLinked(me.identity_key));
         Ok(list)
+    }
+
+    /// The account's contacts, from its first device: accepted here too (the user accepted
+    /// them there), so that their messages are taken on this device.
+    fn take_contacts(
+        &mut self,
+        contacts: Vec<pb::SyncedContact>,
+        now: u64,
+    ) -> Result<(), DeliveryError> {
+        let mut txn = self.store.txn();
+        for c in contacts {
+            let Ok(card) = super::cards::parse_stored_card(&c.card) else {
+                continue;
+            };
+            let key = card.identity.identity_key;
+            self.sessions.set_known(&key, true);
+            txn = txn.put_contact(&ContactRecord {
+                identity_key: key,
+                name: Some(c.name).filter(|n| !n.is_empty()),
+                card_uri: c.card,
+                added_at: now,
+                updated_at: now,
+                state: ContactState::Accepted,
+                write_grant: Vec::new(),
+            });
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Takes `device` off the account's list (on its first device).
@@ -206,6 +274,7 @@ impl Delivery {
                 e => DeliveryError::internal(e),
             })?;
         self.devices.set_list(&self.store, list.clone())?;
+        self.devices.set_card(&self.store, device, None)?;
         self.cards.invalidate_mine();
         info!(version = list.version(), "device revoked");
         self.events.emit(NodeEvent::DeviceRevoked(device));

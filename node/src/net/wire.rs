@@ -72,9 +72,12 @@ impl Request {
         }
     }
 
-    pub fn link(request: Vec<u8>) -> Self {
+    pub fn link(request: Vec<u8>, device_card: String) -> Self {
         Self {
-            kind: Some(pb::request::Kind::Link(pb::Link { request })),
+            kind: Some(pb::request::Kind::Link(pb::Link {
+                request,
+                device_card,
+            })),
         }
     }
 }
