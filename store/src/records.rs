@@ -94,6 +94,9 @@ pub struct ContactRecord {
     /// The peer's write grant for its mailbox (an encoded `WriteGrant` it sent us), which its
     /// home relays may require; empty if none.
     pub write_grant: Vec<u8>,
+    /// The own cards of the peer's other devices (each signed by its device identity), as its
+    /// first device sent them; empty for one device.
+    pub device_cards: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -112,6 +115,8 @@ struct ContactPb {
     state: u32,
     #[prost(bytes = "vec", tag = "7")]
     write_grant: Vec<u8>,
+    #[prost(string, repeated, tag = "8")]
+    device_cards: Vec<String>,
 }
 
 impl Record for ContactRecord {
@@ -124,6 +129,7 @@ impl Record for ContactRecord {
             updated_at: self.updated_at,
             state: self.state.code(),
             write_grant: self.write_grant.clone(),
+            device_cards: self.device_cards.clone(),
         }
         .encode_to_vec()
     }
@@ -140,6 +146,7 @@ impl Record for ContactRecord {
             state: ContactState::from_code(pb.state)
                 .ok_or_else(|| corrupt(WHAT, format!("unknown state {}", pb.state)))?,
             write_grant: pb.write_grant,
+            device_cards: pb.device_cards,
         })
     }
 }
@@ -841,7 +848,8 @@ mod tests {
         fn contact()(identity_key in arr::<32>(), name in proptest::option::of(".{0,20}"),
                      card_uri in ".{0,60}", added_at in any::<u64>(), updated_at in any::<u64>(),
                      state in proptest::sample::select(vec![ContactState::Accepted, ContactState::Request, ContactState::Blocked])) -> ContactRecord {
-            ContactRecord { identity_key, name, card_uri, added_at, updated_at, state, write_grant: Vec::new() }
+            ContactRecord { identity_key, name, card_uri, added_at, updated_at, state, write_grant: Vec::new(),
+                device_cards: Vec::new() }
         }
     }
 

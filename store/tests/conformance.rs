@@ -93,6 +93,7 @@ fn contact(n: u64, name: Option<&str>) -> ContactRecord {
         updated_at: 100 + n,
         state: ContactState::Accepted,
         write_grant: Vec::new(),
+        device_cards: vec![format!("tokenim:device-card{n}")],
     }
 }
 

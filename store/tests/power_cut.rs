@@ -18,6 +18,7 @@ fn contact(n: u8) -> ContactRecord {
         updated_at: 1,
         state: tokenim_store::ContactState::Accepted,
         write_grant: Vec::new(),
+        device_cards: Vec::new(),
     }
 }
 

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use tokenim_crypto::{ContactCard, Identity, LinkOffer};
 
-use crate::harness::{NodeProc, init, run_ok, tokenim, wait_event};
-use crate::relay::LOOPBACK;
+use crate::harness::{NodeProc, init, metric, run_ok, tokenim, wait_event};
+use crate::relay::{LOOPBACK, poll_until};
 
 /// The device-list version of `of`'s card as `holder` holds it.
 async fn held_version(holder: &NodeProc, of: &NodeProc) -> Result<Value> {
@@ -214,4 +214,106 @@ async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result
         p.stop().await?;
     }
     Ok(())
+}
+
+/// A message to an account reaches each of its devices, each once; after a revocation the
+/// revoked device is sent nothing.
+#[tokio::test]
+async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
+    let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
+    alice.add_contact(&bob, "bob").await?;
+    bob.add_contact(&alice, "alice").await?;
+    // The laptop runs, then joins (so the card it hands over names where it listens now).
+    let laptop = NodeProc::start(&init(root.path(), "laptop")?, LOOPBACK).await?;
+    let link = alice.client.post("/devices/link", json!({})).await?;
+    laptop
+        .client
+        .post(
+            "/devices/join",
+            json!({ "uri": link["uri"], "name": "laptop" }),
+        )
+        .await?;
+    let mut bob_events = bob.client.events().await?;
+    // Alice's next message carries her new card and her laptop's card.
+    alice.send("bob", "I have a laptop now").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "I have a laptop now"
+    })
+    .await?;
+
+    let delivered = || async { metric(&bob, "tokenim_messages_delivered_total").await };
+    let settled = || async {
+        poll_until("bob's outbox never emptied", || async {
+            Ok(metric(&bob, "tokenim_outbox_depth").await? == 0)
+        })
+        .await
+    };
+    settled().await?;
+    let before = delivered().await?;
+    bob.send("alice", "to both").await?;
+    for device in [&alice, &laptop] {
+        poll_until("a device never got bob's message", || async {
+            Ok(bodies(device)
+                .await?
+                .iter()
+                .filter(|b| *b == "to both")
+                .count()
+                == 1)
+        })
+        .await?;
+    }
+    settled().await?;
+    assert_eq!(delivered().await? - before, 2, "one copy per device");
+    for device in [&alice, &laptop] {
+        let n = bodies(device)
+            .await?
+            .iter()
+            .filter(|b| *b == "to both")
+            .count();
+        assert_eq!(n, 1, "each device has it once");
+    }
+
+    // Revoked: Alice's next message carries the list without the laptop; Bob stops sealing
+    // to it.
+    let list = alice.client.get("/devices").await?;
+    let laptop_id = ids(&list).into_iter().nth(1).context("laptop listed")?;
+    alice
+        .client
+        .delete(&format!("/devices/{laptop_id}"))
+        .await?;
+    alice.send("bob", "laptop gone").await?;
+    wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "laptop gone"
+    })
+    .await?;
+    settled().await?;
+    let before = delivered().await?;
+    bob.send("alice", "only alice").await?;
+    poll_until("alice never got it", || async {
+        Ok(bodies(&alice).await?.iter().any(|b| b == "only alice"))
+    })
+    .await?;
+    settled().await?;
+    assert_eq!(
+        delivered().await? - before,
+        1,
+        "no copy for the revoked laptop"
+    );
+    drop(bob_events);
+    for p in [alice, bob, laptop] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+async fn bodies(node: &NodeProc) -> Result<Vec<String>> {
+    let page = node.client.get("/messages").await?;
+    Ok(page["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect())
 }

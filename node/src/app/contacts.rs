@@ -155,7 +155,11 @@ impl Contacts<'_> {
             // Importing a card is the user's consent, also to a request or a blocked peer;
             // the delivery core then releases what a request held.
             state: ContactState::Accepted,
-            write_grant: existing.map(|c| c.write_grant).unwrap_or_default(),
+            write_grant: existing
+                .as_ref()
+                .map(|c| c.write_grant.clone())
+                .unwrap_or_default(),
+            device_cards: existing.map(|c| c.device_cards).unwrap_or_default(),
         };
         self.store.put_contact(&record).map_err(store_err)?;
         let record = self

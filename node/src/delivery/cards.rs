@@ -42,6 +42,8 @@ pub(super) struct Cards {
     /// Which of this node's cards each peer was last sent (a hash of it), so that a changed
     /// card (a new device list, new addresses) goes out with the next message.
     sent: HashMap<IdentityKey, u64>,
+    /// Contacts' other devices by device key: how an outbox entry for one is routed.
+    devices: HashMap<IdentityKey, ContactCard>,
     listen_addrs: Vec<Multiaddr>,
 }
 
@@ -93,6 +95,21 @@ impl Cards {
     }
 
     /// What the card lists changed: the next one is built anew.
+    /// Remembers the route to each of a contact's other devices.
+    pub(super) fn set_devices(&mut self, cards: &[ContactCard]) {
+        for c in cards {
+            if self.devices.len() < CARD_CACHE {
+                self.devices
+                    .insert(IdentityKey(c.identity.identity_key), c.clone());
+            }
+        }
+    }
+
+    /// A contact's other device, by its device key.
+    pub(super) fn device(&self, key: &IdentityKey) -> Option<ContactCard> {
+        self.devices.get(key).cloned()
+    }
+
     /// Whether `peer` has not been sent `card` yet; marks it sent.
     pub(super) fn send_to(&mut self, peer: IdentityKey, card: &str) -> bool {
         use std::hash::{BuildHasher, BuildHasherDefault};

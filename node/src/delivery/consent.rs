@@ -104,6 +104,7 @@ impl Delivery {
             updated_at: now,
             state: ContactState::Request,
             write_grant: Vec::new(),
+            device_cards: Vec::new(),
         });
         record.updated_at = now;
         let result = match consent {

@@ -86,6 +86,11 @@ impl Devices {
         Ok(devices)
     }
 
+    /// The linked devices' own cards.
+    pub(super) fn cards(&self) -> Vec<String> {
+        self.cards.values().cloned().collect()
+    }
+
     /// Keeps (or with `None`, forgets) a linked device's own card.
     pub(super) fn set_card(
         &mut self,

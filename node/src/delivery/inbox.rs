@@ -277,6 +277,12 @@ impl Delivery {
                 let known = sender_card.clone().or_else(|| standing.clone());
                 sender_card = self.learn_grant(known, grant).or(sender_card);
             }
+            // A contact's text may carry its other devices' cards.
+            if contact && inner.kind == InnerKind::Text as i32 && !inner.payload.is_empty() {
+                let payload = std::mem::take(&mut inner.payload);
+                let known = sender_card.clone().or_else(|| standing.clone());
+                sender_card = self.learn_device_cards(known, &payload).or(sender_card);
+            }
             match InnerKind::try_from(inner.kind) {
                 Ok(InnerKind::Text) => {
                     let (t, dup) = self.accept_text(peer, inner, late, via_relay, inbound, txn)?;
@@ -465,6 +471,7 @@ impl Delivery {
             updated_at: now,
             state: ContactState::Request,
             write_grant: Vec::new(),
+            device_cards: Vec::new(),
         }
     }
 }

@@ -246,6 +246,7 @@ impl Delivery {
                 updated_at: now,
                 state: ContactState::Accepted,
                 write_grant: Vec::new(),
+                device_cards: Vec::new(),
             });
         }
         txn.commit()?;

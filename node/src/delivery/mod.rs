@@ -190,6 +190,7 @@ impl Delivery {
         }
         self.load_requests()?;
         self.devices = devices::Devices::load(&self.store)?;
+        self.load_device_routes()?;
         for r in self.store.list_groups()? {
             match groups::Group::from_record(&r) {
                 Ok(g) => self.groups.insert(g),

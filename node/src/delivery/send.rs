@@ -53,7 +53,10 @@ impl Delivery {
             Some(r) => self.cards.card_of(&peer, r),
             None => Err(DeliveryError::UnknownContact(peer.address())),
         };
-        let card = match from_record.or_else(|e| self.groups.card_of(&peer.0).ok_or(e)) {
+        let routed = from_record
+            .or_else(|e| self.groups.card_of(&peer.0).ok_or(e))
+            .or_else(|e| self.cards.device(&peer).ok_or(e));
+        let card = match routed {
             Ok(card) => card,
             Err(e) => {
                 // E.g. the contact was deleted: back off until the message expires.

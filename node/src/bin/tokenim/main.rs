@@ -194,8 +194,8 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
 /// `init --link`: starts the new node just long enough to link it to the account.
 async fn join_account(data_dir: &Path, uri: String, name: String) -> Result<()> {
     let mut cfg = Config::load(data_dir)?;
+    // The configured network addresses: the card the account keeps for this device names them.
     cfg.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg.network.listen = vec!["/ip4/0.0.0.0/tcp/0".into()];
     let node = tokenim_node::start(data_dir, cfg).await?;
     let joined = node.service.join_account(uri, name).await;
     node.shutdown().await;

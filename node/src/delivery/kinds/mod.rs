@@ -1,6 +1,7 @@
 //! One module per kind of inner message: how it is sent and what receiving it does. A new
 //! kind (group change, device sync, file manifest, call) gets a module here.
 
+mod devices;
 mod group;
 mod group_changes;
 mod group_invites;

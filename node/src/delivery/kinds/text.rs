@@ -3,7 +3,7 @@
 use tokenim_crypto::{InnerKind, InnerMessage};
 use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Txn};
 use tokio::time::Instant;
-use tracing::debug_span;
+use tracing::{debug, debug_span};
 
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
@@ -53,10 +53,18 @@ impl Delivery {
         } else {
             (String::new(), Vec::new())
         };
+        // With the card go the cards of this account's other devices, when they fit.
+        let payload = if sender_card.is_empty() {
+            Vec::new()
+        } else {
+            Some(self.device_cards_payload())
+                .filter(|p| p.len() + body.len() <= tokenim_crypto::MAX_BODY_BYTES)
+                .unwrap_or_default()
+        };
         let id = MessageId::random();
         let _span = debug_span!("send", msg = %id).entered();
         let sent_at_ms = self.clock.now_ms();
-        let inner = InnerMessage {
+        let mut inner = InnerMessage {
             kind: InnerKind::Text as i32,
             id: id.0.to_vec(),
             body: body.clone(),
@@ -64,9 +72,19 @@ impl Delivery {
             sent_at_ms,
             sender_card,
             write_grant,
-            payload: Vec::new(),
+            payload,
         };
         let envelope = self.seal(&contact, &inner)?;
+        // The same text for each of the contact's other devices, sealed to each.
+        inner.write_grant.clear();
+        let mut copies = Vec::new();
+        for device in self.devices_of(&to) {
+            let key = IdentityKey(device.identity.identity_key);
+            match self.seal(&device, &inner) {
+                Ok(e) => copies.push((key, e)),
+                Err(e) => debug!(error = %e, "cannot seal for a contact's device"),
+            }
+        }
         tracing::debug!(envelope = %hex::encode(&envelope.id()[..8]), "sealed");
         let record = MessageRecord {
             id: id.0,
@@ -92,14 +110,26 @@ impl Delivery {
         let outbox_id = OutboxId(id.0);
         let outbox = self.outbox_record(outbox_id, to, Some(id), &envelope);
         let session = self.session_bytes(&to)?;
-        self.store
+        let mut txn = self
+            .store
             .txn()
             .put_message(&record)
             .put_outbox(&outbox)
-            .put_session(&to.0, &session)
-            .commit_durable()?;
+            .put_session(&to.0, &session);
+        let mut copy_ids = Vec::new();
+        for (device, e) in &copies {
+            let copy_id = OutboxId::random();
+            txn = txn
+                .put_outbox(&self.outbox_record(copy_id, *device, Some(id), e))
+                .put_session(&device.0, &self.session_bytes(device)?);
+            copy_ids.push(copy_id);
+        }
+        txn.commit_durable()?;
         self.metrics.messages_sent.inc();
         self.schedule.add(outbox_id, Instant::now(), true);
+        for copy_id in copy_ids {
+            self.schedule.add(copy_id, Instant::now(), true);
+        }
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
         self.events.emit(NodeEvent::Message(record.clone()));
         Ok(record)

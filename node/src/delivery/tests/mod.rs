@@ -125,6 +125,7 @@ fn rig_on(store: Store, settings: Settings, contacts: &[&Peer]) -> Rig {
                 updated_at: T0_MS / 1000,
                 state: tokenim_store::ContactState::Accepted,
                 write_grant: Vec::new(),
+                device_cards: Vec::new(),
             })
             .expect("contact");
     }
