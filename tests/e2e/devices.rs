@@ -216,8 +216,8 @@ async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result
     Ok(())
 }
 
-/// A message to an account reaches each of its devices, each once; after a revocation the
-/// revoked device is sent nothing.
+/// A message to an account reaches each of its devices, each once; a linked device's message
+/// is the account's; after a revocation the revoked device is sent nothing.
 #[tokio::test]
 async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
     let root = tempfile::tempdir()?;
@@ -275,6 +275,16 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
         assert_eq!(n, 1, "each device has it once");
     }
 
+    // The laptop writes from the account: Bob sees Alice, not a stranger.
+    laptop.send("bob", "from the laptop").await?;
+    let ev = wait_event(&mut bob_events, "message", |e| {
+        e["message"]["body"] == "from the laptop"
+    })
+    .await?;
+    assert_eq!(ev["message"]["from"], alice.address.as_str(), "{ev}");
+    let requests = bob.client.get("/requests").await?;
+    assert_eq!(requests["requests"], json!([]), "{requests}");
+
     // Revoked: Alice's next message carries the list without the laptop; Bob stops sealing
     // to it.
     let list = alice.client.get("/devices").await?;
@@ -301,6 +311,13 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
         1,
         "no copy for the revoked laptop"
     );
+    // Nor does it speak for Alice any more: to Bob it is a stranger now.
+    laptop.send("bob", "still alice?").await?;
+    let ev = wait_event(&mut bob_events, "message_request", |e| {
+        e["message"]["body"] == "still alice?"
+    })
+    .await?;
+    assert_ne!(ev["message"]["from"], alice.address.as_str(), "{ev}");
     drop(bob_events);
     for p in [alice, bob, laptop] {
         p.stop().await?;

@@ -42,8 +42,9 @@ pub(super) struct Cards {
     /// Which of this node's cards each peer was last sent (a hash of it), so that a changed
     /// card (a new device list, new addresses) goes out with the next message.
     sent: HashMap<IdentityKey, u64>,
-    /// Contacts' other devices by device key: how an outbox entry for one is routed.
-    devices: HashMap<IdentityKey, ContactCard>,
+    /// Contacts' other devices by device key: how an outbox entry for one is routed, and whose
+    /// account each speaks for.
+    devices: HashMap<IdentityKey, (ContactCard, IdentityKey)>,
     listen_addrs: Vec<Multiaddr>,
 }
 
@@ -95,19 +96,25 @@ impl Cards {
     }
 
     /// What the card lists changed: the next one is built anew.
-    /// Remembers the route to each of a contact's other devices.
-    pub(super) fn set_devices(&mut self, cards: &[ContactCard]) {
+    /// Remembers each of `account`'s other devices (and forgets those no longer listed).
+    pub(super) fn set_devices(&mut self, account: IdentityKey, cards: &[ContactCard]) {
+        self.devices.retain(|_, (_, a)| *a != account);
         for c in cards {
             if self.devices.len() < CARD_CACHE {
-                self.devices
-                    .insert(IdentityKey(c.identity.identity_key), c.clone());
+                let key = IdentityKey(c.identity.identity_key);
+                self.devices.insert(key, (c.clone(), account));
             }
         }
     }
 
     /// A contact's other device, by its device key.
     pub(super) fn device(&self, key: &IdentityKey) -> Option<ContactCard> {
-        self.devices.get(key).cloned()
+        self.devices.get(key).map(|(c, _)| c.clone())
+    }
+
+    /// The contact whose device `key` is.
+    pub(super) fn account_of(&self, key: &IdentityKey) -> Option<IdentityKey> {
+        self.devices.get(key).map(|(_, a)| *a)
     }
 
     /// Whether `peer` has not been sent `card` yet; marks it sent.
@@ -174,20 +181,25 @@ pub(crate) fn may_replace(old_uri: &str, new: &ContactCard) -> Result<(), String
     let Ok(old) = parse_stored_card(old_uri) else {
         return Ok(());
     };
+    // The list first: it says why more precisely than the card's time.
+    let held = old.devices().ok().flatten();
+    match (held, new.devices().ok().flatten()) {
+        (Some(held), Some(list)) => {
+            tokenim_crypto::DeviceList::supersedes(Some(&held), &list)
+                .map_err(|e| format!("device list refused: {e}"))?;
+        }
+        (Some(held), None) => {
+            return Err(format!(
+                "device list refused: the card carries none, version {} is held",
+                held.version()
+            ));
+        }
+        _ => {}
+    }
     if old.created_at > new.created_at {
         return Err("the card is older than the one held".into());
     }
-    let held = old.devices().ok().flatten();
-    match (held, new.devices().ok().flatten()) {
-        (Some(held), Some(list)) => tokenim_crypto::DeviceList::supersedes(Some(&held), &list)
-            .map(|_| ())
-            .map_err(|e| format!("device list refused: {e}")),
-        (Some(held), None) => Err(format!(
-            "device list refused: the card carries none, version {} is held",
-            held.version()
-        )),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// A stored card was verified when it was added; expiry only means it is getting old, and

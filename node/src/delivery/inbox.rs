@@ -5,11 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
-use tokenim_crypto::{
-    ContactCard, CryptoError, Envelope, GrantScope, InnerKind, MailboxId, Opened, PublicIdentity,
-    WriteGrant,
-};
-use tokenim_store::{ContactRecord, ContactState, MessageRecord, MessageState, StoreError, Txn};
+use tokenim_crypto::{CryptoError, Envelope, InnerKind, MailboxId, Opened};
+use tokenim_store::{ContactState, MessageRecord, MessageState, StoreError, Txn};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -251,7 +248,11 @@ impl Delivery {
         } = opened;
         let peer = IdentityKey(from.identity_key);
         inbound.peers.insert(peer);
-        let standing = self.standing(&peer)?;
+        // Another device of a contact speaks for the contact's account (its list names it):
+        // its texts and receipts are the contact's; its session stays its own.
+        let account = self.cards.account_of(&peer).filter(|a| self.is_contact(a));
+        let who = account.unwrap_or(peer);
+        let standing = self.standing(&who)?;
         let state = standing.as_ref().map(|c| c.state);
         if state == Some(ContactState::Blocked) {
             self.sessions.forget_peer(&peer.0);
@@ -269,6 +270,12 @@ impl Delivery {
         let mut duplicate = false;
         let mut sender_card = None;
         if let Some(mut inner) = inner {
+            if account.is_some() {
+                // A device's own card and grant are not its account's.
+                inner.sender_card.clear();
+                inner.write_grant.clear();
+                inner.payload.clear();
+            }
             if !inner.sender_card.is_empty() {
                 sender_card = self.learn_card(&from, &inner.sender_card, standing.as_ref());
             }
@@ -285,11 +292,11 @@ impl Delivery {
             }
             match InnerKind::try_from(inner.kind) {
                 Ok(InnerKind::Text) => {
-                    let (t, dup) = self.accept_text(peer, inner, late, via_relay, inbound, txn)?;
+                    let (t, dup) = self.accept_text(who, inner, late, via_relay, inbound, txn)?;
                     (txn, duplicate) = (t, dup);
                 }
                 Ok(kind @ (InnerKind::DeliveryReceipt | InnerKind::ReadReceipt)) => {
-                    txn = self.accept_receipt(peer, kind, &inner, inbound, txn);
+                    txn = self.accept_receipt(who, kind, &inner, inbound, txn);
                 }
                 Ok(
                     kind @ (InnerKind::GroupWelcome
@@ -319,6 +326,9 @@ impl Delivery {
             return Ok(duplicate);
         }
         if let Some(card) = &sender_card {
+            // A new card may carry a new device list: only devices it lists speak for it.
+            self.cards
+                .set_devices(who, &super::kinds::other_devices(card));
             txn = txn.put_contact(card);
         }
         if let Some(state) = self.sessions.peer_state(&peer.0) {
@@ -405,74 +415,8 @@ impl Delivery {
         self.cards
             .contact(&self.store, peer)
             .ok()
+            .or_else(|| self.cards.device(peer))
             .and_then(|c| c.mailboxes.first().copied())
-    }
-
-    /// Keeps the newest valid card a peer sent about itself, without touching the name the
-    /// user gave it or where the peer stands (a new peer is a request).
-    fn learn_card(
-        &mut self,
-        from: &PublicIdentity,
-        uri: &str,
-        existing: Option<&ContactRecord>,
-    ) -> Option<ContactRecord> {
-        let key = IdentityKey(from.identity_key);
-        if existing.is_some_and(|old| old.card_uri == uri) {
-            return None; // the usual case, and it needs no signature check
-        }
-        let now = self.clock.now_secs();
-        let card = ContactCard::from_uri(uri, now).ok()?;
-        if card.identity != *from {
-            warn!("peer sent a card of another identity; ignored");
-            return None;
-        }
-        if let Some(old) = existing
-            && let Err(why) = super::cards::may_replace(&old.card_uri, &card)
-        {
-            debug!(%why, "a contact's card not taken");
-            return None;
-        }
-        Some(ContactRecord {
-            identity_key: key.0,
-            card_uri: uri.to_string(),
-            updated_at: now,
-            ..existing.cloned().unwrap_or_else(|| self.bare_request(&key))
-        })
-    }
-
-    /// `record` with the write grant the peer sent for its mailbox, if it is new and valid: a
-    /// contact grant of a mailbox the peer's card lists.
-    fn learn_grant(&self, record: Option<ContactRecord>, grant: Vec<u8>) -> Option<ContactRecord> {
-        let mut record = record?;
-        if record.write_grant == grant {
-            return None;
-        }
-        let parsed = WriteGrant::from_bytes(&grant).ok()?;
-        let card = super::parse_stored_card(&record.card_uri).ok()?;
-        let valid = parsed.scope == GrantScope::Contact
-            && card.mailboxes.contains(&parsed.mailbox)
-            && parsed.verify(self.clock.now_secs()).is_ok();
-        if !valid {
-            debug!("peer sent a write grant that does not check; ignored");
-            return None;
-        }
-        record.write_grant = grant;
-        Some(record)
-    }
-
-    /// The record of a new message request, before any card is known.
-    fn bare_request(&self, peer: &IdentityKey) -> ContactRecord {
-        let now = self.clock.now_secs();
-        ContactRecord {
-            identity_key: peer.0,
-            name: None,
-            card_uri: String::new(),
-            added_at: now,
-            updated_at: now,
-            state: ContactState::Request,
-            write_grant: Vec::new(),
-            device_cards: Vec::new(),
-        }
     }
 }
 

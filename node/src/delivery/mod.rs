@@ -18,6 +18,7 @@ mod handle;
 mod ids;
 mod inbox;
 mod kinds;
+mod learning;
 mod linking;
 mod outbox;
 mod outcome;

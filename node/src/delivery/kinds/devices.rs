@@ -80,7 +80,8 @@ impl Delivery {
         if uris == record.device_cards {
             return None;
         }
-        self.cards.set_devices(&kept);
+        self.cards
+            .set_devices(IdentityKey(record.identity_key), &kept);
         record.device_cards = uris;
         Some(record)
     }
@@ -91,7 +92,8 @@ impl Delivery {
     ) -> Result<(), tokenim_store::StoreError> {
         for c in self.store.list_contacts()? {
             if !c.device_cards.is_empty() {
-                self.cards.set_devices(&other_devices(&c));
+                self.cards
+                    .set_devices(IdentityKey(c.identity_key), &other_devices(&c));
             }
         }
         Ok(())

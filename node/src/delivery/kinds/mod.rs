@@ -10,3 +10,5 @@ mod group_sync;
 mod group_welcome;
 mod receipts;
 mod text;
+
+pub(super) use devices::other_devices;
