@@ -284,6 +284,24 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
     assert_eq!(ev["message"]["from"], alice.address.as_str(), "{ev}");
     let requests = bob.client.get("/requests").await?;
     assert_eq!(requests["requests"], json!([]), "{requests}");
+    // What one device sent shows as sent on the other.
+    for (device, body) in [
+        (&laptop, "I have a laptop now"),
+        (&alice, "from the laptop"),
+    ] {
+        poll_until(
+            "a sent message never showed on the other device",
+            || async {
+                let page = device.client.get("/messages").await?;
+                Ok(page["messages"].as_array().into_iter().flatten().any(|m| {
+                    m["body"] == body
+                        && m["direction"] == "outgoing"
+                        && m["to"] == bob.address.as_str()
+                }))
+            },
+        )
+        .await?;
+    }
 
     // Revoked: Alice's next message carries the list without the laptop; Bob stops sealing
     // to it.

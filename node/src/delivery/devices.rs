@@ -91,6 +91,42 @@ impl Devices {
         self.cards.values().cloned().collect()
     }
 
+    /// The cards of this account's other devices this node can reach: on the first device,
+    /// the linked devices still listed; on a linked device, the first.
+    pub(super) fn own_devices(&self) -> Vec<tokenim_crypto::ContactCard> {
+        let uris: Vec<&String> = match &self.account_card {
+            Some(account) => vec![account],
+            None => self.cards.values().collect(),
+        };
+        uris.into_iter()
+            .filter_map(|u| super::cards::parse_stored_card(u).ok())
+            .filter(|c| {
+                self.list
+                    .as_ref()
+                    .is_some_and(|l| l.contains(&c.identity.identity_key))
+            })
+            .collect()
+    }
+
+    /// Whether `peer` is another device of this account (one this node can reach). Cheap:
+    /// asked for every frame.
+    pub(super) fn is_own(&self, peer: &[u8; 32]) -> bool {
+        let Some(list) = &self.list else {
+            return false;
+        };
+        if self.account_card.is_some() {
+            return list.account() == *peer;
+        }
+        self.cards.contains_key(peer) && list.contains(peer)
+    }
+
+    /// The card of another device of this account, to route to it.
+    pub(super) fn own_card(&self, peer: &[u8; 32]) -> Option<tokenim_crypto::ContactCard> {
+        self.own_devices()
+            .into_iter()
+            .find(|c| c.identity.identity_key == *peer)
+    }
+
     /// Keeps (or with `None`, forgets) a linked device's own card.
     pub(super) fn set_card(
         &mut self,

@@ -253,7 +253,13 @@ impl Delivery {
         let account = self.cards.account_of(&peer).filter(|a| self.is_contact(a));
         let who = account.unwrap_or(peer);
         let standing = self.standing(&who)?;
-        let state = standing.as_ref().map(|c| c.state);
+        // Another device of this account: trusted like a contact, never stored as one.
+        let own = self.devices.is_own(&peer.0);
+        let state = if own {
+            Some(ContactState::Accepted)
+        } else {
+            standing.as_ref().map(|c| c.state)
+        };
         if state == Some(ContactState::Blocked) {
             self.sessions.forget_peer(&peer.0);
             self.metrics.from_blocked.inc();
@@ -270,10 +276,12 @@ impl Delivery {
         let mut duplicate = false;
         let mut sender_card = None;
         if let Some(mut inner) = inner {
-            if account.is_some() {
+            if account.is_some() || own {
                 // A device's own card and grant are not its account's.
                 inner.sender_card.clear();
                 inner.write_grant.clear();
+            }
+            if account.is_some() {
                 inner.payload.clear();
             }
             if !inner.sender_card.is_empty() {
@@ -291,6 +299,9 @@ impl Delivery {
                 sender_card = self.learn_device_cards(known, &payload).or(sender_card);
             }
             match InnerKind::try_from(inner.kind) {
+                Ok(InnerKind::SyncSent) if own => {
+                    txn = self.accept_sync_sent(&inner, inbound, txn);
+                }
                 Ok(InnerKind::Text) => {
                     let (t, dup) = self.accept_text(who, inner, late, via_relay, inbound, txn)?;
                     (txn, duplicate) = (t, dup);
@@ -416,6 +427,7 @@ impl Delivery {
             .contact(&self.store, peer)
             .ok()
             .or_else(|| self.cards.device(peer))
+            .or_else(|| self.devices.own_card(&peer.0))
             .and_then(|c| c.mailboxes.first().copied())
     }
 }

@@ -55,7 +55,8 @@ impl Delivery {
         };
         let routed = from_record
             .or_else(|e| self.groups.card_of(&peer.0).ok_or(e))
-            .or_else(|e| self.cards.device(&peer).ok_or(e));
+            .or_else(|e| self.cards.device(&peer).ok_or(e))
+            .or_else(|e| self.devices.own_card(&peer.0).ok_or(e));
         let card = match routed {
             Ok(card) => card,
             Err(e) => {

@@ -9,6 +9,7 @@ mod group_receipts;
 mod group_sync;
 mod group_welcome;
 mod receipts;
+mod sync;
 mod text;
 
 pub(super) use devices::other_devices;

@@ -1,0 +1,89 @@
+//! Between one account's own devices: what one of them sent shows as sent on the others. Sync
+//! messages are E2E messages like any other (relays cannot tell them apart). Read state,
+//! contacts and groups are not synced yet.
+
+use prost::Message as _;
+use tokenim_crypto::pb::SyncSent;
+use tokenim_crypto::{InnerKind, InnerMessage};
+use tokenim_store::{Direction, MessageRecord, MessageState, Txn};
+use tracing::debug;
+
+use crate::delivery::Delivery;
+use crate::delivery::ids::IdentityKey;
+use crate::delivery::inbox::Inbound;
+use crate::event::NodeEvent;
+
+impl Delivery {
+    /// Tells this account's other devices about a text this device sent.
+    pub(in crate::delivery) fn sync_sent(&mut self, m: &MessageRecord) {
+        let devices = self.devices.own_devices();
+        if devices.is_empty() {
+            return;
+        }
+        let payload = SyncSent {
+            peer: m.conversation.to_vec(),
+            id: m.id.to_vec(),
+            body: m.body.clone(),
+            sent_at_ms: m.sent_at_ms,
+        }
+        .encode_to_vec();
+        let inner = super::group::control(InnerKind::SyncSent, payload, "", self.clock.now_ms());
+        for card in devices {
+            if let Err(e) = self.queue_control(&card, &inner) {
+                debug!(error = %e, "cannot tell another device what was sent");
+            }
+        }
+    }
+
+    /// Another device of this account sent a text: it shows here as sent.
+    pub(in crate::delivery) fn accept_sync_sent<'s>(
+        &mut self,
+        inner: &InnerMessage,
+        inbound: &mut Inbound<'_>,
+        txn: Txn<'s>,
+    ) -> Txn<'s> {
+        let Ok(sent) = SyncSent::decode(inner.payload.as_slice()) else {
+            debug!("a sync message does not decode");
+            return txn;
+        };
+        let (Ok(peer), Ok(id)) = (
+            <[u8; 32]>::try_from(sent.peer.as_slice()),
+            <[u8; 16]>::try_from(sent.id.as_slice()),
+        ) else {
+            return txn;
+        };
+        if sent.body.len() > tokenim_crypto::MAX_BODY_BYTES
+            || self.store.get_message(&id).ok().flatten().is_some()
+        {
+            return txn;
+        }
+        let now = self.clock.now_ms();
+        let account = self
+            .devices
+            .list()
+            .map_or(self.me.public().identity_key, |l| l.account());
+        let record = MessageRecord {
+            id,
+            conversation: peer,
+            direction: Direction::Outgoing,
+            from: account,
+            to: peer,
+            kind: InnerKind::Text as u32,
+            body: sent.body,
+            sent_at_ms: sent.sent_at_ms,
+            received_at_ms: now,
+            state: MessageState::Sent,
+            relays: 0,
+            envelope_id: None,
+            updated_at_ms: now,
+            held: false,
+            group: false,
+            reached: 0,
+            delivered_to: 0,
+            read_by: 0,
+        };
+        debug!(peer = %IdentityKey(peer).address(), "sent on another device");
+        inbound.events.push(NodeEvent::Message(record.clone()));
+        txn.put_message(&record)
+    }
+}
