@@ -252,7 +252,8 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
     };
     settled().await?;
     let before = delivered().await?;
-    bob.send("alice", "to both").await?;
+    let to_both = bob.send("alice", "to both").await?;
+    let to_both = to_both["id"].as_str().context("id")?.to_owned();
     for device in [&alice, &laptop] {
         poll_until("a device never got bob's message", || async {
             Ok(bodies(device)
@@ -273,6 +274,19 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
             .filter(|b| *b == "to both")
             .count();
         assert_eq!(n, 1, "each device has it once");
+    }
+
+    // Read on the laptop: read on the first device too, and Bob sees it read.
+    laptop
+        .client
+        .post(&format!("/messages/{to_both}/read"), json!({}))
+        .await?;
+    for (node, state) in [(&alice, "read"), (&bob, "read")] {
+        poll_until("the read state never spread", || async {
+            let m = node.client.get(&format!("/messages/{to_both}")).await?;
+            Ok(m["state"] == state)
+        })
+        .await?;
     }
 
     // The laptop writes from the account: Bob sees Alice, not a stranger.

@@ -302,6 +302,9 @@ impl Delivery {
                 Ok(InnerKind::SyncSent) if own => {
                     txn = self.accept_sync_sent(&inner, inbound, txn);
                 }
+                Ok(InnerKind::SyncRead) if own => {
+                    txn = self.accept_sync_read(&inner, inbound, txn);
+                }
                 Ok(InnerKind::Text) => {
                     let (t, dup) = self.accept_text(who, inner, late, via_relay, inbound, txn)?;
                     (txn, duplicate) = (t, dup);

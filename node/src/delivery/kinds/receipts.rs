@@ -41,6 +41,7 @@ impl Delivery {
             }
         } else if self.is_contact(&peer) {
             self.send_receipt(peer, None, InnerKind::ReadReceipt, &[id]);
+            self.sync_read(id.0);
         }
         Ok(updated)
     }

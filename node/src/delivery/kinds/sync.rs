@@ -3,7 +3,7 @@
 //! contacts and groups are not synced yet.
 
 use prost::Message as _;
-use tokenim_crypto::pb::SyncSent;
+use tokenim_crypto::pb::{SyncRead, SyncSent};
 use tokenim_crypto::{InnerKind, InnerMessage};
 use tokenim_store::{Direction, MessageRecord, MessageState, Txn};
 use tracing::debug;
@@ -33,6 +33,54 @@ impl Delivery {
                 debug!(error = %e, "cannot tell another device what was sent");
             }
         }
+    }
+
+    /// Tells this account's other devices that this one read message `id`.
+    pub(in crate::delivery) fn sync_read(&mut self, id: [u8; 16]) {
+        let devices = self.devices.own_devices();
+        if devices.is_empty() {
+            return;
+        }
+        let payload = SyncRead {
+            ids: vec![id.to_vec()],
+        }
+        .encode_to_vec();
+        let inner = super::group::control(InnerKind::SyncRead, payload, "", self.clock.now_ms());
+        for card in devices {
+            if let Err(e) = self.queue_control(&card, &inner) {
+                debug!(error = %e, "cannot tell another device what was read");
+            }
+        }
+    }
+
+    /// Another device of this account read these messages: read here too (its read receipt
+    /// went already).
+    pub(in crate::delivery) fn accept_sync_read<'s>(
+        &mut self,
+        inner: &InnerMessage,
+        inbound: &mut Inbound<'_>,
+        mut txn: Txn<'s>,
+    ) -> Txn<'s> {
+        let Ok(read) = SyncRead::decode(inner.payload.as_slice()) else {
+            debug!("a sync message does not decode");
+            return txn;
+        };
+        let now = self.clock.now_ms();
+        for id in read.ids.iter().take(tokenim_crypto::MAX_REF_IDS) {
+            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                continue;
+            };
+            if let Ok(Some(mut m)) = self.store.get_message(&id)
+                && m.direction == Direction::Incoming
+                && m.state != MessageState::Read
+            {
+                m.state = MessageState::Read;
+                m.updated_at_ms = now;
+                txn = txn.put_message(&m);
+                inbound.events.push(NodeEvent::MessageState(m));
+            }
+        }
+        txn
     }
 
     /// Another device of this account sent a text: it shows here as sent.
