@@ -310,7 +310,7 @@ impl Client {
                 d["id"].as_str().unwrap_or(""),
                 d["name"].as_str().unwrap_or(""),
                 if d["primary"] == true {
-                    "  (first device)"
+                    "  (primary)"
                 } else {
                     ""
                 },
