@@ -16,39 +16,33 @@ use crate::event::NodeEvent;
 impl Delivery {
     /// Tells this account's other devices about a text this device sent.
     pub(in crate::delivery) fn sync_sent(&mut self, m: &MessageRecord) {
-        let devices = self.devices.own_devices();
-        if devices.is_empty() {
-            return;
-        }
         let payload = SyncSent {
             peer: m.conversation.to_vec(),
             id: m.id.to_vec(),
             body: m.body.clone(),
             sent_at_ms: m.sent_at_ms,
-        }
-        .encode_to_vec();
-        let inner = super::group::control(InnerKind::SyncSent, payload, "", self.clock.now_ms());
-        for card in devices {
-            if let Err(e) = self.queue_control(&card, &inner) {
-                debug!(error = %e, "cannot tell another device what was sent");
-            }
-        }
+        };
+        self.tell_own_devices(InnerKind::SyncSent, payload.encode_to_vec());
     }
 
     /// Tells this account's other devices that this one read message `id`.
     pub(in crate::delivery) fn sync_read(&mut self, id: [u8; 16]) {
+        let payload = SyncRead {
+            ids: vec![id.to_vec()],
+        };
+        self.tell_own_devices(InnerKind::SyncRead, payload.encode_to_vec());
+    }
+
+    /// Queues a sync message to each other device of this account this node can reach.
+    fn tell_own_devices(&mut self, kind: InnerKind, payload: Vec<u8>) {
         let devices = self.devices.own_devices();
         if devices.is_empty() {
             return;
         }
-        let payload = SyncRead {
-            ids: vec![id.to_vec()],
-        }
-        .encode_to_vec();
-        let inner = super::group::control(InnerKind::SyncRead, payload, "", self.clock.now_ms());
+        let inner = super::group::control(kind, payload, "", self.clock.now_ms());
         for card in devices {
             if let Err(e) = self.queue_control(&card, &inner) {
-                debug!(error = %e, "cannot tell another device what was read");
+                debug!(error = %e, ?kind, "cannot tell another device");
             }
         }
     }
