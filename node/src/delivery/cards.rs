@@ -33,10 +33,32 @@ pub(super) struct CardInputs<'a> {
     pub(super) device_list: Option<&'a tokenim_crypto::DeviceList>,
 }
 
+/// Cards parsed once, by the URI they came from: verifying one costs two signature checks, too
+/// much to repeat for every delivery (contacts) or every member of every message (groups).
+#[derive(Debug, Default)]
+pub(super) struct ParsedCards(HashMap<[u8; 32], (String, ContactCard)>);
+
+impl ParsedCards {
+    /// `key`'s card from `uri`, parsed on first sight of that URI.
+    pub(super) fn get(&mut self, key: &[u8; 32], uri: &str) -> Result<ContactCard, CryptoError> {
+        if let Some((seen, card)) = self.0.get(key)
+            && seen == uri
+        {
+            return Ok(card.clone());
+        }
+        let card = parse_stored_card(uri)?;
+        if self.0.len() >= CARD_CACHE {
+            self.0.clear();
+        }
+        self.0.insert(*key, (uri.to_owned(), card.clone()));
+        Ok(card)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Cards {
     /// Contacts' parsed cards, by the URI they came from.
-    cache: HashMap<IdentityKey, (String, ContactCard)>,
+    cache: ParsedCards,
     /// This node's card and when it was made.
     mine: Option<(String, u64)>,
     /// Which of this node's cards each peer was last sent (a hash of it), so that a changed
@@ -67,19 +89,9 @@ impl Cards {
         key: &IdentityKey,
         record: &ContactRecord,
     ) -> Result<ContactCard, DeliveryError> {
-        if let Some((uri, card)) = self.cache.get(key)
-            && *uri == record.card_uri
-        {
-            return Ok(card.clone());
-        }
-        let card = parse_stored_card(&record.card_uri)
-            .map_err(|e| DeliveryError::InvalidCard(format!("stored card for contact: {e}")))?;
-        if self.cache.len() >= CARD_CACHE {
-            self.cache.clear();
-        }
         self.cache
-            .insert(*key, (record.card_uri.clone(), card.clone()));
-        Ok(card)
+            .get(&key.0, &record.card_uri)
+            .map_err(|e| DeliveryError::InvalidCard(format!("stored card for contact: {e}")))
     }
 
     /// This node's card if it is recent enough to hand out.

@@ -13,7 +13,7 @@ use tokenim_crypto::group::{GroupLog, Role};
 use tokenim_crypto::{ContactCard, CryptoError};
 use tokenim_store::GroupRecord;
 
-use super::cards::parse_stored_card;
+use super::cards::{ParsedCards, parse_stored_card};
 use super::ids::IdentityKey;
 
 /// A change the user asks for.
@@ -62,9 +62,8 @@ pub(super) struct Group {
     pub(super) cipher: GroupCipher,
     pub(super) cards: BTreeMap<[u8; 32], String>,
     pub(super) created_at: u64,
-    /// Cards as parsed, by the URI they came from: verifying one costs two signature checks,
-    /// too much to repeat for every member of every message.
-    parsed: RefCell<HashMap<[u8; 32], (String, ContactCard)>>,
+    /// The cards above as parsed.
+    parsed: RefCell<ParsedCards>,
 }
 
 impl Group {
@@ -124,16 +123,7 @@ impl Group {
 
     pub(super) fn card(&self, member: &[u8; 32]) -> Option<ContactCard> {
         let uri = self.cards.get(member)?;
-        if let Some((seen, card)) = self.parsed.borrow().get(member)
-            && seen == uri
-        {
-            return Some(card.clone());
-        }
-        let card = parse_stored_card(uri).ok()?;
-        self.parsed
-            .borrow_mut()
-            .insert(*member, (uri.clone(), card.clone()));
-        Some(card)
+        self.parsed.borrow_mut().get(member, uri).ok()
     }
 }
 
