@@ -135,29 +135,39 @@ struct Sim {
     group_ids: OnceLock<Vec<[u8; 32]>>,
 }
 
-pub fn message_body(seq: u64, bytes: usize) -> String {
-    let mut body = format!("sim:{seq}:");
+/// A body tagged `prefix:n:`, padded with `x` to `bytes`: what the inbox event is matched by.
+fn tagged_body(prefix: &str, n: u64, bytes: usize) -> String {
+    let mut body = format!("{prefix}:{n}:");
     while body.len() < bytes {
         body.push('x');
     }
     body
 }
 
+fn parse_tagged(body: &str, prefix: &str) -> Option<u64> {
+    body.strip_prefix(prefix)?
+        .strip_prefix(':')?
+        .split_once(':')?
+        .0
+        .parse()
+        .ok()
+}
+
+pub fn message_body(seq: u64, bytes: usize) -> String {
+    tagged_body("sim", seq, bytes)
+}
+
 fn parse_seq(body: &str) -> Option<u64> {
-    body.strip_prefix("sim:")?.split_once(':')?.0.parse().ok()
+    parse_tagged(body, "sim")
 }
 
 /// The body of group message `index` (one body for every member).
 pub fn group_message_body(index: u64, bytes: usize) -> String {
-    let mut body = format!("simg:{index}:");
-    while body.len() < bytes {
-        body.push('x');
-    }
-    body
+    tagged_body("simg", index, bytes)
 }
 
 fn parse_group_index(body: &str) -> Option<u64> {
-    body.strip_prefix("simg:")?.split_once(':')?.0.parse().ok()
+    parse_tagged(body, "simg")
 }
 
 fn net_model(s: &Scenario, plan: &Plan) -> NetModel {
