@@ -147,8 +147,7 @@ async fn contacts_learn_new_device_lists_and_refuse_rolled_back_ones() -> Result
     let root = tempfile::tempdir()?;
     let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
     let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
-    alice.add_contact(&bob, "bob").await?;
-    bob.add_contact(&alice, "alice").await?;
+    alice.befriend("alice", &bob, "bob").await?;
     let mut bob_events = bob.client.events().await?;
     let say = |body: &'static str| {
         let alice = &alice;
@@ -223,8 +222,7 @@ async fn a_message_reaches_every_device_of_the_account() -> Result<()> {
     let root = tempfile::tempdir()?;
     let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
     let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
-    alice.add_contact(&bob, "bob").await?;
-    bob.add_contact(&alice, "alice").await?;
+    alice.befriend("alice", &bob, "bob").await?;
     // The laptop runs, then joins (so the card it hands over names where it listens now).
     let laptop = NodeProc::start(&init(root.path(), "laptop")?, LOOPBACK).await?;
     let link = alice.client.post("/devices/link", json!({})).await?;

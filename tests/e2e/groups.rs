@@ -30,6 +30,17 @@ async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()>
     .await
 }
 
+/// `owner` makes the group "hikers" with its contacts bob and carol.
+async fn create_hikers(owner: &NodeProc) -> Result<Value> {
+    owner
+        .client
+        .post(
+            "/groups",
+            json!({ "name": "hikers", "members": ["bob", "carol"] }),
+        )
+        .await
+}
+
 async fn send(node: &NodeProc, id: &str, body: &str) -> Result<Value> {
     node.client
         .post(&format!("/groups/{id}/messages"), json!({ "body": body }))
@@ -48,20 +59,12 @@ async fn a_group_of_three_talks_in_every_direction_and_an_offline_member_catches
     let carol = NodeProc::start_with(&carol_dir, LOOPBACK, &home).await?;
     wait_stat(&r, "mailboxes", 3, "not everyone registered").await?;
     // Alice knows both; Bob and Carol know only Alice.
-    for other in [&bob, &carol] {
-        other.add_contact(&alice, "alice").await?;
+    for (other, name) in [(&bob, "bob"), (&carol, "carol")] {
+        alice.befriend("alice", other, name).await?;
     }
-    alice.add_contact(&bob, "bob").await?;
-    alice.add_contact(&carol, "carol").await?;
 
     let mut bob_events = bob.client.events().await?;
-    let group = alice
-        .client
-        .post(
-            "/groups",
-            json!({ "name": "hikers", "members": ["bob", "carol"] }),
-        )
-        .await?;
+    let group = create_hikers(&alice).await?;
     let id = group["id"].as_str().context("group id")?.to_owned();
     assert_eq!(group["role"], "owner", "{group}");
     assert_eq!(
@@ -179,16 +182,9 @@ async fn members_are_added_and_removed_and_removal_means_removal() -> Result<()>
     let [alice, bob, carol, dave] =
         <[NodeProc; 4]>::try_from(nodes).map_err(|_| anyhow::anyhow!("four nodes"))?;
     for (other, name) in [(&bob, "bob"), (&carol, "carol"), (&dave, "dave")] {
-        alice.add_contact(other, name).await?;
-        other.add_contact(&alice, "alice").await?;
+        alice.befriend("alice", other, name).await?;
     }
-    let group = alice
-        .client
-        .post(
-            "/groups",
-            json!({ "name": "hikers", "members": ["bob", "carol"] }),
-        )
-        .await?;
+    let group = create_hikers(&alice).await?;
     let id = group["id"].as_str().context("group id")?.to_owned();
     for n in [&bob, &carol] {
         poll_until("a member never joined", || async {
@@ -259,8 +255,7 @@ async fn a_stranger_joins_with_an_invite_link_and_talks_with_the_members() -> Re
     let alice = NodeProc::start(&init(root.path(), "alice")?, LOOPBACK).await?;
     let bob = NodeProc::start(&init(root.path(), "bob")?, LOOPBACK).await?;
     let erin = NodeProc::start(&init(root.path(), "erin")?, LOOPBACK).await?;
-    alice.add_contact(&bob, "bob").await?;
-    bob.add_contact(&alice, "alice").await?;
+    alice.befriend("alice", &bob, "bob").await?;
     let group = alice
         .client
         .post("/groups", json!({ "name": "open mic", "members": ["bob"] }))
@@ -320,8 +315,7 @@ async fn two_admins_adding_at_once_leave_every_member_with_the_same_group() -> R
         (&alice, &erin, "alice", "erin"),
         (&bob, &dave, "bob", "dave"),
     ] {
-        x.add_contact(y, yn).await?;
-        y.add_contact(x, xn).await?;
+        x.befriend(xn, y, yn).await?;
     }
     let group = alice
         .client
@@ -408,16 +402,9 @@ async fn a_member_that_missed_a_change_catches_up_from_the_next_message() -> Res
     let carol_dir = init(root.path(), "carol")?;
     let carol = NodeProc::start(&carol_dir, LOOPBACK).await?;
     for (other, name) in [(&bob, "bob"), (&carol, "carol")] {
-        alice.add_contact(other, name).await?;
-        other.add_contact(&alice, "alice").await?;
+        alice.befriend("alice", other, name).await?;
     }
-    let group = alice
-        .client
-        .post(
-            "/groups",
-            json!({ "name": "hikers", "members": ["bob", "carol"] }),
-        )
-        .await?;
+    let group = create_hikers(&alice).await?;
     let id = group["id"].as_str().context("group id")?.to_owned();
     send(&alice, &id, "hello").await?;
     wait_group_message(&carol, &id, "hello").await?;

@@ -180,6 +180,13 @@ impl NodeProc {
         Ok(())
     }
 
+    /// This node and `other` add each other as contacts: `other` under `other_name`, this one
+    /// under `name`.
+    pub async fn befriend(&self, name: &str, other: &NodeProc, other_name: &str) -> Result<()> {
+        self.add_contact(other, other_name).await?;
+        other.add_contact(self, name).await
+    }
+
     pub async fn send(&self, to: &str, body: &str) -> Result<Value> {
         self.client
             .post("/messages", json!({ "to": to, "body": body }))
