@@ -46,6 +46,8 @@ pub(super) struct Devices {
     used: VecDeque<[u8; 32]>,
     /// On the first device: each linked device's own card (how it is reached), by device key.
     cards: HashMap<[u8; 32], String>,
+    /// The cards above (or the account's) as parsed: they are read for every send.
+    parsed: std::cell::RefCell<super::cards::ParsedCards>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -94,17 +96,18 @@ impl Devices {
     /// The cards of this account's other devices this node can reach: on the first device,
     /// the linked devices still listed; on a linked device, the first.
     pub(super) fn own_devices(&self) -> Vec<tokenim_crypto::ContactCard> {
-        let uris: Vec<&String> = match &self.account_card {
-            Some(account) => vec![account],
-            None => self.cards.values().collect(),
+        let Some(list) = &self.list else {
+            return Vec::new();
         };
+        let uris: Vec<([u8; 32], &String)> = match &self.account_card {
+            Some(account) => vec![(list.account(), account)],
+            None => self.cards.iter().map(|(k, u)| (*k, u)).collect(),
+        };
+        let mut parsed = self.parsed.borrow_mut();
         uris.into_iter()
-            .filter_map(|u| super::cards::parse_stored_card(u).ok())
-            .filter(|c| {
-                self.list
-                    .as_ref()
-                    .is_some_and(|l| l.contains(&c.identity.identity_key))
-            })
+            .filter(|(key, _)| list.contains(key))
+            .filter_map(|(key, uri)| parsed.get(&key, uri).ok())
+            .filter(|c| list.contains(&c.identity.identity_key))
             .collect()
     }
 
