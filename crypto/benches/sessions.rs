@@ -53,6 +53,64 @@ fn transport(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sending to an account with several devices (docs/protocol.md §12): a seal per device over
+/// its own session, against one AEAD seal of the body plus a per-device seal of its key.
+fn fan_out(c: &mut Criterion) {
+    let policy = SessionPolicy {
+        rekey_after_messages: u64::MAX,
+        ..SessionPolicy::default()
+    };
+    let a = Identity::from_seed([1; 32]);
+    let mut sa = Sessions::with_seed(policy.clone(), [3; 32]);
+    let devices: Vec<Identity> = (0..10u8)
+        .map(|i| Identity::from_seed([20 + i; 32]))
+        .collect();
+    for (i, d) in devices.iter().enumerate() {
+        let mut sd = Sessions::with_seed(policy.clone(), [40 + i as u8; 32]);
+        let f = sa
+            .seal(&a, &d.public(), &InnerMessage::text([0; 16], "hi", 0), 1)
+            .unwrap();
+        let r = sd.open(d, &f, 1).unwrap().reply.unwrap();
+        sa.open(&a, &r, 1).unwrap();
+    }
+    let publics: Vec<_> = devices.iter().map(Identity::public).collect();
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &[9; 32]).unwrap(),
+    );
+    let wrapped_key = InnerMessage::text([8; 16], "k".repeat(32), 0);
+    let mut g = c.benchmark_group("fan_out");
+    for size in [1024usize, 56 * 1024] {
+        let msg = InnerMessage::text([7; 16], "x".repeat(size), 0);
+        for n in [2usize, 10] {
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(
+                format!("seal per device {n}x {}KiB", size / 1024),
+                |bench| {
+                    bench.iter(|| {
+                        for p in &publics[..n] {
+                            black_box(sa.seal(&a, p, black_box(&msg), 2).unwrap());
+                        }
+                    })
+                },
+            );
+            let mut body = vec![0u8; size];
+            g.bench_function(format!("wrap once {n}x {}KiB", size / 1024), |bench| {
+                bench.iter(|| {
+                    let nonce = ring::aead::Nonce::assume_unique_for_key([0; 12]);
+                    let tag = key
+                        .seal_in_place_separate_tag(nonce, ring::aead::Aad::empty(), &mut body)
+                        .unwrap();
+                    black_box(tag.as_ref()[0]);
+                    for p in &publics[..n] {
+                        black_box(sa.seal(&a, p, black_box(&wrapped_key), 2).unwrap());
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn handshake(c: &mut Criterion) {
     // rekey_after_messages = 1: every seal after a completed handshake starts a new one.
     let policy = SessionPolicy {
@@ -119,5 +177,5 @@ fn group(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transport, handshake, decoders, group);
+criterion_group!(benches, transport, handshake, fan_out, decoders, group);
 criterion_main!(benches);

@@ -63,6 +63,25 @@ fn three_members_round_trip() {
     }
 }
 
+/// A member's other device takes the chains the member holds and opens what follows, not what
+/// came before.
+#[test]
+fn held_chains_open_later_frames_on_another_device() {
+    let mut gs = group(2);
+    let before = gs[0].seal(b"before").unwrap();
+    gs[1].open(&before).unwrap();
+    let mut device = GroupCipher::with_seed(G, member(1), [42; 32]);
+    let held = gs[1].held_distributions();
+    assert_eq!(held.len(), 1);
+    for d in held {
+        let d = SenderKeyDistribution::from_bytes(&d.to_bytes()).unwrap();
+        device.add_distribution(d).unwrap();
+    }
+    let after = gs[0].seal(b"after").unwrap();
+    assert_eq!(device.open(&after).unwrap(), (member(0), b"after".to_vec()));
+    assert!(device.open(&before).is_err(), "an earlier frame opens");
+}
+
 /// Every message key a holder of `state` could derive: each chain key it holds (its own and
 /// the senders'), ratcheted `depth` steps, and each skipped key.
 fn keys_held(state: &[u8], depth: usize) -> Vec<[u8; 32]> {

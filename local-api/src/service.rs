@@ -7,8 +7,8 @@ use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
     ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
-    IdentityView, InviteView, JoinView, LinkView, MessageMembers, MessagePage, MessageQuery,
-    MessageView, PeerView, RelayStats, RequestView,
+    IdentityView, InviteView, JoinView, LinkHistory, LinkView, MessageMembers, MessagePage,
+    MessageQuery, MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -120,7 +120,11 @@ pub trait NodeService: Send + Sync + 'static {
     fn devices(&self) -> BoxFuture<'_, ServiceResult<DeviceListView>>;
 
     /// A one-time link for a new device, valid `ttl_secs`.
-    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>>;
+    fn link_device(
+        &self,
+        ttl_secs: u64,
+        history: LinkHistory,
+    ) -> BoxFuture<'_, ServiceResult<LinkView>>;
 
     /// Joins this node to the account that issued `uri`, as a device named `name`.
     fn join_account(

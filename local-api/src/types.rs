@@ -506,6 +506,16 @@ pub enum Event {
         /// The device's id.
         device: String,
     },
+    /// A history hand-off moved on: on the account's first device, `done` of `total` messages
+    /// queued for the new `device` (`direction` `sending`); on the new device, taken from the
+    /// first (`receiving`).
+    SyncProgress {
+        /// The other device's id.
+        device: String,
+        direction: SyncDirection,
+        done: u32,
+        total: u32,
+    },
     /// A stranger wrote: the message is held in its message request (`GET /v1/requests`).
     MessageRequest {
         message: MessageView,
@@ -603,6 +613,27 @@ pub struct DeviceListView {
 pub struct LinkDeviceRequest {
     /// How long the link stays valid, seconds (default 600, at most 3600).
     pub ttl_secs: Option<u64>,
+    /// Hand the new device the messages of the last this many days (default: none, unless
+    /// `history_messages` is given; then all days).
+    pub history_days: Option<u32>,
+    /// Hand over at most this many messages, the newest (default 10000 when `history_days` is
+    /// given, at most 100000).
+    pub history_messages: Option<u32>,
+}
+
+/// What the new device gets of the history when it links (both zero: nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkHistory {
+    pub days: u32,
+    pub messages: u32,
+}
+
+/// Which side of a history hand-off a `sync_progress` event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncDirection {
+    Sending,
+    Receiving,
 }
 
 /// A one-time link for a new device: show it (or its QR code) to that device only.

@@ -24,6 +24,14 @@ pub enum NodeEvent {
     DeviceLinked([u8; 32]),
     /// A device was taken off this account's list.
     DeviceRevoked([u8; 32]),
+    /// A history hand-off moved on: `done` of `total` messages queued for `device` (on the
+    /// first device) or taken from it (`receiving`, on the new device).
+    SyncProgress {
+        device: [u8; 32],
+        done: u32,
+        total: u32,
+        receiving: bool,
+    },
     /// This node's mailbox at a home relay was drained.
     MailboxSynced {
         relay: PeerId,

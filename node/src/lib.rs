@@ -24,7 +24,9 @@ pub use app::{
     start,
 };
 pub use config::Config;
-pub use delivery::{Consent, DeliveryError, DeliveryHandle, GroupEdit, IdentityKey, MessageId};
+pub use delivery::{
+    Consent, DeliveryError, DeliveryHandle, GroupEdit, HistoryScope, IdentityKey, MessageId,
+};
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use net::{Transport, TransportFactory};

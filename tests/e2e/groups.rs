@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::harness::{NodeProc, init, metric, run_ok, tokenim, wait_event};
 use crate::relay::{LOOPBACK, edit_config, poll_until, relay, wait_stat};
 
-async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
+pub(crate) async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
     let page = node.client.get(&format!("/groups/{id}/messages")).await?;
     Ok(page["messages"]
         .as_array()
@@ -18,7 +18,7 @@ async fn group_bodies(node: &NodeProc, id: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()> {
+pub(crate) async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()> {
     poll_until(
         &format!("{body:?} never reached {}", node.address),
         // Until its welcome arrives the node does not know the group (404): keep waiting.
@@ -31,7 +31,7 @@ async fn wait_group_message(node: &NodeProc, id: &str, body: &str) -> Result<()>
 }
 
 /// `owner` makes the group "hikers" with its contacts bob and carol.
-async fn create_hikers(owner: &NodeProc) -> Result<Value> {
+pub(crate) async fn create_hikers(owner: &NodeProc) -> Result<Value> {
     owner
         .client
         .post(
@@ -41,7 +41,7 @@ async fn create_hikers(owner: &NodeProc) -> Result<Value> {
         .await
 }
 
-async fn send(node: &NodeProc, id: &str, body: &str) -> Result<Value> {
+pub(crate) async fn send(node: &NodeProc, id: &str, body: &str) -> Result<Value> {
     node.client
         .post(&format!("/groups/{id}/messages"), json!({ "body": body }))
         .await

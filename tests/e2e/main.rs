@@ -8,6 +8,7 @@ mod circuit;
 mod cli;
 mod consent;
 mod data_dir;
+mod device_sync;
 mod devices;
 mod full_disk;
 mod grants;

@@ -279,6 +279,24 @@ impl GroupCipher {
         }
     }
 
+    /// Every other member's chains as held now, each from its next unread iteration on: for
+    /// another device of the local member, so that frames from here on open there too.
+    pub fn held_distributions(&self) -> Vec<SenderKeyDistribution> {
+        self.senders
+            .iter()
+            .flat_map(|(sender, chains)| {
+                chains.iter().map(|c| SenderKeyDistribution {
+                    group: self.group,
+                    sender: *sender,
+                    epoch: c.epoch,
+                    iteration: c.iteration,
+                    chain_key: c.chain.clone(),
+                    signing_key: c.signing.to_bytes(),
+                })
+            })
+            .collect()
+    }
+
     /// Starts a new epoch: a fresh random chain key and signing key, nothing derived from the
     /// old ones. Send the result to every current member.
     pub fn rotate(&mut self) -> SenderKeyDistribution {

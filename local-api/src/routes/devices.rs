@@ -8,11 +8,15 @@ use crate::auth::{AdminScope, Authed, ReadScope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use crate::types::{DeviceListView, JoinDeviceRequest, LinkDeviceRequest, LinkView};
+use crate::types::{DeviceListView, JoinDeviceRequest, LinkDeviceRequest, LinkHistory, LinkView};
 
 /// Default and longest validity of a link, seconds.
 const DEFAULT_LINK_TTL_SECS: u64 = 600;
 const MAX_LINK_TTL_SECS: u64 = 3600;
+/// A history hand-off's defaults and bound (the node's own bound is the same).
+const ALL_DAYS: u32 = 36_500;
+const DEFAULT_HISTORY_MESSAGES: u32 = 10_000;
+const MAX_HISTORY_MESSAGES: u32 = 100_000;
 
 #[utoipa::path(
     get, path = "/v1/devices", tag = "devices",
@@ -38,7 +42,7 @@ pub(crate) async fn list(
     security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "The link and its expiry", body = LinkView),
-        (status = 400, description = "`invalid_json`, `bad_request` (`ttl_secs` out of range)", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `bad_request` (`ttl_secs` or `history_messages` out of range)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `admin`)", body = ErrorBody),
         (status = 409, description = "`conflict`: this node is a linked device, not the account's first", body = ErrorBody),
@@ -56,9 +60,21 @@ pub(crate) async fn link(
             "`ttl_secs` must be between 1 and {MAX_LINK_TTL_SECS}"
         )));
     }
+    let history = match (req.history_days, req.history_messages) {
+        (None, None) => LinkHistory::default(),
+        (days, messages) => LinkHistory {
+            days: days.unwrap_or(ALL_DAYS),
+            messages: messages.unwrap_or(DEFAULT_HISTORY_MESSAGES),
+        },
+    };
+    if history.messages > MAX_HISTORY_MESSAGES {
+        return Err(ApiError::bad_request(format!(
+            "`history_messages` must be at most {MAX_HISTORY_MESSAGES}"
+        )));
+    }
     Ok((
         StatusCode::CREATED,
-        Json(state.service.link_device(ttl).await?),
+        Json(state.service.link_device(ttl, history).await?),
     ))
 }
 

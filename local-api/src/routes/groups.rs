@@ -31,7 +31,7 @@ const MAX_GROUP_NAME_BYTES: usize = 128;
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`unknown_contact`: a member is not a contact", body = ErrorBody),
-        (status = 409, description = "`conflict`: a member is a message request or blocked", body = ErrorBody),
+        (status = 409, description = "`conflict`: a member is a message request or blocked, or this is a linked device (groups are made on the account's first device)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
@@ -183,7 +183,7 @@ async fn change(state: &AppState, id: String, edit: GroupEdit) -> ApiResult<Json
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found` (group), `unknown_contact`", body = ErrorBody),
-        (status = 409, description = "`conflict`: not allowed by the group's rules (role, full, already a member), or not an accepted contact", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules (role, full, already a member), not an accepted contact, or a linked device", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
@@ -210,7 +210,7 @@ pub(crate) async fn add_member(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules, or a linked device", body = ErrorBody),
     )
 )]
 pub(crate) async fn remove_member(
@@ -234,7 +234,7 @@ pub(crate) async fn remove_member(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules, or a linked device", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
@@ -264,7 +264,7 @@ pub(crate) async fn set_role(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules, or a linked device", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
@@ -289,7 +289,7 @@ pub(crate) async fn rename(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: not allowed by the group's rules", body = ErrorBody),
+        (status = 409, description = "`conflict`: not allowed by the group's rules, or a linked device", body = ErrorBody),
     )
 )]
 pub(crate) async fn leave(
@@ -317,7 +317,7 @@ const MAX_INVITE_SECS: u64 = 90 * 24 * 3600;
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: only admins and the owner invite", body = ErrorBody),
+        (status = 409, description = "`conflict`: only admins and the owner invite; not on a linked device", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
     )
@@ -350,6 +350,7 @@ pub(crate) async fn invite(
         (status = 400, description = "`invalid_json`, `bad_request` (wrong shape, bad or expired link), `invalid_card`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden_scope` (needs `send`)", body = ErrorBody),
+        (status = 409, description = "`conflict`: this is a linked device (groups are joined on the account's first device)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over the API's limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: `Content-Type` is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the outbox is full (retry after the header's seconds)", body = ErrorBody),

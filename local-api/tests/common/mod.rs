@@ -592,7 +592,11 @@ impl NodeService for FakeNode {
         }))
     }
 
-    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>> {
+    fn link_device(
+        &self,
+        ttl_secs: u64,
+        _history: LinkHistory,
+    ) -> BoxFuture<'_, ServiceResult<LinkView>> {
         ready(Ok(LinkView {
             uri: "tokenim-link:fake".into(),
             expires_at: ttl_secs,

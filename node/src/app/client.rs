@@ -289,10 +289,18 @@ impl Client {
         Ok(())
     }
 
-    pub async fn link_device(&self, ttl_secs: u64) -> Result<()> {
-        let link = self
-            .post("/devices/link", json!({ "ttl_secs": ttl_secs }))
-            .await?;
+    pub async fn link_device(
+        &self,
+        ttl_secs: u64,
+        history_days: Option<u32>,
+        history_messages: Option<u32>,
+    ) -> Result<()> {
+        let body = json!({
+            "ttl_secs": ttl_secs,
+            "history_days": history_days,
+            "history_messages": history_messages,
+        });
+        let link = self.post("/devices/link", body).await?;
         println!("{}", link["uri"].as_str().unwrap_or(""));
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! delivery core, which holds the account key.
 
 use tokenim_api::ServiceError;
-use tokenim_api::types::{DeviceListView, DeviceView, LinkView};
+use tokenim_api::types::{DeviceListView, DeviceView, LinkHistory, LinkView};
 use tokenim_crypto::{DeviceList, Identity};
 
 use super::views::address_of;
-use crate::delivery::DeliveryHandle;
+use crate::delivery::{DeliveryHandle, HistoryScope};
 
 type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -40,8 +40,16 @@ impl Devices<'_> {
         Ok(self.view(&self.delivery.devices().await?))
     }
 
-    pub(super) async fn link(&self, ttl_secs: u64) -> ServiceResult<LinkView> {
-        let (uri, expires_at) = self.delivery.link_device(ttl_secs).await?;
+    pub(super) async fn link(
+        &self,
+        ttl_secs: u64,
+        history: LinkHistory,
+    ) -> ServiceResult<LinkView> {
+        let history = HistoryScope {
+            days: history.days,
+            messages: history.messages,
+        };
+        let (uri, expires_at) = self.delivery.link_device(ttl_secs, history).await?;
         Ok(LinkView { uri, expires_at })
     }
 

@@ -43,7 +43,7 @@ impl Groups<'_> {
     fn view(&self, r: &GroupRecord) -> ServiceResult<GroupView> {
         let log = GroupLog::from_bytes(&r.log)
             .map_err(|e| ServiceError::Internal(format!("stored group log: {e}")))?;
-        let me = self.identity.public().identity_key;
+        let me = crate::delivery::account_key(self.store, self.identity.public().identity_key);
         let members = log
             .members()
             .into_iter()

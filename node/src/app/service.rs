@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
     ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
-    IdentityView, InviteView, JoinView, LinkView, MailboxUsageView, MessageMembers, MessagePage,
-    MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
+    IdentityView, InviteView, JoinView, LinkHistory, LinkView, MailboxUsageView, MessageMembers,
+    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
 };
 use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
 use tokenim_crypto::{ContactCard, Identity};
@@ -211,8 +211,12 @@ impl NodeService for Service {
         async move { self.device_ops().list().await }.boxed()
     }
 
-    fn link_device(&self, ttl_secs: u64) -> BoxFuture<'_, ServiceResult<LinkView>> {
-        async move { self.device_ops().link(ttl_secs).await }.boxed()
+    fn link_device(
+        &self,
+        ttl_secs: u64,
+        history: LinkHistory,
+    ) -> BoxFuture<'_, ServiceResult<LinkView>> {
+        async move { self.device_ops().link(ttl_secs, history).await }.boxed()
     }
 
     fn join_account(

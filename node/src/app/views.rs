@@ -1,6 +1,6 @@
 //! Conversions from records and node events to the local API's views and events.
 
-use tokenim_api::types::{self as api, Event};
+use tokenim_api::types::{self as api, Event, SyncDirection};
 use tokenim_crypto::Address;
 use tokenim_store::{Direction, MemberState, MessageRecord, MessageState};
 
@@ -97,6 +97,21 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
         },
         NodeEvent::DeviceRevoked(d) => Event::DeviceRevoked {
             device: hex::encode(d),
+        },
+        NodeEvent::SyncProgress {
+            device,
+            done,
+            total,
+            receiving,
+        } => Event::SyncProgress {
+            device: hex::encode(device),
+            direction: if *receiving {
+                SyncDirection::Receiving
+            } else {
+                SyncDirection::Sending
+            },
+            done: *done,
+            total: *total,
         },
         NodeEvent::MailboxSynced { relay, drained } => Event::MailboxSynced {
             relay_peer_id: relay.to_string(),

@@ -88,8 +88,20 @@ impl Delivery {
         matches!(self.standing(peer), Ok(Some(c)) if c.state == ContactState::Accepted)
     }
 
-    /// Carries out the user's decision about `peer`; the record as it now stands.
+    /// Carries out the user's decision about `peer` and tells the account's other devices;
+    /// the record as it now stands.
     pub(super) fn consent(
+        &mut self,
+        peer: IdentityKey,
+        consent: Consent,
+    ) -> Result<Option<ContactRecord>, DeliveryError> {
+        let record = self.apply_consent(peer, consent.clone())?;
+        self.sync_contact(peer, &consent, record.as_ref());
+        Ok(record)
+    }
+
+    /// Carries out a decision about `peer` (the user's, here or on another device).
+    pub(super) fn apply_consent(
         &mut self,
         peer: IdentityKey,
         consent: Consent,

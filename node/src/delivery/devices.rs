@@ -11,7 +11,8 @@ use tokenim_store::{Store, StoreError};
 const LIST_KEY: &str = "devices.list";
 /// `meta` key of the `LinkAccept` a linked device got (the account's list and card).
 const LINKED_KEY: &str = "devices.linked";
-/// `meta` key of the linked devices' own cards (a JSON list of card URIs), on the first device.
+/// `meta` key of the linked devices' own cards (a JSON list of card URIs): on the first device
+/// all of them, on a linked device the others.
 const CARDS_KEY: &str = "devices.cards";
 /// Link offers open at once; the oldest goes first.
 const MAX_OFFERS: usize = 8;
@@ -36,15 +37,31 @@ impl OfferRefusal {
     }
 }
 
+/// How much recent history the first device hands a device linked through an offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryScope {
+    /// Messages received in the last this many days (0: none by age).
+    pub days: u32,
+    /// At most this many messages, newest first (0: none).
+    pub messages: u32,
+}
+
+impl HistoryScope {
+    pub fn is_empty(&self) -> bool {
+        self.days == 0 || self.messages == 0
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Devices {
     /// The account's list as this node holds it; None on a node that never linked a device.
     list: Option<DeviceList>,
     /// On a linked (secondary) device: the account's card.
     account_card: Option<String>,
-    offers: HashMap<[u8; 32], LinkOffer>,
+    offers: HashMap<[u8; 32], (LinkOffer, HistoryScope)>,
     used: VecDeque<[u8; 32]>,
-    /// On the first device: each linked device's own card (how it is reached), by device key.
+    /// Each linked device's own card (how it is reached), by device key; on a linked device,
+    /// the other linked devices'.
     cards: HashMap<[u8; 32], String>,
     /// The cards above (or the account's) as parsed: they are read for every send.
     parsed: std::cell::RefCell<super::cards::ParsedCards>,
@@ -57,6 +74,17 @@ impl std::fmt::Debug for Devices {
             .field("offers", &self.offers.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The account this node is a device of: on a linked device its first device's key, else
+/// `me`. Reads the store (for views outside the delivery task).
+pub(crate) fn account_key(store: &Store, me: [u8; 32]) -> [u8; 32] {
+    store
+        .get_meta(LINKED_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| LinkAccept::from_bytes(&b).ok())
+        .map_or(me, |a| a.device_list.account())
 }
 
 impl Devices {
@@ -93,16 +121,16 @@ impl Devices {
         self.cards.values().cloned().collect()
     }
 
-    /// The cards of this account's other devices this node can reach: on the first device,
-    /// the linked devices still listed; on a linked device, the first.
+    /// The cards of this account's other devices this node can reach: the linked devices
+    /// still listed, and on a linked device the first.
     pub(super) fn own_devices(&self) -> Vec<tokenim_crypto::ContactCard> {
         let Some(list) = &self.list else {
             return Vec::new();
         };
-        let uris: Vec<([u8; 32], &String)> = match &self.account_card {
-            Some(account) => vec![(list.account(), account)],
-            None => self.cards.iter().map(|(k, u)| (*k, u)).collect(),
-        };
+        let mut uris: Vec<([u8; 32], &String)> = self.cards.iter().map(|(k, u)| (*k, u)).collect();
+        if let Some(account) = &self.account_card {
+            uris.push((list.account(), account));
+        }
         let mut parsed = self.parsed.borrow_mut();
         uris.into_iter()
             .filter(|(key, _)| list.contains(key))
@@ -117,10 +145,13 @@ impl Devices {
         let Some(list) = &self.list else {
             return false;
         };
-        if self.account_card.is_some() {
-            return list.account() == *peer;
-        }
-        self.cards.contains_key(peer) && list.contains(peer)
+        (self.account_card.is_some() && list.account() == *peer)
+            || (self.cards.contains_key(peer) && list.contains(peer))
+    }
+
+    /// Whether `peer` is the account's first device, as seen from a linked device.
+    pub(super) fn is_first(&self, peer: &[u8; 32]) -> bool {
+        self.account_card.is_some() && self.list.as_ref().is_some_and(|l| l.account() == *peer)
     }
 
     /// The card of another device of this account, to route to it.
@@ -141,6 +172,10 @@ impl Devices {
             Some(c) => self.cards.insert(device, c),
             None => self.cards.remove(&device),
         };
+        self.set_card_list(store)
+    }
+
+    fn set_card_list(&self, store: &Store) -> Result<(), StoreError> {
         let uris: Vec<&String> = self.cards.values().collect();
         let json =
             serde_json::to_vec(&uris).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
@@ -163,6 +198,33 @@ impl Devices {
         Ok(())
     }
 
+    /// On a linked device: the account's list (the one held or a newer one) and card, and the
+    /// other linked devices' cards, from the first device. None when the list is refused;
+    /// else whether it is newer than the one held.
+    pub(super) fn set_synced(
+        &mut self,
+        store: &Store,
+        accept: LinkAccept,
+        cards: Vec<([u8; 32], String)>,
+        me: &[u8; 32],
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(held) = &self.list else {
+            return Ok(None);
+        };
+        let Ok(newer) = DeviceList::supersedes(Some(held), &accept.device_list) else {
+            return Ok(None);
+        };
+        self.set_linked(store, accept)?;
+        self.cards.clear();
+        for (key, card) in cards {
+            if key != *me {
+                self.cards.insert(key, card);
+            }
+        }
+        self.set_card_list(store)?;
+        Ok(Some(newer))
+    }
+
     /// Persists and holds what the account's first device answered to this node's link.
     pub(super) fn set_linked(
         &mut self,
@@ -176,18 +238,18 @@ impl Devices {
     }
 
     /// Keeps an offer this node issued until it is used or expires.
-    pub(super) fn add_offer(&mut self, offer: LinkOffer, now: u64) {
-        self.offers.retain(|_, o| o.expires_at() > now);
+    pub(super) fn add_offer(&mut self, offer: LinkOffer, history: HistoryScope, now: u64) {
+        self.offers.retain(|_, (o, _)| o.expires_at() > now);
         if self.offers.len() >= MAX_OFFERS
             && let Some(oldest) = self
                 .offers
                 .iter()
-                .min_by_key(|(_, o)| o.expires_at())
+                .min_by_key(|(_, (o, _))| o.expires_at())
                 .map(|(id, _)| *id)
         {
             self.offers.remove(&oldest);
         }
-        self.offers.insert(offer.id(), offer);
+        self.offers.insert(offer.id(), (offer, history));
     }
 
     /// The offer `id` names, taken out: each offer links one device.
@@ -195,7 +257,7 @@ impl Devices {
         &mut self,
         id: &[u8; 32],
         now: u64,
-    ) -> Result<LinkOffer, OfferRefusal> {
+    ) -> Result<(LinkOffer, HistoryScope), OfferRefusal> {
         if self.used.contains(id) {
             return Err(OfferRefusal::Used);
         }
@@ -204,7 +266,7 @@ impl Devices {
             self.used.pop_front();
         }
         self.used.push_back(*id);
-        if offer.expires_at() <= now {
+        if offer.0.expires_at() <= now {
             return Err(OfferRefusal::Expired);
         }
         Ok(offer)
@@ -227,8 +289,8 @@ mod tests {
         let mut d = Devices::default();
         let (used, expired) = (offer(600, 100), offer(10, 100));
         let (used_id, expired_id) = (used.id(), expired.id());
-        d.add_offer(used, 100);
-        d.add_offer(expired, 100);
+        d.add_offer(used, HistoryScope::default(), 100);
+        d.add_offer(expired, HistoryScope::default(), 100);
         assert!(d.take_offer(&used_id, 200).is_ok());
         assert_eq!(d.take_offer(&used_id, 200).err(), Some(OfferRefusal::Used));
         assert_eq!(
@@ -246,9 +308,9 @@ mod tests {
         let mut d = Devices::default();
         let first = offer(600, 100);
         let first_id = first.id();
-        d.add_offer(first, 100);
+        d.add_offer(first, HistoryScope::default(), 100);
         for i in 0..MAX_OFFERS as u64 {
-            d.add_offer(offer(600 + i + 1, 100), 100);
+            d.add_offer(offer(600 + i + 1, 100), HistoryScope::default(), 100);
         }
         assert_eq!(d.offers.len(), MAX_OFFERS);
         assert_eq!(

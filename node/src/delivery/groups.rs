@@ -200,6 +200,10 @@ impl Groups {
             .is_some_and(|id| self.joining.contains_key(&id) || self.groups.contains_key(&id))
     }
 
+    pub(super) fn ids(&self) -> Vec<[u8; 32]> {
+        self.groups.keys().copied().collect()
+    }
+
     pub(super) fn remove(&mut self, id: &[u8; 32]) {
         self.groups.remove(id);
     }

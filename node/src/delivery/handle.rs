@@ -10,6 +10,7 @@ use tokenim_crypto::DeviceList;
 use tokenim_store::{ContactRecord, MessageRecord};
 use tokio::sync::{mpsc, oneshot};
 
+use super::devices::HistoryScope;
 use super::error::DeliveryError;
 use super::groups::GroupEdit;
 use super::ids::{IdentityKey, MessageId};
@@ -65,6 +66,7 @@ pub(super) enum Msg {
     },
     LinkDevice {
         ttl_secs: u64,
+        history: HistoryScope,
         reply: oneshot::Sender<Result<(String, u64), DeliveryError>>,
     },
     JoinAccount {
@@ -198,8 +200,17 @@ impl DeliveryHandle {
     }
 
     /// A one-time `tokenim-link:` URI for a new device, and when it expires (unix seconds).
-    pub async fn link_device(&self, ttl_secs: u64) -> Result<(String, u64), DeliveryError> {
-        self.call(|reply| Msg::LinkDevice { ttl_secs, reply }).await
+    pub async fn link_device(
+        &self,
+        ttl_secs: u64,
+        history: HistoryScope,
+    ) -> Result<(String, u64), DeliveryError> {
+        self.call(|reply| Msg::LinkDevice {
+            ttl_secs,
+            history,
+            reply,
+        })
+        .await
     }
 
     /// Joins this node to the account that issued `uri` (a link offer).

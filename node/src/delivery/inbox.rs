@@ -305,6 +305,17 @@ impl Delivery {
                 Ok(InnerKind::SyncRead) if own => {
                     txn = self.accept_sync_read(&inner, inbound, txn);
                 }
+                Ok(InnerKind::SyncContact) if own => self.accept_sync_contact(&inner),
+                // What only the account's first device sends its linked devices.
+                Ok(InnerKind::SyncDevices) if self.devices.is_first(&peer.0) => {
+                    self.accept_sync_devices(&inner);
+                }
+                Ok(InnerKind::SyncSenderKeys) if self.devices.is_first(&peer.0) => {
+                    self.accept_sync_sender_keys(&inner);
+                }
+                Ok(InnerKind::SyncHistory) if self.devices.is_first(&peer.0) => {
+                    txn = self.accept_sync_history(peer, &inner, inbound, txn);
+                }
                 Ok(InnerKind::Text) => {
                     let (t, dup) = self.accept_text(who, inner, late, via_relay, inbound, txn)?;
                     (txn, duplicate) = (t, dup);
@@ -333,6 +344,9 @@ impl Delivery {
                 _ => None,
             };
             if let Some(r) = record {
+                if standing.is_none() {
+                    self.sync_request(&r);
+                }
                 txn = txn.put_contact(&r);
             }
             self.sessions.forget_peer(&peer.0);

@@ -1,7 +1,8 @@
 //! Linking devices to this account (docs/protocol.md §12): the account's first device issues
 //! one-time link offers, answers a new device's link request with the next signed device list
-//! and its card, and revokes devices; a new device sends the request. Messages to every device
-//! and sync between them are not built yet.
+//! and its card, and revokes devices; a new device sends the request. After a link or a
+//! revocation the first device tells every device (`kinds/device_sync.rs`), and gives a new
+//! device the account's groups and, if the user asked, recent history.
 
 use libp2p::{Multiaddr, PeerId};
 use tokenim_crypto::{CryptoError, DeviceList, LinkAccept, LinkOffer, LinkRequest};
@@ -9,6 +10,7 @@ use tokenim_store::{ContactRecord, ContactState};
 use tracing::info;
 
 use crate::delivery::Delivery;
+use crate::delivery::devices::HistoryScope;
 use crate::delivery::error::DeliveryError;
 use crate::event::NodeEvent;
 use crate::net::DeliverError;
@@ -37,6 +39,7 @@ impl Delivery {
     pub(in crate::delivery) async fn issue_link(
         &mut self,
         ttl_secs: u64,
+        history: HistoryScope,
     ) -> Result<(String, u64), DeliveryError> {
         if self.devices.is_linked() {
             return Err(not_first());
@@ -63,7 +66,7 @@ impl Delivery {
         .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
         let uri = offer.to_uri().to_string();
         let expires_at = offer.expires_at();
-        self.devices.add_offer(offer, now);
+        self.devices.add_offer(offer, history, now);
         Ok((uri, expires_at))
     }
 
@@ -82,7 +85,7 @@ impl Delivery {
             return wire::Response::rejected(RejectCode::Malformed, "link request");
         };
         let now = self.clock.now_secs();
-        let offer = match self.devices.take_offer(&request.offer_id, now) {
+        let (offer, history) = match self.devices.take_offer(&request.offer_id, now) {
             Ok(o) => o,
             Err(why) => return refuse(why.as_str()),
         };
@@ -125,6 +128,12 @@ impl Delivery {
         };
         info!(version = list.version(), "device linked");
         self.events.emit(NodeEvent::DeviceLinked(device));
+        // Queued now, read by the new device once it has the answer below.
+        self.share_devices(None);
+        self.share_groups();
+        if let Some(card) = self.devices.own_card(&device) {
+            self.hand_over_history(&card, history);
+        }
         let accept = LinkAccept {
             device_list: list,
             account_card: card,
@@ -274,9 +283,11 @@ impl Delivery {
                 }
                 e => DeliveryError::internal(e),
             })?;
+        let revoked = self.devices.own_card(&device);
         self.devices.set_list(&self.store, list.clone())?;
         self.devices.set_card(&self.store, device, None)?;
         self.cards.invalidate_mine();
+        self.share_devices(revoked);
         info!(version = list.version(), "device revoked");
         self.events.emit(NodeEvent::DeviceRevoked(device));
         Ok(list)

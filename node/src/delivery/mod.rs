@@ -39,6 +39,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 pub(crate) use cards::{may_replace, parse_stored_card};
+pub use devices::HistoryScope;
+pub(crate) use devices::account_key;
 pub use error::DeliveryError;
 pub use groups::GroupEdit;
 pub use handle::DeliveryHandle;
@@ -294,8 +296,12 @@ impl Delivery {
             Msg::Devices { reply } => {
                 let _ = reply.send(self.device_list());
             }
-            Msg::LinkDevice { ttl_secs, reply } => {
-                let _ = reply.send(self.issue_link(ttl_secs).await);
+            Msg::LinkDevice {
+                ttl_secs,
+                history,
+                reply,
+            } => {
+                let _ = reply.send(self.issue_link(ttl_secs, history).await);
             }
             // Waits for the linking device's answer: a node joins an account once, new.
             Msg::JoinAccount { uri, name, reply } => {

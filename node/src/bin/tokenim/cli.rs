@@ -251,6 +251,12 @@ pub enum DeviceCmd {
         /// How long the link stays valid, seconds.
         #[arg(long, default_value_t = 600)]
         ttl: u64,
+        /// Hand the new device the messages of the last N days.
+        #[arg(long, value_name = "N")]
+        history_days: Option<u32>,
+        /// Hand over at most N messages, the newest (default 10000 with --history-days).
+        #[arg(long, value_name = "N")]
+        history_messages: Option<u32>,
     },
     /// The account's devices.
     List(ClientArgs),

@@ -342,12 +342,16 @@ pub async fn run(messages: usize) -> Result<()> {
         states.join(", ")
     );
 
-    println!("\n9. Alice links a second device with a one-time link");
+    println!("\n9. Alice links a second device with a one-time link, handing over today's history");
     let link = alice
         .client
-        .post("/devices/link", json!({ "ttl_secs": 120 }))
+        .post(
+            "/devices/link",
+            json!({ "ttl_secs": 120, "history_days": 1 }),
+        )
         .await?;
     let laptop = start_peer(&root, "laptop", |_| {}).await?;
+    let mut laptop_events = laptop.client.events().await?;
     let list = laptop
         .client
         .post(
@@ -360,7 +364,59 @@ pub async fn run(messages: usize) -> Result<()> {
         list["devices"].as_array().map_or(0, Vec::len),
         list["version"]
     );
+    loop {
+        let p = next_event(&mut laptop_events, "sync_progress").await?;
+        if p["done"] == p["total"] {
+            println!("  history hand-off: {} messages on the laptop", p["total"]);
+            break;
+        }
+    }
 
+    println!("\n10. The laptop is Alice: it gets the group, and what it writes is hers");
+    let on_laptop = async {
+        while laptop.client.get(&format!("/groups/{id}")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), on_laptop)
+        .await
+        .context("the group never reached the laptop")?;
+    bob.client
+        .post(
+            &format!("/groups/{id}/messages"),
+            json!({ "body": "see you both there" }),
+        )
+        .await?;
+    let ev = next_event(&mut laptop_events, "message").await?;
+    println!(
+        "  laptop got bob's group message {:?} (passed on by alice's first device)",
+        ev["message"]["body"].as_str().unwrap_or("")
+    );
+    let mut carol_events = carol.client.events().await?;
+    laptop
+        .client
+        .post(
+            &format!("/groups/{id}/messages"),
+            json!({ "body": "typed on the laptop" }),
+        )
+        .await?;
+    let ev = loop {
+        let ev = next_event(&mut carol_events, "message").await?;
+        if ev["message"]["body"] == "typed on the laptop" {
+            break ev;
+        }
+    };
+    println!(
+        "  carol got {:?} from {}",
+        ev["message"]["body"].as_str().unwrap_or(""),
+        if ev["message"]["from"] == alice.address.as_str() {
+            "alice"
+        } else {
+            "someone else"
+        }
+    );
+
+    drop((carol_events, laptop_events));
     for peer in [alice, bob, carol, laptop, relay] {
         peer.node.shutdown().await;
     }

@@ -47,8 +47,15 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
             println!("api token: {}", report.token_path.display());
             Ok(())
         }
-        Command::Device(DeviceCmd::Link { client, ttl }) => {
-            connect(&data_dir, &client)?.link_device(ttl).await
+        Command::Device(DeviceCmd::Link {
+            client,
+            ttl,
+            history_days,
+            history_messages,
+        }) => {
+            connect(&data_dir, &client)?
+                .link_device(ttl, history_days, history_messages)
+                .await
         }
         Command::Device(DeviceCmd::List(c)) => connect(&data_dir, &c)?.list_devices().await,
         Command::Device(DeviceCmd::Revoke { client, id }) => {

@@ -45,6 +45,7 @@ impl Delivery {
         name: String,
         members: Vec<IdentityKey>,
     ) -> Result<[u8; 32], DeliveryError> {
+        self.first_device_only()?;
         let me = self.me.public().identity_key;
         let mut cards = BTreeMap::new();
         cards.insert(me, self.my_card().await?);
@@ -78,6 +79,7 @@ impl Delivery {
                 self.send_group_control(&id, m, InnerKind::GroupWelcome, part.clone(), "");
             }
         }
+        self.share_group(&id);
         Ok(id)
     }
 
@@ -92,6 +94,9 @@ impl Delivery {
         payload: Vec<u8>,
         body: &str,
     ) {
+        if self.devices.is_linked() {
+            return; // the account's first device speaks in its groups
+        }
         let Some(card) = self.route_card(&member, Some(group)) else {
             debug!("no card for a group member; control message not sent");
             return;
@@ -115,17 +120,31 @@ impl Delivery {
         })
     }
 
-    /// Seals `body` once and queues one envelope per member; answered once stored.
+    /// Seals `body` once and queues one envelope per member; answered once stored. On a
+    /// linked device, the account's first device sends it.
     pub(in crate::delivery) fn send_group(
         &mut self,
         group: [u8; 32],
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
+        if self.devices.is_linked() {
+            return self.relay_group_text(group, body);
+        }
+        let now = self.clock.now_ms();
+        self.send_group_as(group, body, MessageId::random(), now)
+    }
+
+    /// Sends text `id` to `group` (written here, or on a linked device).
+    pub(in crate::delivery) fn send_group_as(
+        &mut self,
+        group: [u8; 32],
+        body: String,
+        id: MessageId,
+        sent_at_ms: u64,
+    ) -> Result<MessageRecord, DeliveryError> {
         self.own_room()?;
         self.store.ensure_space(body.len() as u64)?;
         let me = self.me.public().identity_key;
-        let id = MessageId::random();
-        let sent_at_ms = self.clock.now_ms();
         // The log's heads ride along, so a member that missed a change notices.
         let heads = self.my_heads(&group);
         let inner = InnerMessage {
@@ -209,6 +228,7 @@ impl Delivery {
         }
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
         self.metrics.messages_sent.inc();
+        self.sync_sent(&record, false);
         self.events.emit(NodeEvent::Message(record.clone()));
         Ok(record)
     }
@@ -245,6 +265,11 @@ impl Delivery {
         };
         match result {
             Ok(Taken::Held(group)) => {
+                if kind == InnerKind::GroupSenderKey {
+                    self.share_sender_key(&inner.payload);
+                } else {
+                    self.share_group(&group);
+                }
                 let now = self.clock.now_secs();
                 match self.groups.get(&group) {
                     Some(g) => txn.put_group(&g.record(now)),
@@ -299,13 +324,14 @@ impl Delivery {
         let mut txn = self.store.txn().put_group(&group_record);
         let seen = inbound.seen.contains(&(peer, MessageId(id)))
             || self.store.is_seen(&sender, &id).unwrap_or(false);
-        if !seen && inner.kind == InnerKind::Text as i32 {
+        let inner_is_text = inner.kind == InnerKind::Text as i32;
+        if !seen && inner_is_text {
             let record = MessageRecord {
                 id,
                 conversation: group,
                 direction: Direction::Incoming,
                 from: sender,
-                to: self.me.public().identity_key,
+                to: self.group_me(),
                 kind: InnerKind::Text as u32,
                 body: inner.body,
                 sent_at_ms: inner.sent_at_ms,
@@ -326,14 +352,18 @@ impl Delivery {
             inbound.seen.insert((peer, MessageId(id)));
             self.metrics.messages_received.inc();
             inbound.events.push(NodeEvent::Message(record));
-            // As for 1:1 texts: what came through a relay is receipted end to end.
-            if via_relay {
+            // As for 1:1 texts: what came through a relay is receipted end to end (by the
+            // account's first device).
+            if via_relay && !self.devices.is_linked() {
                 let owed = inbound.receipts.entry((peer, Some(group))).or_default();
                 owed.push(MessageId(id));
             }
         }
         inbound.txn.append(txn);
-        if !payload.is_empty() {
+        if !seen && inner_is_text {
+            self.pass_on_frame(ciphertext);
+        }
+        if !payload.is_empty() && !self.devices.is_linked() {
             self.compare_heads(group, peer, &payload);
         }
         wire::Response::accepted(seen)

@@ -40,6 +40,7 @@ impl Delivery {
         group: [u8; 32],
         edit: GroupEdit,
     ) -> Result<(), DeliveryError> {
+        self.first_device_only()?;
         let me = self.me.public().identity_key;
         let now = self.clock.now_secs();
         let added_card = match &edit {
@@ -116,6 +117,7 @@ impl Delivery {
             }
             _ => self.persist_group(&group)?,
         }
+        self.share_group(&group);
         self.events.emit(NodeEvent::GroupUpdated(group));
         Ok(())
     }
@@ -161,7 +163,7 @@ impl Delivery {
         let change =
             Change::from_bytes(payload).map_err(|e| DeliveryError::Invalid(e.to_string()))?;
         let id = change.group().0;
-        let me = self.me.public().identity_key;
+        let me = self.group_me();
         let now = self.clock.now_secs();
         let g = self
             .groups

@@ -18,6 +18,7 @@ impl Delivery {
         expires_at: u64,
         max_uses: u32,
     ) -> Result<String, DeliveryError> {
+        self.first_device_only()?;
         let card = self.my_card().await?;
         let g = self
             .groups
@@ -36,6 +37,7 @@ impl Delivery {
         &mut self,
         uri: String,
     ) -> Result<[u8; 32], DeliveryError> {
+        self.first_device_only()?;
         let now = self.clock.now_secs();
         let invite = Invite::from_uri(&uri, now)
             .map_err(|e| DeliveryError::Invalid(format!("invite link: {e}")))?;

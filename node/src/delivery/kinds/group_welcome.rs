@@ -133,7 +133,7 @@ impl Delivery {
         for change in changes {
             log.apply_at(change, now).map_err(|e| bad(&e))?;
         }
-        let me = self.me.public().identity_key;
+        let me = self.group_me();
         if log.role_of(&me).is_none() || log.role_of(&peer.0).is_none() {
             return Err(bad(&"sender or this node is not a member"));
         }
@@ -145,7 +145,10 @@ impl Delivery {
         if sender_key.sender() != peer.0 || sender_key.group() != id {
             return Err(bad(&"sender key of someone else"));
         }
-        cipher.add_distribution(sender_key).map_err(|e| bad(&e))?;
+        // On a linked device the first device's key is the account's own: not taken.
+        if sender_key.sender() != me {
+            cipher.add_distribution(sender_key).map_err(|e| bad(&e))?;
+        }
         for d in self.groups.take_pending(&id) {
             if log.role_of(&d.sender()).is_some()
                 && let Err(e) = cipher.add_distribution(d)

@@ -29,16 +29,18 @@ impl Delivery {
             .set_message_state(&id.0, MessageState::Read, None)?
             .unwrap_or(record);
         self.events.emit(NodeEvent::MessageState(updated.clone()));
-        // Reading a request tells its sender nothing; a co-member of a group hears of it.
+        // Reading a request tells its sender nothing; a co-member of a group hears of it (from
+        // the account's first device).
         if updated.group {
             let group = updated.conversation;
             let member = self
                 .groups
                 .get(&group)
                 .is_some_and(|g| g.log.role_of(&peer.0).is_some());
-            if member {
+            if member && !self.devices.is_linked() {
                 self.send_receipt(peer, Some(&group), InnerKind::ReadReceipt, &[id]);
             }
+            self.sync_read(id.0);
         } else if self.is_contact(&peer) {
             self.send_receipt(peer, None, InnerKind::ReadReceipt, &[id]);
             self.sync_read(id.0);

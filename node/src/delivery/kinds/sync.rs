@@ -1,6 +1,6 @@
-//! Between one account's own devices: what one of them sent shows as sent on the others. Sync
-//! messages are E2E messages like any other (relays cannot tell them apart). Read state,
-//! contacts and groups are not synced yet.
+//! Between one account's own devices: what one of them sent shows as sent on the others, and
+//! what one read is read on all. Sync messages are E2E messages like any other (relays cannot
+//! tell them apart).
 
 use prost::Message as _;
 use tokenim_crypto::pb::{SyncRead, SyncSent};
@@ -9,18 +9,21 @@ use tokenim_store::{Direction, MessageRecord, MessageState, Txn};
 use tracing::debug;
 
 use crate::delivery::Delivery;
-use crate::delivery::ids::IdentityKey;
+use crate::delivery::ids::{IdentityKey, MessageId};
 use crate::delivery::inbox::Inbound;
 use crate::event::NodeEvent;
 
 impl Delivery {
-    /// Tells this account's other devices about a text this device sent.
-    pub(in crate::delivery) fn sync_sent(&mut self, m: &MessageRecord) {
+    /// Tells this account's other devices about a text this device sent (`relay`: asks the
+    /// first device to send it to the group).
+    pub(in crate::delivery) fn sync_sent(&mut self, m: &MessageRecord, relay: bool) {
         let payload = SyncSent {
             peer: m.conversation.to_vec(),
             id: m.id.to_vec(),
             body: m.body.clone(),
             sent_at_ms: m.sent_at_ms,
+            group: m.group,
+            relay,
         };
         self.tell_own_devices(InnerKind::SyncSent, payload.encode_to_vec());
     }
@@ -34,7 +37,7 @@ impl Delivery {
     }
 
     /// Queues a sync message to each other device of this account this node can reach.
-    fn tell_own_devices(&mut self, kind: InnerKind, payload: Vec<u8>) {
+    pub(in crate::delivery) fn tell_own_devices(&mut self, kind: InnerKind, payload: Vec<u8>) {
         let devices = self.devices.own_devices();
         if devices.is_empty() {
             return;
@@ -71,6 +74,12 @@ impl Delivery {
                 m.state = MessageState::Read;
                 m.updated_at_ms = now;
                 txn = txn.put_message(&m);
+                // A linked device does not speak in groups: the first device receipts for it.
+                if m.group && !self.devices.is_linked() {
+                    let group = m.conversation;
+                    let peer = IdentityKey(m.from);
+                    self.send_receipt(peer, Some(&group), InnerKind::ReadReceipt, &[MessageId(id)]);
+                }
                 inbound.events.push(NodeEvent::MessageState(m));
             }
         }
@@ -99,6 +108,13 @@ impl Delivery {
         {
             return txn;
         }
+        if sent.relay && sent.group && !self.devices.is_linked() {
+            // A linked device's group text: sent from here for the account.
+            if let Err(e) = self.send_group_as(peer, sent.body, MessageId(id), sent.sent_at_ms) {
+                debug!(error = %e, "cannot send a linked device's group text");
+            }
+            return txn;
+        }
         let now = self.clock.now_ms();
         let account = self
             .devices
@@ -119,7 +135,7 @@ impl Delivery {
             envelope_id: None,
             updated_at_ms: now,
             held: false,
-            group: false,
+            group: sent.group,
             reached: 0,
             delivered_to: 0,
             read_by: 0,

@@ -132,7 +132,7 @@ impl Delivery {
         }
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
         self.events.emit(NodeEvent::Message(record.clone()));
-        self.sync_sent(&record);
+        self.sync_sent(&record, false);
         Ok(record)
     }
 
