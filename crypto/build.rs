@@ -1,4 +1,6 @@
-//! Generates the Rust types for the wire format from `proto/tokenim/v1/*.proto` (the spec).
+//! Generates the Rust types for the wire format from `proto/tokenim/v1/*.proto` (the spec):
+//! every `.proto` file in that folder is compiled, so a new one needs no line here unless its
+//! Debug must be redacted.
 
 use std::path::PathBuf;
 
@@ -26,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tokenim.v1.GroupChangeCreate",
             "tokenim.v1.GroupChangeRename",
             "tokenim.v1.LinkOffer",
+            "tokenim.v1.FileManifest",
         ])
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     Ok(())

@@ -275,6 +275,96 @@ pub enum CryptoError {
     #[error("link request proof does not verify")]
     BadLinkProof,
 
+    // --- files ---
+    /// A file name that cannot be used as one: empty, longer than
+    /// [`crate::file::MAX_FILE_NAME_BYTES`], `.` or `..`, or holding a path separator, NUL, a
+    /// control or a bidirectional-control character.
+    #[error("invalid file name: {0}")]
+    FileName(&'static str),
+    /// A MIME type longer than [`crate::file::MAX_MIME_BYTES`] or not printable ASCII.
+    #[error("invalid file type: {0}")]
+    FileMime(&'static str),
+    /// A file larger than the limit the caller set.
+    #[error("file too large: {size} bytes, max {max}")]
+    FileTooLarge {
+        /// The file's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A chunk size outside [`crate::file::MIN_CHUNK_SIZE`]..=[`crate::file::MAX_CHUNK_SIZE`].
+    #[error(
+        "chunk size {size} outside {}..={}",
+        crate::file::MIN_CHUNK_SIZE,
+        crate::file::MAX_CHUNK_SIZE
+    )]
+    ChunkSize {
+        /// The chunk size found.
+        size: u32,
+    },
+    /// A file would have more than [`crate::file::MAX_CHUNKS`] chunks.
+    #[error("too many chunks: at most {max}")]
+    TooManyChunks {
+        /// The limit.
+        max: u32,
+    },
+    /// A chunk list whose length is not the chunk count the manifest's size and chunk size give.
+    #[error("chunk list of {found} ids, the manifest needs {expected}")]
+    ChunkCount {
+        /// Chunks the manifest implies.
+        expected: u32,
+        /// Ids in the list.
+        found: usize,
+    },
+    /// A chunk list that does not hash to the manifest's root.
+    #[error("chunk list does not match the manifest's root")]
+    ChunkListRoot,
+    /// A plaintext chunk longer than the chunk size (or than [`crate::file::MAX_CHUNK_SIZE`]).
+    #[error("chunk of {len} bytes, max {max}")]
+    ChunkTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A chunk ciphertext of another length than the manifest gives for its index.
+    #[error("chunk {index} is {len} bytes, expected {expected}")]
+    ChunkLength {
+        /// The chunk's index.
+        index: u32,
+        /// Its length.
+        len: usize,
+        /// The length it must have.
+        expected: usize,
+    },
+    /// A chunk whose hash is not the id the list names for its index.
+    #[error("chunk {index} is not the chunk the list names")]
+    ChunkIdMismatch {
+        /// The chunk's index.
+        index: u32,
+    },
+    /// A chunk that does not decrypt under the file key at its index and position (modified,
+    /// moved, or a non-last chunk passed off as the last).
+    #[error("chunk {index} does not decrypt")]
+    ChunkDecryptFailed {
+        /// The chunk's index.
+        index: u32,
+    },
+    /// The opened file's size is not the manifest's.
+    #[error("file is {got} bytes, the manifest says {expected}")]
+    FileSizeMismatch {
+        /// Size in the manifest.
+        expected: u64,
+        /// Bytes opened.
+        got: u64,
+    },
+    /// The opened file's SHA-256 is not the manifest's.
+    #[error("file content does not match the manifest's SHA-256")]
+    FileHashMismatch,
+    /// A file sealer or opener used out of order: a chunk after the last, or `finish` before it.
+    #[error("file stream: {0}")]
+    FileState(&'static str),
+
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Rng,

@@ -1,7 +1,7 @@
 //! `tokenim-crypto`: identities, addresses, contact cards, end-to-end Noise sessions,
 //! envelopes, the signed receipts/acks of the relay protocol and the copies relays sign for each
-//! other, groups (membership logs and sender keys), and the device lists and link handshake of
-//! accounts on several devices.
+//! other, groups (membership logs and sender keys), the device lists and link handshake of
+//! accounts on several devices, and the chunked, content-addressed encryption of files.
 //!
 //! Sans-IO: no networking, no files, no async. The node moves bytes and persists state; this
 //! crate only turns bytes into bytes. The wire format is specified by `proto/tokenim/v1/*.proto`.
@@ -11,6 +11,7 @@ pub mod card;
 pub mod device;
 pub mod envelope;
 pub mod error;
+pub mod file;
 pub mod grant;
 pub mod group;
 pub mod identity;
@@ -26,6 +27,7 @@ pub use card::{CARD_URI_PREFIX, ContactCard, MAX_CARD_URI_BYTES, RelayInfo};
 pub use device::{DeviceEntry, DeviceList, LinkAccept, LinkOffer, LinkRequest, MAX_DEVICES};
 pub use envelope::{BUCKETS, Envelope, MAX_ENVELOPE_BYTES, MessageId, bucket_for, message_id};
 pub use error::{CryptoError, Result};
+pub use file::{ChunkId, ChunkList, FileKey, FileManifest, FileOpener, FileSealer};
 pub use grant::{GrantScope, MAX_GRANT_BYTES, WriteGrant};
 pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
 pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_PAYLOAD_BYTES, MAX_REF_IDS};
@@ -50,4 +52,8 @@ const _: fn() = || {
     send_sync::<group::Change>();
     send_sync::<DeviceList>();
     send_sync::<LinkOffer>();
+    send_sync::<FileManifest>();
+    send_sync::<ChunkList>();
+    send_sync::<FileSealer>();
+    send_sync::<FileOpener>();
 };

@@ -114,6 +114,20 @@ impl fmt::Debug for LinkOffer {
     }
 }
 
+// The key reads the file; the name and type describe the user's content: sizes only.
+impl fmt::Debug for FileManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileManifest")
+            .field("version", &self.version)
+            .field("name_len", &self.name.len())
+            .field("size", &self.size)
+            .field("mime_len", &self.mime.len())
+            .field("chunk_size", &self.chunk_size)
+            .field("thumbnail_len", &self.thumbnail.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,11 +162,17 @@ mod tests {
             secret: vec![0xef; 32],
             ..Default::default()
         };
-        let out = format!("{m:?} {p:?} {g:?} {c:?} {o:?}");
+        let fm = FileManifest {
+            name: "secret plans.pdf".into(),
+            key: vec![0x9a; 32],
+            ..Default::default()
+        };
+        let out = format!("{m:?} {p:?} {g:?} {c:?} {o:?} {fm:?}");
         assert!(!out.contains("secret"));
         assert!(!out.contains("abab") && !out.contains("171, 171"));
         assert!(!out.contains("cdcd") && !out.contains("205, 205"));
         assert!(!out.contains("efef") && !out.contains("239, 239"));
+        assert!(!out.contains("9a9a") && !out.contains("154, 154"));
         assert!(out.contains("body_len: 12"));
     }
 }

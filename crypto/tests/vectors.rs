@@ -435,3 +435,55 @@ fn device_vectors() {
     let r = LinkRequest::from_bytes(&unhex(&v["request"])).unwrap();
     r.verify(&o, 1_700_000_000).unwrap();
 }
+
+#[test]
+fn file_vectors() {
+    use tokenim_crypto::file::{
+        ChunkList, FileKey, FileManifest, FileOpener, FileSealer, chunk_id, open_chunk, seal_chunk,
+    };
+    let key = FileKey::from_bytes(seed(0x90));
+    let cs = 64 * 1024;
+    // One full chunk and a last one of 100 bytes.
+    let plain: Vec<u8> = (0..cs as usize + 100).map(|i| (i % 251) as u8).collect();
+    let mut s = FileSealer::with_key(cs, key.clone()).unwrap();
+    let (id0, c0) = s.push(&plain[..cs as usize]).unwrap();
+    let (id1, c1) = s.push(&plain[cs as usize..]).unwrap();
+    let (m, l) = s.finish("notes.txt", "text/plain").unwrap();
+    let m = m.with_thumbnail(b"thumb".to_vec()).unwrap();
+    let v = check(
+        "file",
+        json!({
+            "key": h(key.as_bytes()),
+            "chunk_size": cs,
+            "plaintext": "byte i is i % 251, 65,636 bytes",
+            "chunk_ids": [id0.to_string(), id1.to_string()],
+            "last_chunk": h(&c1),
+            "list": h(l.to_bytes()),
+            "root": h(l.root()),
+            "manifest": h(m.to_bytes().as_slice()),
+            "chunk_7_hello": h(seal_chunk(&key, 7, false, b"hello").unwrap()),
+        }),
+    );
+    let m = FileManifest::from_bytes(&unhex(&v["manifest"]), 1 << 20).unwrap();
+    assert_eq!(
+        (m.name(), m.mime(), m.size()),
+        ("notes.txt", "text/plain", plain.len() as u64)
+    );
+    assert_eq!(m.key(), &key);
+    assert_eq!(m.thumbnail(), b"thumb");
+    let l = ChunkList::from_bytes(&unhex(&v["list"])).unwrap();
+    m.verify_list(&l).unwrap();
+    assert_eq!(l.root().to_vec(), unhex(&v["root"]));
+    let last = unhex(&v["last_chunk"]);
+    assert_eq!(chunk_id(&last), l.ids()[1]);
+    assert_eq!(
+        open_chunk(&key, 1, true, &last).unwrap(),
+        plain[cs as usize..]
+    );
+    let mut o = FileOpener::new(&m, l).unwrap();
+    o.push(&c0).unwrap();
+    o.push(&last).unwrap();
+    o.finish().unwrap();
+    let hello = open_chunk(&key, 7, false, &unhex(&v["chunk_7_hello"])).unwrap();
+    assert_eq!(hello, b"hello");
+}
