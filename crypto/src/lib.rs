@@ -30,7 +30,9 @@ pub use error::{CryptoError, Result};
 pub use file::{ChunkId, ChunkList, FileKey, FileManifest, FileOpener, FileSealer};
 pub use grant::{GrantScope, MAX_GRANT_BYTES, WriteGrant};
 pub use identity::{Identity, MailboxId, MailboxKey, PublicIdentity};
-pub use message::{INNER_ID_LEN, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_PAYLOAD_BYTES, MAX_REF_IDS};
+pub use message::{
+    INNER_ID_LEN, MAX_ATTACHMENTS, MAX_BODY_BYTES, MAX_INNER_BYTES, MAX_PAYLOAD_BYTES, MAX_REF_IDS,
+};
 pub use pb::{InnerKind, InnerMessage};
 pub use receipt::{CustodyReceipt, MAX_BATCH_IDS, MailboxAck, Registration};
 pub use relayed::RelayedEnvelope;

@@ -19,6 +19,9 @@ pub const MAX_INNER_BYTES: usize =
 /// of up to [`MAX_CARD_URI_BYTES`], up to [`MAX_REF_IDS`] ref ids) fits the largest bucket;
 /// `seal` of a bigger body returns [`CryptoError::MessageTooLarge`].
 pub const MAX_BODY_BYTES: usize = 56 * 1024;
+/// Most files attached to one message.
+pub const MAX_ATTACHMENTS: usize = 8;
+
 /// Most bytes of `InnerMessage::payload` (group control messages).
 pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
 
@@ -33,6 +36,11 @@ const fn worst_inner_len(body: usize) -> usize {
         + field(MAX_CARD_URI_BYTES)
         + MAX_REF_IDS * field(INNER_ID_LEN)
         + field(body)
+        // The payload's and attachments' own bytes count against the body's room; their tags
+        // and lengths do not.
+        + 4
+        + MAX_ATTACHMENTS * 4
+        + field(crate::MAX_GRANT_BYTES)
 }
 
 pub(crate) const fn varint_len(v: u64) -> usize {
@@ -67,8 +75,15 @@ pub(crate) fn validate(m: &InnerMessage) -> Result<()> {
     if m.sender_card.len() > MAX_CARD_URI_BYTES {
         return Err(CryptoError::InvalidMessage("sender card too long"));
     }
-    // A payload takes the room of a body: together they stay within what one frame holds.
-    if m.payload.len() > MAX_PAYLOAD_BYTES || m.payload.len() + m.body.len() > MAX_BODY_BYTES {
+    // A payload and attachments take the room of a body: together they stay within what one
+    // frame holds.
+    let attached: usize = m.attachments.iter().map(Vec::len).sum();
+    if m.attachments.len() > MAX_ATTACHMENTS {
+        return Err(CryptoError::InvalidMessage("too many attachments"));
+    }
+    if m.payload.len() > MAX_PAYLOAD_BYTES
+        || m.payload.len() + m.body.len() + attached > MAX_BODY_BYTES
+    {
         return Err(CryptoError::InvalidMessage("payload too long"));
     }
     if m.write_grant.len() > crate::MAX_GRANT_BYTES {
@@ -89,6 +104,7 @@ impl InnerMessage {
             sender_card: String::new(),
             write_grant: Vec::new(),
             payload: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -108,6 +124,7 @@ impl InnerMessage {
             sender_card: String::new(),
             write_grant: Vec::new(),
             payload: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }

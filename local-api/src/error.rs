@@ -187,6 +187,9 @@ pub enum ServiceError {
     /// Any other invalid input.
     #[error("{0}")]
     BadRequest(String),
+    /// An upload over the node's file size limit (refused before it is stored).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The request conflicts with current state (e.g. a contact name already in use).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -252,6 +255,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
             ServiceError::BadRequest(_) => ErrorCode::BadRequest,
+            ServiceError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ServiceError::Conflict(_) => ErrorCode::Conflict,
             ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
             ServiceError::Unavailable(_) => ErrorCode::Unavailable,

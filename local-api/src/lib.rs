@@ -36,13 +36,15 @@ pub mod types;
 pub use auth::{
     AdminScope, AnyScope, Authed, MetricsScope, Principal, ReadScope, RequiredScope, SendScope,
 };
+/// The byte type of uploads and downloads.
+pub use axum::body::Bytes;
 pub use config::ApiConfig;
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail, ServiceError};
 pub use extract::{ApiJson, ApiQuery};
 pub use guard::REQUEST_ID_HEADER;
 pub use openapi::ApiDoc;
 pub use routes::system::METRICS_CONTENT_TYPE;
-pub use service::{NodeService, ServiceResult};
+pub use service::{ByteStream, FileDownload, NodeService, ServiceResult};
 pub use state::AppState;
 pub use token::{
     ParsedToken, Scope, TOKEN_PREFIX, TokenRecord, TokenText, generate_token, generate_token_with,
@@ -54,7 +56,6 @@ pub fn router(service: Arc<dyn NodeService>, cfg: ApiConfig) -> Router {
     let state = AppState::new(service, cfg);
     // `Router::layer` wraps what is already there: the last layer added runs first.
     routes::v1()
-        .fallback(routes::not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(state.cfg.body_limit))
         // 408 is rewritten to the `timeout` code (503) by `request_context`.
@@ -62,6 +63,8 @@ pub fn router(service: Arc<dyn NodeService>, cfg: ApiConfig) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             state.cfg.request_timeout,
         ))
+        .merge(routes::streamed().layer(DefaultBodyLimit::disable()))
+        .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             guard::host_and_origin,

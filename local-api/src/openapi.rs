@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{
-    contacts, devices, groups, home_relays, messages, node, relay, requests, system, tokens,
+    contacts, devices, files, groups, home_relays, messages, node, relay, requests, system, tokens,
 };
 use crate::token::Scope;
 use crate::types::*;
@@ -67,6 +67,12 @@ use crate::types::*;
         messages::get_message,
         messages::mark_read,
         messages::message_members,
+        files::upload,
+        files::list,
+        files::status,
+        files::download,
+        files::delete,
+        files::get,
         crate::events::events,
         tokens::create_token,
         tokens::list_tokens,

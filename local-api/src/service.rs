@@ -6,12 +6,40 @@ use tokio::sync::broadcast;
 use crate::error::ServiceError;
 use crate::token::TokenRecord;
 use crate::types::{
-    ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
-    IdentityView, InviteView, JoinView, LinkHistory, LinkView, MessageMembers, MessagePage,
-    MessageQuery, MessageView, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, DeviceListView, Event, FileList, FileView, GroupEdit, GroupView,
+    HomeRelayView, IdentityView, InviteView, JoinView, LinkHistory, LinkView, MessageMembers,
+    MessagePage, MessageQuery, MessageView, PeerView, RelayStats, RequestView,
 };
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+fn no_files<T: Send + 'static>() -> BoxFuture<'static, ServiceResult<T>> {
+    Box::pin(async { Err(ServiceError::Unavailable("this node keeps no files".into())) })
+}
+
+/// A file's bytes `start..end` of `size`, streamed.
+pub struct FileDownload {
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    pub start: u64,
+    pub end: u64,
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for FileDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDownload")
+            .field("size", &self.size)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A streamed body: an upload's bytes, or a download's.
+pub type ByteStream =
+    futures::stream::BoxStream<'static, Result<axum::body::Bytes, std::io::Error>>;
 
 /// Everything the local API needs from a running node. Object-safe: the router holds an
 /// `Arc<dyn NodeService>`.
@@ -109,6 +137,70 @@ pub trait NodeService: Send + Sync + 'static {
     /// the message in the durable outbox, and return it (state `queued`) once it survives a
     /// restart. Should also publish [`Event::Message`].
     fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>>;
+
+    /// [`NodeService::send_message`] with files uploaded before (`POST /v1/files`).
+    fn send_with_files(
+        &self,
+        to: String,
+        body: String,
+        attachments: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        if attachments.is_empty() {
+            return self.send_message(to, body);
+        }
+        no_files()
+    }
+
+    /// [`NodeService::send_group_message`] with files uploaded before.
+    fn send_group_with_files(
+        &self,
+        id: String,
+        body: String,
+        attachments: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        if attachments.is_empty() {
+            return self.send_group_message(id, body);
+        }
+        no_files()
+    }
+
+    /// Stores an app's file (sealed as it streams in); `length`: the body's declared size, to
+    /// refuse an oversized one before anything is stored.
+    fn upload_file(
+        &self,
+        _name: String,
+        _mime: String,
+        _length: Option<u64>,
+        _body: ByteStream,
+    ) -> BoxFuture<'_, ServiceResult<FileView>> {
+        no_files()
+    }
+
+    fn list_files(&self) -> BoxFuture<'_, ServiceResult<FileList>> {
+        no_files()
+    }
+
+    fn get_file(&self, _id: String) -> BoxFuture<'_, ServiceResult<FileView>> {
+        no_files()
+    }
+
+    /// Starts (or resumes) fetching an offered file.
+    fn download_file(&self, _id: String) -> BoxFuture<'_, ServiceResult<FileView>> {
+        no_files()
+    }
+
+    fn delete_file(&self, _id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        no_files()
+    }
+
+    /// A file's bytes; `range`: first byte and last (inclusive), as in HTTP `Range`.
+    fn read_file(
+        &self,
+        _id: String,
+        _range: Option<(u64, Option<u64>)>,
+    ) -> BoxFuture<'_, ServiceResult<FileDownload>> {
+        no_files()
+    }
 
     /// Newest first. `cursor` is whatever this service put in `next_cursor` (opaque to the API;
     /// a cursor it cannot decode is a `BadRequest`).

@@ -173,8 +173,10 @@ pub enum GroupEdit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupMessageRequest {
-    /// Message text.
+    /// Message text (may be empty when files are attached).
     pub body: String,
+    /// Ids of files uploaded with `POST /v1/files`, at most 8.
+    pub attachments: Option<Vec<String>>,
 }
 
 /// A stranger who wrote first. Its messages are held (read them with
@@ -258,6 +260,51 @@ pub struct MessageView {
     /// Outgoing group messages: how many members read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_by: Option<u32>,
+    /// Files sent with the message (`GET /v1/files/{id}` once `complete` or `uploaded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<FileView>,
+}
+
+/// A file: uploaded here, or offered by a peer in a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileView {
+    /// 32 hex digits.
+    pub id: String,
+    pub name: String,
+    /// Media type, as the sender's app gave it.
+    pub mime: String,
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// `uploaded`, `offered` (not fetched: over the automatic limit), `downloading`,
+    /// `complete` (here and verified), `failed`.
+    pub state: String,
+    pub direction: Direction,
+    /// Bytes here and checked.
+    pub done_bytes: u64,
+    /// Who offered it (incoming).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The message it came or went with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why it failed, or why fetching it last stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileList {
+    pub files: Vec<FileView>,
+}
+
+/// Query string of `POST /v1/files`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    /// The file's name as recipients see it (no path; at most 255 bytes).
+    pub name: String,
 }
 
 /// Where one member stands with a group message this node sent.
@@ -285,8 +332,10 @@ pub struct MessageMembers {
 pub struct SendMessageRequest {
     /// A contact's address or local name.
     pub to: String,
-    /// Message text.
+    /// Message text (may be empty when files are attached).
     pub body: String,
+    /// Ids of files uploaded with `POST /v1/files`, at most 8.
+    pub attachments: Option<Vec<String>>,
 }
 
 /// Query string of `GET /v1/messages`.
@@ -452,6 +501,12 @@ pub struct RelayStats {
     /// Disk used by the whole store.
     pub disk_bytes: u64,
     pub per_mailbox: Vec<MailboxUsageView>,
+    /// Files senders left for the mailboxes hosted here (recipients were offline).
+    #[serde(default)]
+    pub held_files: u64,
+    /// Their bytes (chunks and lists), within each mailbox's file quota.
+    #[serde(default)]
+    pub held_file_bytes: u64,
 }
 
 /// A relay that keeps this node's mailbox while it is offline.
@@ -549,6 +604,21 @@ pub enum Event {
         relay_peer_id: String,
         /// Envelopes fetched and acknowledged in this sync.
         drained: u64,
+    },
+    /// A download moved on (at most four times a second).
+    FileProgress {
+        id: String,
+        done: u64,
+        total: u64,
+    },
+    /// A download finished and the file was verified: `GET /v1/files/{id}` serves it.
+    FileCompleted {
+        id: String,
+    },
+    /// A download gave up (`POST /v1/files/{id}/download` tries again, resuming).
+    FileFailed {
+        id: String,
+        error: String,
     },
 }
 

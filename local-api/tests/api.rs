@@ -924,6 +924,7 @@ async fn send_token_gets_no_body_and_no_contact_name_from_any_route() {
             ("POST /v1/groups/join", true) => Some(json!({"invite": "tokenim-group:x"})),
             ("POST /v1/devices/link", true) => Some(json!({"ttl_secs": 60})),
             ("POST /v1/devices/join", true) => Some(json!({"uri": "tokenim-link:x"})),
+            ("POST /v1/files", true) => Some(json!({"not": "a file"})),
             (other, true) => panic!("{other}: give this test a body for it"),
         };
         for id in [incoming.id.as_str(), outgoing.as_str()] {

@@ -121,16 +121,18 @@ async fn every_answer_to_a_probe_is_documented() {
         }
 
         // A declared Content-Length over the limit: the body-limit layer refuses it on any
-        // route, before the handler.
-        let big = "x".repeat(BODY_LIMIT + 1);
-        let request = authed(method, path, &admin)
-            .header("content-type", "application/json")
-            .header("content-length", big.len())
-            .body(Body::from(big))
-            .unwrap();
-        let reply = call(&app, request).await;
-        assert_documented(&op, &reply, "a Content-Length over the limit");
-        assert_eq!(error_code(&reply), "payload_too_large", "{name}");
+        // route but the streamed ones (files), before the handler.
+        if !op.streamed {
+            let big = "x".repeat(BODY_LIMIT + 1);
+            let request = authed(method, path, &admin)
+                .header("content-type", "application/json")
+                .header("content-length", big.len())
+                .body(Body::from(big))
+                .unwrap();
+            let reply = call(&app, request).await;
+            assert_documented(&op, &reply, "a Content-Length over the limit");
+            assert_eq!(error_code(&reply), "payload_too_large", "{name}");
+        }
 
         // The Host/Origin guard, on every route.
         let reply = call(

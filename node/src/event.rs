@@ -32,6 +32,21 @@ pub enum NodeEvent {
         total: u32,
         receiving: bool,
     },
+    /// A message brought a file (recorded, not fetched yet).
+    FileOffered([u8; 16]),
+    /// A download moved on: `done` of `total` bytes are here and checked.
+    FileProgress {
+        id: [u8; 16],
+        done: u64,
+        total: u64,
+    },
+    /// A download finished and the whole file was verified.
+    FileCompleted([u8; 16]),
+    /// A download gave up.
+    FileFailed {
+        id: [u8; 16],
+        error: String,
+    },
     /// This node's mailbox at a home relay was drained.
     MailboxSynced {
         relay: PeerId,

@@ -14,6 +14,7 @@ mod app;
 mod delivery;
 mod error;
 mod event;
+mod files;
 mod mailbox;
 mod metrics;
 mod net;

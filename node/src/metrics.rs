@@ -25,6 +25,9 @@ pub struct Metrics {
     pub requests_dropped: Counter,
     pub from_blocked: Counter,
     pub gossip_unvouched: Counter,
+    pub file_chunks_served: Counter,
+    pub file_chunks_fetched: Counter,
+    pub file_chunks_refused: Counter,
 }
 
 impl Metrics {
@@ -36,6 +39,21 @@ impl Metrics {
                 "messages_sent",
                 "Messages accepted from local apps",
                 &m.messages_sent,
+            ),
+            (
+                "file_chunks_served",
+                "File chunks sent to peers that asked",
+                &m.file_chunks_served,
+            ),
+            (
+                "file_chunks_fetched",
+                "File chunks fetched, checked and written",
+                &m.file_chunks_fetched,
+            ),
+            (
+                "file_chunks_refused",
+                "File chunks fetched that did not match their id (fetched again)",
+                &m.file_chunks_refused,
             ),
             (
                 "messages_received",

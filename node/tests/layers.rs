@@ -15,20 +15,39 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "crate::app",
             "crate::delivery",
+            "crate::files",
             "crate::mailbox",
             "tokenim_api",
         ],
     ),
     (
         "crate::mailbox",
-        &["crate::app", "crate::delivery", "tokenim_api"],
+        &[
+            "crate::app",
+            "crate::delivery",
+            "crate::files",
+            "tokenim_api",
+        ],
     ),
-    ("crate::delivery", &["crate::app", "tokenim_api"]),
+    (
+        "crate::delivery",
+        &["crate::app", "crate::files", "tokenim_api"],
+    ),
+    (
+        "crate::files",
+        &[
+            "crate::app",
+            "crate::delivery",
+            "crate::mailbox",
+            "tokenim_api",
+        ],
+    ),
     (
         "crate::time",
         &[
             "crate::app",
             "crate::delivery",
+            "crate::files",
             "crate::mailbox",
             "crate::net",
             "tokenim_api",
@@ -39,6 +58,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "crate::app",
             "crate::delivery",
+            "crate::files",
             "crate::mailbox",
             "crate::net",
             "tokenim_api",
@@ -49,6 +69,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "crate::app",
             "crate::delivery",
+            "crate::files",
             "crate::mailbox",
             "crate::net",
             "tokenim_api",
@@ -59,6 +80,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "crate::app",
             "crate::delivery",
+            "crate::files",
             "crate::mailbox",
             "crate::net",
             "tokenim_api",

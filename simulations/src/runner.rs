@@ -661,6 +661,7 @@ impl Sim {
                 config: cfg.clone(),
                 transport: Transport::Custom(transport_factory(self.net.clone(), node.index)),
                 serve_api: false,
+                files_dir: None,
             };
             match launch(parts).await {
                 Ok(running) => {

@@ -19,6 +19,9 @@
 //! | `tokens`         | token id (utf-8)                               | `TokenPb`                               |
 //! | `groups`         | group id (32)                                  | `GroupPb`                               |
 //! | `member_states`  | message id (16) · member (32)                  | state (1) · at_ms (8)                   |
+//! | `files`          | `f` · file id (16)                             | `FilePb`                                |
+//! | `files`          | `m` · message id (16) · file id (16)           | empty (a message's attachments)         |
+//! | `files`          | `r` · chunk-list root (32) · file id (16)      | empty (an upload by root)               |
 //! | `seen`           | `0x00` · peer (32) · inner id (16)             | expires_at (8)                          |
 //! | `seen`           | `0x01` · expires_at (8) · peer (32) · inner id (16) | empty (expiry order for purges)    |
 //!

@@ -14,6 +14,7 @@
 
 pub mod backend;
 mod error;
+mod files;
 pub mod keys;
 mod mailbox;
 mod member_states;
@@ -28,6 +29,7 @@ pub use backend::{
     Backend, Batch, BatchOp, Cf, DiskSpace, KeyValue, MemBackend, RocksBackend, StorageStats,
 };
 pub use error::{Quota, Result, StoreError};
+pub use files::{FileRecord, FileState};
 pub use mailbox::{MailboxStats, MailboxUsage, PurgeReport, PutOutcome};
 pub use member_states::MemberState;
 pub use messages::Cursor;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::backend::{Backend, Batch, Cf};
+use crate::files::{self, FileRecord};
 use crate::keys::{
     self, MESSAGE_KEY_LEN, message_key, message_time_key, seen_expiry_key, seen_key,
 };
@@ -41,6 +42,8 @@ enum Op {
     PutGroup(GroupRecord),
     DeleteGroup([u8; 32]),
     PutMemberState([u8; 16], [u8; 32], MessageState, u64),
+    PutFile(Box<FileRecord>),
+    DeleteFile(Box<FileRecord>),
 }
 
 /// A builder of typed changes that [`commit`](Txn::commit) writes as one atomic batch: after
@@ -237,6 +240,16 @@ impl<'a> Txn<'a> {
         self.op(Op::PutMemberState(*message, s.member, s.state, s.at_ms))
     }
 
+    /// Insert or replace a file record (and its attachment and root rows).
+    pub fn put_file(self, f: &FileRecord) -> Self {
+        self.op(Op::PutFile(Box::new(f.clone())))
+    }
+
+    /// Remove a file record and its rows.
+    pub fn delete_file(self, f: &FileRecord) -> Self {
+        self.op(Op::DeleteFile(Box::new(f.clone())))
+    }
+
     /// Moves `other`'s operations to the end of this transaction.
     pub fn append(&mut self, other: Txn<'_>) {
         self.ops.extend(other.ops);
@@ -353,6 +366,16 @@ impl<'s> Resolver<'s> {
             }
             Op::DeleteGroup(id) => {
                 self.batch.delete(Cf::Groups, id);
+            }
+            Op::PutFile(f) => {
+                for (k, v) in files::rows(&f) {
+                    self.batch.put(Cf::Files, k, v);
+                }
+            }
+            Op::DeleteFile(f) => {
+                for k in files::keys(&f) {
+                    self.batch.delete(Cf::Files, k);
+                }
             }
             Op::PutMemberState(message, member, state, at_ms) => {
                 self.batch.put(

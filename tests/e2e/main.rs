@@ -10,6 +10,7 @@ mod consent;
 mod data_dir;
 mod device_sync;
 mod devices;
+mod files;
 mod full_disk;
 mod grants;
 mod groups;

@@ -520,6 +520,7 @@ async fn a_poison_pill_in_a_mailbox_page_holds_back_nothing_else() -> Result<()>
             sender_card: String::new(),
             write_grant: Vec::new(),
             payload: Vec::new(),
+            attachments: Vec::new(),
         };
         let frame = Sessions::new(SessionPolicy::default()).seal(&stranger, &bob, &inner, now)?;
         pills.push(prost::Message::encode_to_vec(&Envelope::new(

@@ -118,10 +118,14 @@ pub(crate) async fn send(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<GroupMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    if req.body.is_empty() {
+    let attachments = req.attachments.unwrap_or_default();
+    if req.body.is_empty() && attachments.is_empty() {
         return Err(ApiError::bad_request("`body` must not be empty"));
     }
-    let message = state.service.send_group_message(id, req.body).await?;
+    let message = state
+        .service
+        .send_group_with_files(id, req.body, attachments)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 

@@ -39,10 +39,14 @@ pub(crate) async fn send_message(
     if to.is_empty() {
         return Err(ApiError::bad_request("`to` must not be empty"));
     }
-    if req.body.is_empty() {
+    let attachments = req.attachments.unwrap_or_default();
+    if req.body.is_empty() && attachments.is_empty() {
         return Err(ApiError::bad_request("`body` must not be empty"));
     }
-    let message = state.service.send_message(to, req.body).await?;
+    let message = state
+        .service
+        .send_with_files(to, req.body, attachments)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 

@@ -11,6 +11,7 @@ use crate::state::AppState;
 
 pub(crate) mod contacts;
 pub(crate) mod devices;
+pub(crate) mod files;
 pub(crate) mod groups;
 pub(crate) mod home_relays;
 pub(crate) mod messages;
@@ -94,6 +95,15 @@ pub(crate) fn v1() -> Router<AppState> {
             "/v1/tokens/{id}",
             axum::routing::delete(tokens::revoke_token),
         )
+}
+
+/// Routes whose bodies are streamed: the API's body limit and request timeout do not apply.
+pub(crate) fn streamed() -> Router<AppState> {
+    Router::new()
+        .route("/v1/files", get(files::list).post(files::upload))
+        .route("/v1/files/{id}", get(files::get).delete(files::delete))
+        .route("/v1/files/{id}/status", get(files::status))
+        .route("/v1/files/{id}/download", post(files::download))
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {

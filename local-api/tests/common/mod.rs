@@ -112,6 +112,7 @@ impl FakeNode {
             reached: None,
             delivered_to: None,
             read_by: None,
+            attachments: Vec::new(),
         };
         inner.messages.push(msg.clone());
         msg
@@ -151,6 +152,7 @@ pub fn message_sample(id: &str) -> MessageView {
         reached: None,
         delivered_to: None,
         read_by: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -883,7 +885,10 @@ pub struct DocOp {
     /// `template` with every path parameter set to `x`.
     pub path: String,
     pub auth: DocAuth,
+    /// A JSON request body.
     pub has_body: bool,
+    /// A route whose bodies stream (files): the API's body limit does not apply.
+    pub streamed: bool,
     /// Status (`"404"`) to response object.
     pub responses: serde_json::Map<String, Value>,
 }
@@ -920,7 +925,10 @@ pub fn documented_operations() -> Vec<DocOp> {
                 template: template.clone(),
                 path: concrete_path(template),
                 auth: doc_auth(security, &name),
-                has_body: op.get("requestBody").is_some(),
+                has_body: op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some(),
+                streamed: template.starts_with("/v1/files"),
                 responses: op["responses"].as_object().unwrap().clone(),
             });
         }

@@ -12,11 +12,11 @@ use super::config;
 
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    api: SocketAddr,
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) api: SocketAddr,
     /// Wiped from memory with the client (reqwest's copies in request headers are not).
-    token: Zeroizing<String>,
+    pub(super) token: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for Client {

@@ -14,6 +14,8 @@ pub const API_ADDR_FILE: &str = "api.addr";
 pub const IDENTITY_FILE: &str = "identity.key";
 pub const NODE_KEY_FILE: &str = "node.key";
 pub const DB_DIR: &str = "db";
+/// Where file transfers keep their chunks, beside the database.
+pub const FILES_DIR: &str = "files";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +51,10 @@ pub struct RelayConfig {
     /// frees space, owners' acks and expiry, keeps working. 0 turns the check off. Applies
     /// to personal nodes too.
     pub disk_reserve_bytes: u64,
+    /// Bytes of files senders may leave for one mailbox (for a recipient who was offline).
+    pub file_quota_bytes: u64,
+    /// How long a left file is kept if its recipient does not release it.
+    pub file_retention_secs: u64,
     /// Threads that store, sign and page for the relay; 0 means two per CPU core (a page read
     /// that misses the cache waits for the disk, so one per core leaves cores idle).
     pub threads: usize,
@@ -174,6 +180,8 @@ impl Default for RelayConfig {
             total_max_bytes: 10 * 1024 * 1024 * 1024,
             sync_writes: false,
             disk_reserve_bytes: 256 * 1024 * 1024,
+            file_quota_bytes: 1024 * 1024 * 1024,
+            file_retention_secs: 7 * 24 * 3600,
             threads: 0,
             mesh: Vec::new(),
             require_write_grants: true,
@@ -255,6 +263,11 @@ pub struct Limits {
     /// Messages kept per message request (at most 64 KiB of text); later ones are dropped
     /// until the request is accepted.
     pub max_request_messages: u32,
+    /// Largest file uploaded here or accepted from a contact (default 2 GiB).
+    pub max_file_bytes: u64,
+    /// Files contacts send up to this size are fetched at once; larger ones when an app asks
+    /// (`POST /v1/files/{id}/download`).
+    pub auto_download_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -309,6 +322,8 @@ impl Default for Limits {
             inbound_per_ip_per_sec: 4_000,
             max_message_requests: 256,
             max_request_messages: 20,
+            max_file_bytes: tokenim_crypto::file::DEFAULT_MAX_FILE_SIZE,
+            auto_download_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -154,6 +154,10 @@ impl Groups<'_> {
         self.view(&self.record(&id)?)
     }
 
+    pub(super) fn id_of(&self, id: &str) -> ServiceResult<[u8; 32]> {
+        Ok(self.record(id)?.id)
+    }
+
     pub(super) async fn send_group_message(
         &self,
         id: String,
@@ -176,7 +180,10 @@ impl Groups<'_> {
             .list_messages(Some(&group), query.limit as usize, cursor.as_ref())
             .map_err(store_err)?;
         Ok(MessagePage {
-            messages: messages.iter().map(views::message).collect(),
+            messages: messages
+                .iter()
+                .map(|m| views::with_files(self.store, views::message(m)))
+                .collect(),
             next_cursor: next.map(|c| c.to_string()),
         })
     }

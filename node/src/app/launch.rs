@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::config::{self, Config};
+use super::event_sink::{ApiEvents, EVENT_BUFFER, OFFER_BUFFER};
+use super::keyfile;
 use super::service::Service;
-use super::{keyfile, views};
 use crate::delivery::{self, Delivery, DeliveryHandle};
 use crate::error::NodeError;
-use crate::event::{EventSink, Events, NodeEvent};
+use crate::event::Events;
 use crate::mailbox::{self, Relay, RelayHandle, RelayRoute, SyncContext};
 use crate::metrics::Metrics;
 use crate::net::{self, MailboxSink, NetworkHandle};
@@ -153,6 +154,8 @@ impl RunningNode {
         if let Some(api) = api_task {
             finish(api).await;
         }
+        // Downloads hold the store: they stop (and resume at the next start).
+        service.stop_files();
         drop((service, delivery));
         net.shutdown().await;
         for t in tasks {
@@ -179,6 +182,8 @@ pub struct NodeParts {
     pub transport: net::Transport,
     /// Serve the local HTTP API on `config.api.listen`.
     pub serve_api: bool,
+    /// Where file transfers keep their chunks (`<data dir>/files`); `None`: no files.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 /// Waits for a task to end, aborting it after a grace period.
@@ -218,6 +223,7 @@ pub async fn start(data_dir: &Path, cfg: Config) -> Result<RunningNode, NodeErro
         config: cfg,
         transport: net::Transport::TcpQuic,
         serve_api: true,
+        files_dir: Some(data_dir.join(config::FILES_DIR)),
     })
     .await?;
     if let Some(api) = node.api_addr {
@@ -239,6 +245,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         config: cfg,
         transport,
         serve_api,
+        files_dir,
     } = parts;
     let identity = Arc::new(identity);
     let sessions = Sessions::new(session_policy());
@@ -299,7 +306,12 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     }
 
     let (api_events, _) = broadcast::channel(EVENT_BUFFER);
-    let events = Events::new(ApiEvents(api_events.clone()));
+    let (offers, offered) = tokio::sync::mpsc::channel(OFFER_BUFFER);
+    let events = Events::new(ApiEvents {
+        api: api_events.clone(),
+        offers,
+        store: store.clone(),
+    });
     let configured_relays = cfg
         .network
         .home_relays
@@ -320,7 +332,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         net: net.clone(),
         home: home.clone(),
         events: events.clone(),
-        metrics,
+        metrics: metrics.clone(),
         settings: delivery_settings(&cfg),
         clock: Clock::System,
     });
@@ -335,8 +347,20 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         net: net.clone(),
         identity: identity.clone(),
         ingest: delivery.ingest_weak(),
-        events,
+        events: events.clone(),
     });
+    let files = match files_dir {
+        Some(dir) => Some(super::files::start(
+            &cfg,
+            store.clone(),
+            dir,
+            &net,
+            &events,
+            &metrics,
+            offered,
+        )?),
+        None => None,
+    };
     let tasks = vec![delivery_task, home_task, net_task];
     let service = Arc::new(Service {
         identity: identity.clone(),
@@ -347,6 +371,7 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
         events: api_events,
         registry: Arc::new(registry),
         is_relay: cfg.relay.enabled,
+        files,
     });
 
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
@@ -391,24 +416,6 @@ pub async fn launch(parts: NodeParts) -> Result<RunningNode, NodeError> {
     })
 }
 
-/// Depth of the API's event broadcast; a subscriber further behind is told it lagged.
-const EVENT_BUFFER: usize = 1024;
-
-/// Node events become API events as they are emitted, while an app listens.
-struct ApiEvents(broadcast::Sender<tokenim_api::types::Event>);
-
-impl EventSink for ApiEvents {
-    fn emit(&self, event: NodeEvent) {
-        if self.0.receiver_count() > 0 {
-            let _ = self.0.send(views::event(&event));
-        }
-    }
-
-    fn listening(&self) -> bool {
-        self.0.receiver_count() > 0
-    }
-}
-
 fn delivery_settings(cfg: &Config) -> delivery::Settings {
     delivery::Settings {
         display_name: cfg.display_name.clone(),
@@ -423,6 +430,7 @@ fn delivery_settings(cfg: &Config) -> delivery::Settings {
             max_messages: cfg.limits.max_request_messages,
             ..Default::default()
         },
+        max_file_bytes: cfg.limits.max_file_bytes,
     }
 }
 

@@ -4,15 +4,19 @@
 //! that names `tokenim_api`.
 
 mod client;
+mod client_files;
 mod client_groups;
 pub mod config;
 mod contacts;
 mod devices;
 mod errors;
+mod event_sink;
+mod files;
 mod groups;
 mod keyfile;
 mod launch;
 pub mod logging;
+mod overview;
 mod service;
 mod tokens;
 mod views;

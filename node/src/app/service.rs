@@ -8,13 +8,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokenim_api::types::{
-    ContactView, ConversationView, DeviceListView, Event, GroupEdit, GroupView, HomeRelayView,
-    IdentityView, InviteView, JoinView, LinkHistory, LinkView, MailboxUsageView, MessageMembers,
-    MessagePage, MessageQuery, MessageView, PeerRole, PeerView, RelayStats, RequestView,
+    ContactView, ConversationView, DeviceListView, Event, FileList, FileView, GroupEdit, GroupView,
+    HomeRelayView, IdentityView, InviteView, JoinView, LinkHistory, LinkView, MessageMembers,
+    MessagePage, MessageQuery, MessageView, PeerView, RelayStats, RequestView,
 };
-use tokenim_api::{NodeService, ServiceError, ServiceResult, TokenRecord};
+use tokenim_api::{
+    ByteStream, FileDownload, NodeService, ServiceError, ServiceResult, TokenRecord,
+};
 use tokenim_crypto::{ContactCard, Identity};
-use tokenim_store::{ContactState, Direction, MessageRecord, MessageState, Store};
+use tokenim_store::{Direction, MessageRecord, MessageState, Store};
 use tokio::sync::broadcast;
 
 use super::contacts::Contacts;
@@ -24,9 +26,10 @@ use super::groups::Groups;
 use super::tokens;
 use super::views::{self, parse_address};
 use crate::delivery::{DeliveryHandle, IdentityKey, MessageId};
+use crate::files::Files;
 use crate::mailbox::HomeRelaysHandle;
 use crate::net::NetworkHandle;
-use crate::time::{now_ms, now_secs};
+use crate::time::now_secs;
 
 /// How far back `unread` counts look; older unread messages are not counted.
 const UNREAD_SCAN: usize = 500;
@@ -41,6 +44,8 @@ pub struct Service {
     pub(super) events: broadcast::Sender<Event>,
     pub(super) registry: Arc<Registry>,
     pub(super) is_relay: bool,
+    /// File transfers (none in the simulator).
+    pub(super) files: Option<Files>,
 }
 
 impl std::fmt::Debug for Service {
@@ -66,7 +71,7 @@ impl Service {
         }
     }
 
-    fn contacts(&self) -> Contacts<'_> {
+    pub(super) fn contacts(&self) -> Contacts<'_> {
         Contacts {
             store: &self.store,
             delivery: &self.delivery,
@@ -75,7 +80,7 @@ impl Service {
     }
 
     /// Unread incoming messages among the newest [`UNREAD_SCAN`] of a conversation.
-    fn unread(&self, peer: &[u8; 32]) -> ServiceResult<u32> {
+    pub(super) fn unread(&self, peer: &[u8; 32]) -> ServiceResult<u32> {
         let (recent, _) = self
             .store
             .list_messages(Some(peer), UNREAD_SCAN, None)
@@ -256,37 +261,68 @@ impl NodeService for Service {
     }
 
     fn list_conversations(&self) -> BoxFuture<'_, ServiceResult<Vec<ConversationView>>> {
+        self.conversations_view().boxed()
+    }
+
+    fn send_with_files(
+        &self,
+        to: String,
+        body: String,
+        attachments: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
-            let contacts = self.store.list_contacts().map_err(store_err)?;
-            let mut out = Vec::new();
-            for c in contacts
-                .into_iter()
-                .filter(|c| c.state == ContactState::Accepted)
-            {
-                let (last, _) = self
-                    .store
-                    .list_messages(Some(&c.identity_key), 1, None)
-                    .map_err(store_err)?;
-                let unread = self.unread(&c.identity_key)?;
-                let view = self.contacts().contact_view(&c);
-                out.push(ConversationView {
-                    peer: view.address,
-                    name: view.name,
-                    display_name: view.display_name,
-                    last_message: last.first().map(views::message),
-                    unread,
-                });
-            }
-            out.sort_by_key(|c| {
-                std::cmp::Reverse(
-                    c.last_message
-                        .as_ref()
-                        .map_or(0, |m| m.received_at.unwrap_or(m.sent_at)),
-                )
-            });
-            Ok(out)
+            let contact = self.contacts().resolve(&to)?;
+            let to = Ok(IdentityKey(contact.identity_key));
+            self.send_with_files(to, body, attachments).await
         }
         .boxed()
+    }
+
+    fn send_group_with_files(
+        &self,
+        id: String,
+        body: String,
+        attachments: Vec<String>,
+    ) -> BoxFuture<'_, ServiceResult<MessageView>> {
+        async move {
+            let group = self.groups().id_of(&id)?;
+            self.send_with_files(Err(group), body, attachments).await
+        }
+        .boxed()
+    }
+
+    fn upload_file(
+        &self,
+        name: String,
+        mime: String,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> BoxFuture<'_, ServiceResult<FileView>> {
+        self.upload_file(name, mime, length, body).boxed()
+    }
+
+    fn list_files(&self) -> BoxFuture<'_, ServiceResult<FileList>> {
+        async move { self.list_files() }.boxed()
+    }
+
+    fn get_file(&self, id: String) -> BoxFuture<'_, ServiceResult<FileView>> {
+        async move { self.file_status(&id) }.boxed()
+    }
+
+    fn download_file(&self, id: String) -> BoxFuture<'_, ServiceResult<FileView>> {
+        async move { self.download_file(&id) }.boxed()
+    }
+
+    fn delete_file(&self, id: String) -> BoxFuture<'_, ServiceResult<()>> {
+        async move { self.delete_file(&id) }.boxed()
+    }
+
+    fn read_file(
+        &self,
+        id: String,
+        range: Option<(u64, Option<u64>)>,
+    ) -> BoxFuture<'_, ServiceResult<FileDownload>> {
+        async move { self.read_file(&id, range) }.boxed()
     }
 
     fn send_message(&self, to: String, body: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
@@ -313,7 +349,10 @@ impl NodeService for Service {
                 .list_messages(peer.as_ref(), query.limit as usize, cursor.as_ref())
                 .map_err(store_err)?;
             Ok(MessagePage {
-                messages: messages.iter().map(views::message).collect(),
+                messages: messages
+                    .iter()
+                    .map(|m| views::with_files(&self.store, views::message(m)))
+                    .collect(),
                 next_cursor: next.map(|c| c.to_string()),
             })
         }
@@ -323,7 +362,7 @@ impl NodeService for Service {
     fn get_message(&self, id: String) -> BoxFuture<'_, ServiceResult<MessageView>> {
         async move {
             let (_, m) = self.load_message(&id)?;
-            Ok(views::message(&m))
+            Ok(views::with_files(&self.store, views::message(&m)))
         }
         .boxed()
     }
@@ -361,25 +400,7 @@ impl NodeService for Service {
     }
 
     fn peers(&self) -> BoxFuture<'_, ServiceResult<Vec<PeerView>>> {
-        async move {
-            let info = self
-                .net
-                .info()
-                .await
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-            Ok(info
-                .connected
-                .into_iter()
-                .map(|(peer, addrs)| PeerView {
-                    peer_id: peer.to_string(),
-                    addrs: addrs.iter().map(ToString::to_string).collect(),
-                    role: PeerRole::Unknown,
-                    user_address: None,
-                    connected_at: now_ms(),
-                })
-                .collect())
-        }
-        .boxed()
+        self.peers_view().boxed()
     }
 
     fn subscribe_events(&self) -> broadcast::Receiver<Event> {
@@ -403,28 +424,7 @@ impl NodeService for Service {
     }
 
     fn relay_stats(&self) -> BoxFuture<'_, ServiceResult<RelayStats>> {
-        async move {
-            if !self.is_relay {
-                return Err(ServiceError::NotFound("this node is not a relay".into()));
-            }
-            let stats = self.store.mailbox_stats().map_err(store_err)?;
-            Ok(RelayStats {
-                mailboxes: stats.mailboxes,
-                stored_messages: stats.stored_messages,
-                stored_bytes: stats.stored_bytes,
-                disk_bytes: self.store.disk_usage().map_err(store_err)?,
-                per_mailbox: stats
-                    .per_mailbox
-                    .into_iter()
-                    .map(|(id, u)| MailboxUsageView {
-                        mailbox: hex::encode(id),
-                        messages: u.messages,
-                        bytes: u.bytes,
-                    })
-                    .collect(),
-            })
-        }
-        .boxed()
+        self.relay_stats_view().boxed()
     }
 
     fn home_relays(&self) -> BoxFuture<'_, ServiceResult<Vec<HomeRelayView>>> {

@@ -47,6 +47,41 @@ pub(crate) fn message(m: &MessageRecord) -> api::MessageView {
         reached: (m.group && !incoming).then_some(m.reached),
         delivered_to: (m.group && !incoming).then_some(m.delivered_to),
         read_by: (m.group && !incoming).then_some(m.read_by),
+        attachments: Vec::new(),
+    }
+}
+
+/// `view` with the files its message carries.
+pub(crate) fn with_files(
+    store: &tokenim_store::Store,
+    mut view: api::MessageView,
+) -> api::MessageView {
+    let mut id = [0u8; 16];
+    if hex::decode_to_slice(&view.id, &mut id).is_ok()
+        && let Ok(files) = store.files_of_message(&id)
+    {
+        view.attachments = files.iter().map(file).collect();
+    }
+    view
+}
+
+pub(crate) fn file(f: &tokenim_store::FileRecord) -> api::FileView {
+    api::FileView {
+        id: hex::encode(f.id),
+        name: f.name.clone(),
+        mime: f.mime.clone(),
+        size: f.size,
+        sha256: hex::encode(f.sha256),
+        state: f.state.as_str().to_owned(),
+        direction: if f.outgoing {
+            api::Direction::Outgoing
+        } else {
+            api::Direction::Incoming
+        },
+        done_bytes: crate::files::Files::done_bytes(f),
+        from: (!f.outgoing).then(|| address_of(&f.peer)),
+        message: f.message.map(hex::encode),
+        error: Some(f.error.clone()).filter(|e| !e.is_empty()),
     }
 }
 
@@ -66,8 +101,8 @@ pub(crate) fn members(m: &MessageRecord, rows: &[MemberState]) -> api::MessageMe
 }
 
 /// The API's form of a node event.
-pub(crate) fn event(ev: &NodeEvent) -> Event {
-    match ev {
+pub(crate) fn event(ev: &NodeEvent) -> Option<Event> {
+    Some(match ev {
         NodeEvent::Message(m) => Event::Message {
             message: message(m),
         },
@@ -117,7 +152,20 @@ pub(crate) fn event(ev: &NodeEvent) -> Event {
             relay_peer_id: relay.to_string(),
             drained: *drained,
         },
-    }
+        NodeEvent::FileOffered(_) => return None,
+        NodeEvent::FileProgress { id, done, total } => Event::FileProgress {
+            id: hex::encode(id),
+            done: *done,
+            total: *total,
+        },
+        NodeEvent::FileCompleted(id) => Event::FileCompleted {
+            id: hex::encode(id),
+        },
+        NodeEvent::FileFailed { id, error } => Event::FileFailed {
+            id: hex::encode(id),
+            error: error.clone(),
+        },
+    })
 }
 
 pub(crate) fn home_relay(s: &crate::mailbox::HomeRelayStatus) -> api::HomeRelayView {

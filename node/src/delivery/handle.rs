@@ -22,6 +22,7 @@ pub(super) enum Msg {
     Send {
         to: IdentityKey,
         body: String,
+        attachments: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
     },
     MarkRead {
@@ -59,6 +60,7 @@ pub(super) enum Msg {
     SendGroup {
         group: [u8; 32],
         body: String,
+        attachments: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<MessageRecord, DeliveryError>>,
     },
     Devices {
@@ -112,7 +114,23 @@ impl DeliveryHandle {
         to: IdentityKey,
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
-        self.call(|reply| Msg::Send { to, body, reply }).await
+        self.send_with(to, body, Vec::new()).await
+    }
+
+    /// A text with files: each attachment an encoded manifest of an upload.
+    pub async fn send_with(
+        &self,
+        to: IdentityKey,
+        body: String,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<MessageRecord, DeliveryError> {
+        self.call(|reply| Msg::Send {
+            to,
+            body,
+            attachments,
+            reply,
+        })
+        .await
     }
 
     pub async fn mark_read(&self, id: MessageId) -> Result<MessageRecord, DeliveryError> {
@@ -185,8 +203,23 @@ impl DeliveryHandle {
         group: [u8; 32],
         body: String,
     ) -> Result<MessageRecord, DeliveryError> {
-        self.call(|reply| Msg::SendGroup { group, body, reply })
-            .await
+        self.send_group_with(group, body, Vec::new()).await
+    }
+
+    /// A group text with files.
+    pub async fn send_group_with(
+        &self,
+        group: [u8; 32],
+        body: String,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<MessageRecord, DeliveryError> {
+        self.call(|reply| Msg::SendGroup {
+            group,
+            body,
+            attachments,
+            reply,
+        })
+        .await
     }
 
     /// This node's current contact card as a `tokenim:` URI.

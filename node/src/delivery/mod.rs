@@ -77,6 +77,8 @@ pub(crate) struct Settings {
     /// handshake answers owed to contacts have a bound of their own.
     pub(crate) max_outbox: usize,
     pub(crate) requests: RequestLimits,
+    /// Largest file an attachment may offer.
+    pub(crate) max_file_bytes: u64,
 }
 
 impl Settings {
@@ -253,8 +255,13 @@ impl Delivery {
 
     async fn on_command(&mut self, cmd: Msg) {
         match cmd {
-            Msg::Send { to, body, reply } => {
-                let _ = reply.send(self.send_text(to, body).await);
+            Msg::Send {
+                to,
+                body,
+                attachments,
+                reply,
+            } => {
+                let _ = reply.send(self.send_text(to, body, attachments).await);
             }
             Msg::MarkRead { id, reply } => {
                 let _ = reply.send(self.mark_read(id));
@@ -287,8 +294,13 @@ impl Delivery {
             Msg::JoinGroup { uri, reply } => {
                 let _ = reply.send(self.join_group(uri).await);
             }
-            Msg::SendGroup { group, body, reply } => {
-                let _ = reply.send(self.send_group(group, body));
+            Msg::SendGroup {
+                group,
+                body,
+                attachments,
+                reply,
+            } => {
+                let _ = reply.send(self.send_group(group, body, attachments));
             }
             Msg::MyCard { reply } => {
                 let _ = reply.send(self.my_card().await);

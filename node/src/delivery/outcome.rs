@@ -112,6 +112,7 @@ impl Delivery {
             sender_card: self.cards.mine().unwrap_or_default().to_owned(),
             write_grant: self.grant_for(&peer),
             payload: Vec::new(),
+            attachments: Vec::new(),
         };
         let sealed = self
             .cards

@@ -10,7 +10,9 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
+use super::addr::peer_of;
 use super::handle::NetworkConfig;
 use super::owners::{CircuitAccess, Owners};
 use super::{ip_limits, wire};
@@ -24,6 +26,10 @@ use crate::error::NodeError;
 /// arrive within one shared budget, what each stalled stream still costs is the yamux stream
 /// and its task, and a connection should not hold more of those than an honest peer uses.
 const MAX_STREAMS_PER_CONNECTION: usize = 48;
+
+/// Chunk streams one connection may have open at once: a download keeps a window of 8 in
+/// flight, and a node may serve a few downloads to the same peer.
+const MAX_CHUNK_STREAMS_PER_CONNECTION: usize = 32;
 
 const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tokenim/kad/1.0.0");
 
@@ -41,6 +47,8 @@ pub(crate) struct Behaviour {
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) msg: request_response::Behaviour<wire::Codec>,
+    /// File chunks, on their own protocol (`chunks.rs`).
+    pub(super) chunks: request_response::Behaviour<super::chunks::Codec>,
     pub(super) gossipsub: gossipsub::Behaviour,
     /// Kademlia, only when there is a DHT to join (bootstrap peers) or serve (relays).
     pub(super) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
@@ -172,6 +180,16 @@ fn behaviour(
         )),
         ping: ping::Behaviour::new(ping::Config::new()),
         msg,
+        chunks: request_response::Behaviour::with_codec(
+            super::chunks::Codec,
+            [(
+                super::chunks::PROTOCOL,
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(cfg.request_timeout)
+                .with_max_concurrent_streams(MAX_CHUNK_STREAMS_PER_CONNECTION),
+        ),
         gossipsub: gossipsub_behaviour(&cfg.topics)?,
         kad: Toggle::from(kad),
         mdns: Toggle::from(mdns),
@@ -249,4 +267,32 @@ fn gossipsub_behaviour(topics: &[String]) -> Result<gossipsub::Behaviour, BuildE
     };
     behaviour.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;
     Ok(behaviour)
+}
+
+/// Joins the gossip topics and the DHT the config names.
+pub(super) fn join(swarm: &mut Swarm<Behaviour>, cfg: &NetworkConfig) -> Result<(), NodeError> {
+    for topic in &cfg.topics {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic.clone()))
+            .map_err(|e| NodeError::Network(format!("subscribing to {topic}: {e}")))?;
+    }
+    for addr in &cfg.bootstrap {
+        match peer_of(addr) {
+            Some(peer) => {
+                if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                    kad.add_address(&peer, addr.clone());
+                }
+            }
+            None => warn!(%addr, "bootstrap address lacks /p2p/<peer id>; ignored"),
+        }
+    }
+    if !cfg.bootstrap.is_empty()
+        && let Some(kad) = swarm.behaviour_mut().kad.as_mut()
+        && let Err(e) = kad.bootstrap()
+    {
+        warn!("kademlia bootstrap: {e}");
+    }
+    Ok(())
 }

@@ -29,6 +29,19 @@ pub(crate) trait MailboxSink: Send + Sync + 'static {
     fn peer_disconnected(&self, peer: &PeerId);
 }
 
+/// Serves inbound chunk requests (`/tokenim/chunk`: the node's files service). Called by the
+/// swarm task: it must not block; the answer comes later through the future.
+pub(crate) trait ChunkServer: Send + Sync + 'static {
+    fn serve(
+        &self,
+        peer: PeerId,
+        request: wire::pb::ChunkRequest,
+    ) -> futures::future::BoxFuture<'static, wire::pb::ChunkResponse>;
+}
+
+/// Where the swarm task finds the chunk server, set once the files service runs.
+pub(crate) type ServerSlot = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn ChunkServer>>>;
+
 /// What the network needs to start.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
@@ -108,6 +121,12 @@ pub(crate) enum Command {
         request: wire::Request,
         reply: oneshot::Sender<Result<wire::Response, DeliverError>>,
     },
+    ChunkRequest {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::pb::ChunkRequest,
+        reply: oneshot::Sender<Result<wire::pb::ChunkResponse, DeliverError>>,
+    },
     Info {
         reply: oneshot::Sender<NetInfo>,
     },
@@ -140,10 +159,19 @@ pub enum NetEvent {
     ListenAddrs(Vec<Multiaddr>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetworkHandle {
     pub(super) peer_id: PeerId,
     pub(super) tx: mpsc::Sender<Command>,
+    pub(super) chunk_server: ServerSlot,
+}
+
+impl std::fmt::Debug for NetworkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkHandle")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NetworkHandle {
@@ -151,7 +179,15 @@ impl NetworkHandle {
     #[cfg(test)]
     pub(crate) fn fake(peer_id: PeerId) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
-        (Self { peer_id, tx }, rx)
+        let chunk_server = std::sync::Arc::default();
+        (
+            Self {
+                peer_id,
+                tx,
+                chunk_server,
+            },
+            rx,
+        )
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -176,6 +212,31 @@ impl NetworkHandle {
             .await
             .map_err(|_| DeliverError::ShuttingDown)?;
         rx.await.map_err(|_| DeliverError::ShuttingDown)?
+    }
+
+    /// Asks `peer` for a chunk or a chunk list on `/tokenim/chunk`, dialing `addrs` if needed.
+    pub(crate) async fn chunk_request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: wire::pb::ChunkRequest,
+    ) -> Result<wire::pb::ChunkResponse, DeliverError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ChunkRequest {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| DeliverError::ShuttingDown)?;
+        rx.await.map_err(|_| DeliverError::ShuttingDown)?
+    }
+
+    /// Who answers peers' chunk requests (set once; until then they are told `missing`).
+    pub(crate) fn serve_chunks(&self, server: std::sync::Arc<dyn ChunkServer>) {
+        let _ = self.chunk_server.set(server);
     }
 
     pub async fn info(&self) -> Result<NetInfo, NodeError> {

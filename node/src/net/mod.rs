@@ -6,6 +6,7 @@
 
 mod addr;
 mod behaviour;
+mod chunks;
 mod circuit;
 mod handle;
 mod ip_limits;
@@ -19,7 +20,7 @@ pub(crate) use addr::{is_circuit, is_dialable, peer_of};
 pub use behaviour::{Transport, TransportFactory};
 #[cfg(test)]
 pub(crate) use handle::Command;
-pub(crate) use handle::MailboxSink;
+pub(crate) use handle::{ChunkServer, MailboxSink};
 pub use handle::{DeliverError, NetEvent, NetInfo, NetworkConfig, NetworkHandle};
 pub use ip_limits::IpLimits;
 pub use owners::CircuitAccess;

@@ -10,10 +10,11 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, request_response};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::addr::{is_reachable, peer_of};
+use super::addr::is_reachable;
 use super::behaviour::{Behaviour, BehaviourEvent, OUTSIDER_SCORE, Transport, build_swarm};
+use super::chunks::ChunkTraffic;
 use super::circuit::CircuitListeners;
 use super::handle::{
     Command, DeliverError, MailboxSink, NetEvent, NetInfo, NetworkConfig, NetworkHandle,
@@ -68,29 +69,7 @@ pub(crate) async fn spawn(
             swarm.add_external_address(addr.clone());
         }
     }
-    for topic in &cfg.topics {
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(topic.clone()))
-            .map_err(|e| NodeError::Network(format!("subscribing to {topic}: {e}")))?;
-    }
-    for addr in &cfg.bootstrap {
-        match peer_of(addr) {
-            Some(peer) => {
-                if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
-                    kad.add_address(&peer, addr.clone());
-                }
-            }
-            None => warn!(%addr, "bootstrap address lacks /p2p/<peer id>; ignored"),
-        }
-    }
-    if !cfg.bootstrap.is_empty()
-        && let Some(kad) = swarm.behaviour_mut().kad.as_mut()
-        && let Err(e) = kad.bootstrap()
-    {
-        warn!("kademlia bootstrap: {e}");
-    }
+    super::behaviour::join(&mut swarm, &cfg)?;
     let metrics = libp2p::metrics::Metrics::new(registry);
     let peers = prometheus_client::metrics::gauge::Gauge::default();
     registry.sub_registry_with_prefix("tokenim").register(
@@ -100,6 +79,8 @@ pub(crate) async fn spawn(
     );
     let peer_id = *swarm.local_peer_id();
     let (tx, cmd_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let chunks = ChunkTraffic::default();
+    let chunk_server = chunks.server.clone();
     let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_DEPTH);
     let task = SwarmTask {
         swarm,
@@ -107,6 +88,7 @@ pub(crate) async fn spawn(
         events: ev_tx,
         pending_out: HashMap::new(),
         pending_in: FuturesUnordered::new(),
+        chunks,
         listen_addrs,
         confirm_listen_addrs,
         circuits: CircuitListeners::default(),
@@ -118,7 +100,12 @@ pub(crate) async fn spawn(
         owners,
     };
     let join = tokio::spawn(task.run(cmd_rx));
-    Ok((NetworkHandle { peer_id, tx }, ev_rx, join))
+    let handle = NetworkHandle {
+        peer_id,
+        tx,
+        chunk_server,
+    };
+    Ok((handle, ev_rx, join))
 }
 
 type PendingResponse = futures::future::BoxFuture<
@@ -138,6 +125,7 @@ struct SwarmTask {
         oneshot::Sender<Result<wire::Response, DeliverError>>,
     >,
     pending_in: FuturesUnordered<PendingResponse>,
+    chunks: ChunkTraffic,
     listen_addrs: Vec<Multiaddr>,
     /// Relay without configured external addresses: its listen addresses count as reachable.
     confirm_listen_addrs: bool,
@@ -164,6 +152,9 @@ impl SwarmTask {
                     // Fails only if the peer went away meanwhile; it will retry.
                     let _ = self.swarm.behaviour_mut().msg.send_response(channel, response);
                 }
+                Some((channel, response)) = self.chunks.answering.next(), if !self.chunks.answering.is_empty() => {
+                    let _ = self.swarm.behaviour_mut().chunks.send_response(channel, response);
+                }
             }
         }
         debug!("swarm task stopped");
@@ -183,6 +174,15 @@ impl SwarmTask {
                     .msg
                     .send_request_with_addresses(&peer, request, addrs);
                 self.pending_out.insert(id, reply);
+            }
+            Command::ChunkRequest {
+                peer,
+                addrs,
+                request,
+                reply,
+            } => {
+                let rr = &mut self.swarm.behaviour_mut().chunks;
+                self.chunks.request(rr, peer, addrs, request, reply);
             }
             Command::Info { reply } => {
                 let _ = reply.send(NetInfo {
@@ -320,6 +320,10 @@ impl SwarmTask {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Msg(event) => self.on_msg_event(event),
+            BehaviourEvent::Chunks(event) => {
+                let rr = &mut self.swarm.behaviour_mut().chunks;
+                self.chunks.on_event(rr, event);
+            }
             BehaviourEvent::Identify(event) => {
                 self.metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {

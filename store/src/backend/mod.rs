@@ -47,11 +47,13 @@ pub enum Cf {
     Groups,
     /// Sent group messages: each member's delivery state.
     MemberStates,
+    /// File transfers, a message's attachments, uploads by chunk-list root.
+    Files,
 }
 
 impl Cf {
     /// All column families, in a fixed order.
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Meta,
         Cf::Contacts,
         Cf::Sessions,
@@ -67,6 +69,7 @@ impl Cf {
         Cf::Seen,
         Cf::Groups,
         Cf::MemberStates,
+        Cf::Files,
     ];
 
     /// Name on disk. Never change one: it is part of the on-disk schema.
@@ -87,6 +90,7 @@ impl Cf {
             Cf::Seen => "seen",
             Cf::Groups => "groups",
             Cf::MemberStates => "member_states",
+            Cf::Files => "files",
         }
     }
 

@@ -53,8 +53,16 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
         to: String,
+        /// The text (may be left out when files are attached).
+        #[arg(default_value = "")]
         text: String,
+        /// Attach a file (repeat for several, at most 8).
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<std::path::PathBuf>,
     },
+    /// Files sent and received: list them, save one.
+    #[command(subcommand)]
+    File(FileCmd),
     /// List received and sent messages, newest first.
     Inbox {
         #[command(flatten)]
@@ -345,5 +353,20 @@ pub enum TokenCmd {
         #[command(flatten)]
         client: ClientArgs,
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileCmd {
+    /// Every file, uploaded here or offered by a contact, with its state.
+    List(ClientArgs),
+    /// Save a file (fetching it first if it was not fetched yet).
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        /// Where to write it.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: std::path::PathBuf,
     },
 }

@@ -9,7 +9,8 @@ use tokenim_node::Client;
 use tokenim_node::config::{self, Config};
 
 use cli::{
-    Cli, ClientArgs, Command, ContactCmd, DeviceCmd, GroupCmd, RequestCmd, RunArgs, TokenCmd,
+    Cli, ClientArgs, Command, ContactCmd, DeviceCmd, FileCmd, GroupCmd, RequestCmd, RunArgs,
+    TokenCmd,
 };
 
 mod cli;
@@ -171,7 +172,23 @@ async fn dispatch(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Requests(RequestCmd::Delete { client, address }) => {
             connect(&data_dir, &client)?.delete_request(&address).await
         }
-        Command::Send { client, to, text } => connect(&data_dir, &client)?.send(&to, &text).await,
+        Command::Send {
+            client,
+            to,
+            text,
+            files,
+        } => {
+            let c = connect(&data_dir, &client)?;
+            if files.is_empty() {
+                c.send(&to, &text).await
+            } else {
+                c.send_files(&to, &text, &files).await
+            }
+        }
+        Command::File(FileCmd::List(client)) => connect(&data_dir, &client)?.list_files().await,
+        Command::File(FileCmd::Get { client, id, output }) => {
+            connect(&data_dir, &client)?.get_file(&id, &output).await
+        }
         Command::Inbox {
             client,
             peer,

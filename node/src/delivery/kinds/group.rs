@@ -126,12 +126,18 @@ impl Delivery {
         &mut self,
         group: [u8; 32],
         body: String,
+        attachments: Vec<Vec<u8>>,
     ) -> Result<MessageRecord, DeliveryError> {
         if self.devices.is_linked() {
+            if !attachments.is_empty() {
+                return Err(DeliveryError::NotAllowed(
+                    "files go to groups from the account's first device".into(),
+                ));
+            }
             return self.relay_group_text(group, body);
         }
         let now = self.clock.now_ms();
-        self.send_group_as(group, body, MessageId::random(), now)
+        self.send_group_as(group, body, MessageId::random(), now, attachments)
     }
 
     /// Sends text `id` to `group` (written here, or on a linked device).
@@ -141,6 +147,7 @@ impl Delivery {
         body: String,
         id: MessageId,
         sent_at_ms: u64,
+        attachments: Vec<Vec<u8>>,
     ) -> Result<MessageRecord, DeliveryError> {
         self.own_room()?;
         self.store.ensure_space(body.len() as u64)?;
@@ -152,11 +159,14 @@ impl Delivery {
             id: id.0.to_vec(),
             body: body.clone(),
             sent_at_ms,
-            payload: if body.len() + heads.len() <= tokenim_crypto::MAX_BODY_BYTES {
+            payload: if body.len() + heads.len() + attachments.iter().map(Vec::len).sum::<usize>()
+                <= tokenim_crypto::MAX_BODY_BYTES
+            {
                 heads
             } else {
                 Vec::new()
             },
+            attachments,
             ..InnerMessage::default()
         };
         let now = self.clock.now_secs();
@@ -315,13 +325,15 @@ impl Delivery {
             return wire::Response::rejected(wire::RejectCode::Malformed, "group message");
         };
         let payload = std::mem::take(&mut inner.payload);
+        let attachments = std::mem::take(&mut inner.attachments);
         let Ok(id) = <[u8; 16]>::try_from(inner.id.as_slice()) else {
             return wire::Response::rejected(wire::RejectCode::Malformed, "message id");
         };
         let now_ms = self.clock.now_ms();
         let group_record = g.record(now_ms / 1000);
         let peer = IdentityKey(sender);
-        let mut txn = self.store.txn().put_group(&group_record);
+        let store = self.store.clone();
+        let mut txn = store.txn().put_group(&group_record);
         let seen = inbound.seen.contains(&(peer, MessageId(id)))
             || self.store.is_seen(&sender, &id).unwrap_or(false);
         let inner_is_text = inner.kind == InnerKind::Text as i32;
@@ -349,6 +361,7 @@ impl Delivery {
             txn = txn
                 .put_message(&record)
                 .mark_seen(&sender, &id, now_ms / 1000 + SEEN_TTL_SECS);
+            txn = self.offer_files(peer, Some(&group), id, &attachments, inbound, txn);
             inbound.seen.insert((peer, MessageId(id)));
             self.metrics.messages_received.inc();
             inbound.events.push(NodeEvent::Message(record));

@@ -3,6 +3,7 @@
 
 mod device_sync;
 mod devices;
+mod files;
 mod group;
 mod group_changes;
 mod group_devices;

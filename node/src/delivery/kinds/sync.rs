@@ -110,7 +110,9 @@ impl Delivery {
         }
         if sent.relay && sent.group && !self.devices.is_linked() {
             // A linked device's group text: sent from here for the account.
-            if let Err(e) = self.send_group_as(peer, sent.body, MessageId(id), sent.sent_at_ms) {
+            if let Err(e) =
+                self.send_group_as(peer, sent.body, MessageId(id), sent.sent_at_ms, Vec::new())
+            {
                 debug!(error = %e, "cannot send a linked device's group text");
             }
             return txn;

@@ -21,6 +21,7 @@ impl Delivery {
         &mut self,
         to: IdentityKey,
         body: String,
+        attachments: Vec<Vec<u8>>,
     ) -> Result<MessageRecord, DeliveryError> {
         self.own_room()?;
         match self.standing(&to)?.map(|c| c.state) {
@@ -58,7 +59,10 @@ impl Delivery {
             Vec::new()
         } else {
             Some(self.device_cards_payload())
-                .filter(|p| p.len() + body.len() <= tokenim_crypto::MAX_BODY_BYTES)
+                .filter(|p| {
+                    let attached: usize = attachments.iter().map(Vec::len).sum();
+                    p.len() + body.len() + attached <= tokenim_crypto::MAX_BODY_BYTES
+                })
                 .unwrap_or_default()
         };
         let id = MessageId::random();
@@ -73,6 +77,7 @@ impl Delivery {
             sender_card,
             write_grant,
             payload,
+            attachments,
         };
         let envelope = self.seal(&contact, &inner)?;
         // The same text for each of the contact's other devices, sealed to each.
@@ -141,7 +146,7 @@ impl Delivery {
     pub(in crate::delivery) fn accept_text<'s>(
         &mut self,
         peer: IdentityKey,
-        inner: InnerMessage,
+        mut inner: InnerMessage,
         late: bool,
         via_relay: bool,
         inbound: &mut Inbound<'_>,
@@ -162,6 +167,7 @@ impl Delivery {
             return Ok((txn, true));
         }
         let now = self.clock.now_ms();
+        let attachments = std::mem::take(&mut inner.attachments);
         let record = MessageRecord {
             id: id.0,
             conversation: peer.0,
@@ -197,6 +203,7 @@ impl Delivery {
             return Ok((txn, false));
         }
         let txn = txn.put_message(&record);
+        let txn = self.offer_files(peer, None, id.0, &attachments, inbound, txn);
         self.metrics.messages_received.inc();
         // A message that came through a relay gets an end-to-end delivery receipt.
         if via_relay {

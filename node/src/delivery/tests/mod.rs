@@ -64,6 +64,7 @@ impl Peer {
             sender_card: String::new(),
             write_grant: Vec::new(),
             payload: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -107,6 +108,7 @@ fn settings() -> Settings {
         max_inflight_per_peer: 32,
         max_outbox: 1000,
         requests: RequestLimits::default(),
+        max_file_bytes: tokenim_crypto::file::DEFAULT_MAX_FILE_SIZE,
     }
 }
 
