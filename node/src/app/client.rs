@@ -98,6 +98,11 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("calling the node API at {}", self.api))?;
+        Self::json_or_error(resp).await
+    }
+
+    /// The JSON of a success; the API's error (status, code, message) otherwise.
+    pub(super) async fn json_or_error(resp: reqwest::Response) -> Result<Value> {
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -147,19 +147,4 @@ impl Client {
         println!("{n} bytes written to {}", out.display());
         Ok(())
     }
-
-    async fn json_or_error(resp: reqwest::Response) -> Result<Value> {
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let err = &value["error"];
-            bail!(
-                "{} ({}): {}",
-                status,
-                err["code"].as_str().unwrap_or("?"),
-                err["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
-    }
 }

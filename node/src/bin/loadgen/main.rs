@@ -7,6 +7,8 @@
 //!        process over libp2p)
 //!        tokenim-loadgen --relay-drain 100000   (a recipient process drains its mailbox)
 //!        tokenim-loadgen --group 99 [--group-messages 20]   (a 100-member group)
+//!        tokenim-loadgen --file-mb 1024   (a file direct and through a relay, against a raw
+//!        libp2p stream)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+mod file;
 mod group;
 mod relay;
 
@@ -64,6 +67,13 @@ struct Args {
     /// the next send (all processes share this machine's cores); long, each send is alone.
     #[arg(long, default_value_t = 50)]
     group_pace_ms: u64,
+    /// Instead of the API benchmark: a file of this many MiB, direct and through a relay,
+    /// against a raw libp2p stream.
+    #[arg(long)]
+    file_mb: Option<u64>,
+    /// Internal: the raw-stream baseline's receiving process.
+    #[arg(long, hide = true)]
+    raw_sink: bool,
     /// The `tokenim` binary (default: next to this one).
     #[arg(long)]
     tokenim: Option<PathBuf>,
@@ -174,7 +184,15 @@ async fn main() -> Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("tokenim"),
     };
+    if args.raw_sink {
+        return file::raw_sink().await;
+    }
     let root = std::env::temp_dir().join(format!("tokenim-loadgen-{}", std::process::id()));
+    if let Some(mb) = args.file_mb {
+        let result = file::file_transfer(&bin, &root, mb).await;
+        let _ = std::fs::remove_dir_all(&root);
+        return result;
+    }
     if let Some(n) = args.group {
         let result = group::group(&bin, &root, n, args.group_messages, args.group_pace_ms).await;
         let _ = std::fs::remove_dir_all(&root);
