@@ -296,6 +296,9 @@ pub struct FileView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FileList {
     pub files: Vec<FileView>,
+    /// The largest file this node takes (`limits.max_file_bytes`): apps check it before they
+    /// upload (a larger upload is refused, and the refusal may cut the upload's connection).
+    pub max_file_bytes: u64,
 }
 
 /// Query string of `POST /v1/files`.

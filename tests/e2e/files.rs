@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::groups::{create_hikers, send as send_group};
 use crate::harness::{NodeProc, init, metric, pair, run_ok, tokenim, wait_event};
-use crate::relay::{LOOPBACK, offline_bob, poll_until, relay, stats, wait_stat};
+use crate::relay::{LOOPBACK, edit_config, offline_bob, poll_until, relay, stats, wait_stat};
 
 /// `len` bytes of seeded pseudo-random data (incompressible, reproducible).
 fn write_data(path: &Path, len: usize, seed: u64) -> Result<Vec<u8>> {
@@ -270,6 +270,63 @@ async fn a_file_left_at_the_relay_reaches_the_recipient_after_the_sender_left() 
     )
     .await?;
     for p in [bob, r] {
+        p.stop().await?;
+    }
+    Ok(())
+}
+
+/// A source that serves a wrong chunk is caught by the chunk's id, and the chunk comes from
+/// another source (here the sender's copy is damaged on its disk, the recipient's relay holds
+/// a good one); an upload over the limit is refused before it is stored.
+#[tokio::test]
+async fn a_wrong_chunk_is_refetched_elsewhere_and_an_oversized_upload_is_refused() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r = relay(root.path(), "relay").await?;
+    let (alice, bob_dir, flags) = offline_bob(root.path(), &[&r]).await?;
+    let src = root.path().join("report.pdf");
+    let data = write_data(&src, 3 * 256 * 1024 + 99, 23)?;
+    let id = upload(&alice, &src).await?;
+    alice
+        .client
+        .post(
+            "/messages",
+            json!({ "to": "bob", "body": "the report", "attachments": [id] }),
+        )
+        .await?;
+    wait_stat(&r, "held_files", 1, "the file never reached the relay").await?;
+    // Damage the sender's copy of chunk 0 (asked of the sender first).
+    let enc = alice.dir.join("files").join(format!("{id}.enc"));
+    let mut bytes = std::fs::read(&enc)?;
+    bytes[100] ^= 0xff;
+    std::fs::write(&enc, &bytes)?;
+    let bob = NodeProc::start_with(&bob_dir, LOOPBACK, &flags).await?;
+    let f = attachment(&bob, "the report", None).await?;
+    let status = wait_complete(&bob, f["id"].as_str().context("id")?).await?;
+    assert_eq!(status["sha256"], hex::encode(Sha256::digest(&data)));
+    let refused = metric(&bob, "tokenim_file_chunks_refused_total").await?;
+    assert!(refused >= 1, "the damaged chunk was not noticed");
+
+    // Over the limit: refused, nothing kept.
+    let carol_dir = init(root.path(), "carol")?;
+    edit_config(&carol_dir, |c| c.limits.max_file_bytes = 1024 * 1024)?;
+    let carol = NodeProc::start(&carol_dir, LOOPBACK).await?;
+    let big = root.path().join("big.bin");
+    write_data(&big, 2 * 1024 * 1024, 29)?;
+    let why = carol
+        .client
+        .upload_file(&big)
+        .await
+        .err()
+        .context("an upload over the limit was taken")?;
+    assert!(
+        format!("{why:#}").contains("over the node's file size limit"),
+        "{why:#}"
+    );
+    let files = carol.client.get("/files").await?;
+    assert_eq!(files["files"], json!([]), "{files}");
+    let left = std::fs::read_dir(carol_dir.join("files"))?.count();
+    assert_eq!(left, 0, "an oversized upload left data on disk");
+    for p in [alice, bob, carol, r] {
         p.stop().await?;
     }
     Ok(())

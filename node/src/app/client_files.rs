@@ -43,6 +43,17 @@ impl Client {
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         let len = file.metadata().await?.len();
+        // A refusal may cut the connection mid-body: ask first.
+        let max = self.get("/files").await?["max_file_bytes"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        if len > max {
+            bail!(
+                "{} is {len} bytes, over the node's file size limit of {max} bytes \
+                 (limits.max_file_bytes)",
+                path.display()
+            );
+        }
         let resp = self
             .http
             .post(format!("{}/files", self.base))

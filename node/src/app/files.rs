@@ -101,9 +101,10 @@ impl Service {
     }
 
     pub(super) fn list_files(&self) -> ServiceResult<FileList> {
-        let files = self.files()?.list()?;
+        let service = self.files()?;
         Ok(FileList {
-            files: files.iter().map(views::file).collect(),
+            files: service.list()?.iter().map(views::file).collect(),
+            max_file_bytes: service.settings().max_size,
         })
     }
 
