@@ -181,7 +181,7 @@ fn behaviour(
         ping: ping::Behaviour::new(ping::Config::new()),
         msg,
         chunks: request_response::Behaviour::with_codec(
-            super::chunks::Codec,
+            super::chunks::Codec::new(cfg.relay_role),
             [(
                 super::chunks::PROTOCOL,
                 request_response::ProtocolSupport::Full,

@@ -19,8 +19,11 @@ use super::wire::pb::{ChunkRequest, ChunkResponse, chunk_response};
 
 pub(super) const PROTOCOL: StreamProtocol = StreamProtocol::new("/tokenim/chunk/1.0.0");
 
-/// Largest request: a put of a chunk list (as large as an answer).
-const MAX_REQUEST_BYTES: usize = MAX_RESPONSE_BYTES + 128;
+/// Largest request a relay reads: a put of a chunk list (as large as an answer).
+const MAX_PUT_BYTES: usize = MAX_RESPONSE_BYTES + 128;
+/// Largest request any other node reads (a root and an index): puts are for relays only, so a
+/// peer cannot make a personal node buffer megabytes per stream.
+const MAX_ASK_BYTES: usize = 128;
 /// Largest answer: a chunk list of 2 GiB in 256 KiB chunks is 272 KiB; this allows files of
 /// about 30 GiB at that chunk size (the node's size limit is lower by default).
 pub(super) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -89,8 +92,19 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Codec;
+#[derive(Debug, Clone)]
+pub(crate) struct Codec {
+    max_request: usize,
+}
+
+impl Codec {
+    /// A relay reads puts; other nodes only asks.
+    pub(super) fn new(relay: bool) -> Self {
+        Self {
+            max_request: if relay { MAX_PUT_BYTES } else { MAX_ASK_BYTES },
+        }
+    }
+}
 
 impl request_response::Codec for Codec {
     type Protocol = StreamProtocol;
@@ -101,7 +115,7 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_REQUEST_BYTES).await
+        read_frame(io, self.max_request).await
     }
 
     async fn read_response<T>(
