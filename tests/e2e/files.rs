@@ -293,7 +293,11 @@ async fn a_wrong_chunk_is_refetched_elsewhere_and_an_oversized_upload_is_refused
             json!({ "to": "bob", "body": "the report", "attachments": [id] }),
         )
         .await?;
-    wait_stat(&r, "held_files", 1, "the file never reached the relay").await?;
+    poll_until("the whole file never reached the relay", || async {
+        let s = stats(&r).await?;
+        Ok(s["held_file_bytes"].as_u64() > Some(data.len() as u64))
+    })
+    .await?;
     // Damage the sender's copy of chunk 0 (asked of the sender first).
     let enc = alice.dir.join("files").join(format!("{id}.enc"));
     let mut bytes = std::fs::read(&enc)?;
@@ -326,6 +330,26 @@ async fn a_wrong_chunk_is_refetched_elsewhere_and_an_oversized_upload_is_refused
     assert_eq!(files["files"], json!([]), "{files}");
     let left = std::fs::read_dir(carol_dir.join("files"))?.count();
     assert_eq!(left, 0, "an oversized upload left data on disk");
+    // Offered a file over her limit, Carol lists it as failed, with the reason, and fetches
+    // nothing.
+    alice.befriend("alice", &carol, "carol").await?;
+    let id = upload(&alice, &big).await?;
+    alice
+        .client
+        .post(
+            "/messages",
+            json!({ "to": "carol", "body": "too big for you", "attachments": [id] }),
+        )
+        .await?;
+    let offered = attachment(&carol, "too big for you", None).await?;
+    assert_eq!(offered["state"], "failed", "{offered}");
+    assert!(
+        offered["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("over this node's limit"),
+        "{offered}"
+    );
     for p in [alice, bob, carol, r] {
         p.stop().await?;
     }

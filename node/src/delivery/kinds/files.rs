@@ -46,12 +46,23 @@ impl Delivery {
             .collect();
         let now = self.clock.now_ms();
         for bytes in attachments.iter().take(tokenim_crypto::MAX_ATTACHMENTS) {
-            let manifest = match FileManifest::from_bytes(bytes, self.settings.max_file_bytes) {
+            let manifest = match FileManifest::from_bytes(bytes, u64::MAX) {
                 Ok(m) => m,
                 Err(e) => {
                     debug!(error = %e, "an attachment is refused");
                     continue;
                 }
+            };
+            // Over this node's limit: listed with its message, as failed, never fetched.
+            let max = self.settings.max_file_bytes;
+            let (state, error) = if manifest.size() > max {
+                let why = format!(
+                    "a file of {} bytes is over this node's limit of {max} (limits.max_file_bytes)",
+                    manifest.size()
+                );
+                (FileState::Failed, why)
+            } else {
+                (FileState::Offered, String::new())
             };
             let id: [u8; 16] = rand::random();
             let record = FileRecord {
@@ -63,13 +74,13 @@ impl Delivery {
                 size: manifest.size(),
                 sha256: *manifest.sha256(),
                 root: *manifest.root(),
-                state: FileState::Offered,
+                state,
                 chunks: manifest.chunk_count(),
                 next_chunk: 0,
                 peer: from.0,
                 sources: sources.clone(),
                 message: Some(message),
-                error: String::new(),
+                error,
                 created_at_ms: now,
                 updated_at_ms: now,
             };
