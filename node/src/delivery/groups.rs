@@ -155,7 +155,21 @@ pub(super) struct Groups {
     /// Joins through invite links taken per group in the current minute: a leaked link (or
     /// someone replaying joins with fresh identities) costs at most that many checks.
     joins: HashMap<[u8; 32], (Instant, u32)>,
+    /// Group frames this node sent that a member could not be sent yet (its card had not
+    /// reached this node), by group: sent once the card arrives. Memory only, bounded.
+    unsent: HashMap<[u8; 32], Vec<Unsent>>,
 }
+
+/// A group frame waiting for a member's card.
+#[derive(Debug, Clone)]
+pub(super) struct Unsent {
+    pub(super) member: [u8; 32],
+    pub(super) message: [u8; 16],
+    pub(super) frame: Vec<u8>,
+}
+
+/// Frames kept per group for members without a card; the oldest go first.
+const MAX_UNSENT: usize = 256;
 
 /// Joins a member takes for one group per minute; beyond, they are dropped (the joiner gets
 /// no welcome and may follow the link again later).
@@ -198,6 +212,36 @@ impl Groups {
     pub(super) fn takes_welcome(&self, payload: &[u8]) -> bool {
         welcome_group(payload)
             .is_some_and(|id| self.joining.contains_key(&id) || self.groups.contains_key(&id))
+    }
+
+    pub(super) fn keep_unsent(&mut self, group: [u8; 32], unsent: Unsent) {
+        let list = self.unsent.entry(group).or_default();
+        if list.len() >= MAX_UNSENT {
+            list.remove(0);
+        }
+        list.push(unsent);
+    }
+
+    /// The kept frames of `group` whose member's card is known now (and drops those of
+    /// members who left).
+    pub(super) fn take_sendable(&mut self, group: &[u8; 32]) -> Vec<(Unsent, ContactCard)> {
+        let (Some(list), Some(g)) = (self.unsent.get_mut(group), self.groups.get(group)) else {
+            return Vec::new();
+        };
+        let mut ready = Vec::new();
+        list.retain(|u| {
+            if g.log.role_of(&u.member).is_none() {
+                return false;
+            }
+            match g.card(&u.member) {
+                Some(card) => {
+                    ready.push((u.clone(), card));
+                    false
+                }
+                None => true,
+            }
+        });
+        ready
     }
 
     pub(super) fn ids(&self) -> Vec<[u8; 32]> {

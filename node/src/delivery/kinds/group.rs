@@ -18,7 +18,7 @@ use tracing::debug;
 use super::group_changes::Taken;
 use crate::delivery::Delivery;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::groups::Group;
+use crate::delivery::groups::{Group, Unsent};
 use crate::delivery::ids::{IdentityKey, MessageId, OutboxId};
 use crate::delivery::inbox::Inbound;
 use crate::event::NodeEvent;
@@ -182,8 +182,10 @@ impl Delivery {
             other => DeliveryError::internal(other),
         })?;
         let mut targets = Vec::new();
+        let mut cardless = Vec::new();
         for (member, _) in g.others(&me) {
             let Some(mailbox) = g.card(&member).and_then(|c| c.mailboxes.first().copied()) else {
+                cardless.push(member);
                 continue;
             };
             targets.push((member, Envelope::new(mailbox, frame.clone(), now, ttl)));
@@ -237,10 +239,61 @@ impl Delivery {
             self.schedule.add(outbox_id, at, true);
         }
         self.metrics.outbox_depth.set(self.schedule.len() as i64);
+        for member in cardless {
+            let unsent = Unsent {
+                member,
+                message: id.0,
+                frame: frame.clone(),
+            };
+            self.groups.keep_unsent(group, unsent);
+        }
         self.metrics.messages_sent.inc();
         self.sync_sent(&record, false);
         self.events.emit(NodeEvent::Message(record.clone()));
         Ok(record)
+    }
+
+    /// Sends the frames kept for members whose card has arrived since.
+    fn send_unsent(&mut self, group: &[u8; 32]) {
+        let ready = self.groups.take_sendable(group);
+        if ready.is_empty() {
+            return;
+        }
+        let now = self.clock.now_secs();
+        let ttl = self.settings.message_ttl_secs as u32;
+        let at_ms = self.clock.now_ms();
+        let mut txn = self.store.txn();
+        let mut ids = Vec::new();
+        for (u, card) in ready {
+            let Some(mailbox) = card.mailboxes.first().copied() else {
+                continue;
+            };
+            let envelope = Envelope::new(mailbox, u.frame, now, ttl);
+            let outbox_id = OutboxId::random();
+            let member = IdentityKey(u.member);
+            let queued = MemberState {
+                member: u.member,
+                state: MessageState::Queued,
+                at_ms,
+            };
+            txn = txn
+                .put_member_state(&u.message, &queued)
+                .put_outbox(&self.outbox_record(
+                    outbox_id,
+                    member,
+                    Some(MessageId(u.message)),
+                    &envelope,
+                ));
+            ids.push(outbox_id);
+        }
+        if let Err(e) = txn.commit() {
+            debug!(error = %e, "cannot queue kept group frames");
+            return;
+        }
+        for id in ids {
+            self.schedule.add(id, Instant::now(), true);
+        }
+        self.metrics.outbox_depth.set(self.schedule.len() as i64);
     }
 
     /// A group control message from `peer`: a welcome (from a contact) or a sender key (from a
@@ -275,6 +328,7 @@ impl Delivery {
         };
         match result {
             Ok(Taken::Held(group)) => {
+                self.send_unsent(&group);
                 if kind == InnerKind::GroupSenderKey {
                     self.share_sender_key(&inner.payload);
                 } else {
