@@ -197,3 +197,64 @@ impl Held {
             .unwrap_or((0, 0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokenim_crypto::file::{ChunkList, chunk_id};
+
+    use super::*;
+
+    fn list(chunks: &[&[u8]]) -> ChunkList {
+        ChunkList::new(chunks.iter().map(|c| chunk_id(c)).collect()).expect("list")
+    }
+
+    #[test]
+    fn a_relay_keeps_only_what_hashes_to_its_address_within_the_quota() {
+        let dir = tempfile::tempdir().expect("dir");
+        let limits = HoldLimits {
+            quota: 200,
+            retention_secs: 100,
+        };
+        let held = Held::load(dir.path().to_path_buf(), limits, 0).expect("load");
+        let (a, b) = (vec![1u8; 40], vec![2u8; 40]);
+        let l = list(&[&a, &b]);
+        let (root, m) = (l.root(), [7u8; 32]);
+        assert!(
+            held.put(m, root, Some(0), &a, 0).is_err(),
+            "a chunk before its list"
+        );
+        assert!(
+            held.put(m, [9; 32], None, &l.to_bytes(), 0).is_err(),
+            "a list under another root"
+        );
+        held.put(m, root, None, &l.to_bytes(), 0).expect("list");
+        assert!(
+            held.put(m, root, Some(0), &b, 0).is_err(),
+            "chunk 1's bytes as chunk 0"
+        );
+        assert!(
+            held.put([8; 32], root, Some(0), &a, 0).is_err(),
+            "another mailbox"
+        );
+        held.put(m, root, Some(0), &a, 0).expect("chunk 0");
+        assert_eq!(held.get(&root, Some(0)), Some(a.clone()));
+        assert_eq!(held.get(&root, None), Some(l.to_bytes()));
+        // Held: list (68) and chunks (80); a second file's list fits, its 100-byte chunk not.
+        held.put(m, root, Some(1), &b, 0).expect("chunk 1");
+        let big = vec![3u8; 100];
+        let l2 = list(&[&big]);
+        assert!(
+            held.put(m, l2.root(), None, &l2.to_bytes(), 0).is_ok()
+                && held.put(m, l2.root(), Some(0), &big, 0).is_err(),
+            "over the mailbox's quota"
+        );
+        // Loaded again, it holds the same; released, gone; past retention, swept.
+        drop(held);
+        let held = Held::load(dir.path().to_path_buf(), limits, 1).expect("reload");
+        assert_eq!(held.get(&root, Some(1)), Some(b));
+        assert!(held.release(&root));
+        assert_eq!(held.get(&root, Some(0)), None);
+        held.sweep(1_000);
+        assert_eq!(held.stats(), (0, 0));
+    }
+}
