@@ -80,7 +80,7 @@ impl Default for FileSettings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     #[error("file {0} not found")]
     NotFound(String),
     #[error("{0}")]
