@@ -16,6 +16,8 @@ pub struct Metrics {
     pub envelopes_dropped: Counter,
     pub outbox_depth: Gauge,
     pub relay_queue: Gauge,
+    pub relay_held_files: Gauge,
+    pub relay_held_file_bytes: Gauge,
     pub relay_stored: Counter,
     pub relay_acked: Counter,
     pub relay_expired: Counter,
@@ -150,6 +152,16 @@ impl Metrics {
             "relay_queue",
             "Relay requests and gossip waiting for a relay thread",
             m.relay_queue.clone(),
+        );
+        r.register(
+            "relay_held_files",
+            "Files senders left at this relay for its mailboxes",
+            m.relay_held_files.clone(),
+        );
+        r.register(
+            "relay_held_file_bytes",
+            "Bytes of the files left at this relay",
+            m.relay_held_file_bytes.clone(),
         );
         m
     }

@@ -112,13 +112,13 @@ impl Files {
             Some(chunk_request::Kind::Put(p)) => {
                 let mailbox = put.unwrap_or_default();
                 let index = (!p.list).then_some(p.index);
-                match held.put(mailbox, root, index, &p.data, crate::time::now_secs()) {
-                    Ok(()) => ChunkResponse::done(),
-                    Err(why) => ChunkResponse::missing(why),
-                }
+                let stored = held.put(mailbox, root, index, &p.data, crate::time::now_secs());
+                held_gauges(&held, &metrics);
+                stored.map_or_else(ChunkResponse::missing, |()| ChunkResponse::done())
             }
             Some(chunk_request::Kind::Release(_)) => {
                 held.release(&root);
+                held_gauges(&held, &metrics);
                 ChunkResponse::done()
             }
             None => ChunkResponse::missing("empty request"),
@@ -126,4 +126,11 @@ impl Files {
         .await;
         answer.unwrap_or_else(|_| ChunkResponse::busy("disk task failed"))
     }
+}
+
+/// The relay's held-file gauges, after a change.
+fn held_gauges(held: &super::held::Held, metrics: &crate::metrics::Metrics) {
+    let (files, bytes) = held.stats();
+    metrics.relay_held_files.set(files as i64);
+    metrics.relay_held_file_bytes.set(bytes as i64);
 }
