@@ -218,19 +218,8 @@ impl Delivery {
             .put_group(&group_record);
         let mut ids = Vec::new();
         for (member, envelope) in &targets {
-            let queued = MemberState {
-                member: *member,
-                state: MessageState::Queued,
-                at_ms: sent_at_ms,
-            };
-            txn = txn.put_member_state(&id.0, &queued);
-            let outbox_id = OutboxId::random();
-            txn = txn.put_outbox(&self.outbox_record(
-                outbox_id,
-                IdentityKey(*member),
-                Some(id),
-                envelope,
-            ));
+            let outbox_id;
+            (txn, outbox_id) = self.queue_member_copy(txn, *member, id, envelope, sent_at_ms);
             ids.push(outbox_id);
         }
         txn.commit_durable()?;
@@ -253,6 +242,29 @@ impl Delivery {
         Ok(record)
     }
 
+    /// Adds to `txn` one member's copy of group message `id`: its outbox entry, and the
+    /// member's state `queued`.
+    fn queue_member_copy<'s>(
+        &self,
+        txn: Txn<'s>,
+        member: [u8; 32],
+        id: MessageId,
+        envelope: &Envelope,
+        at_ms: u64,
+    ) -> (Txn<'s>, OutboxId) {
+        let queued = MemberState {
+            member,
+            state: MessageState::Queued,
+            at_ms,
+        };
+        let outbox_id = OutboxId::random();
+        let entry = self.outbox_record(outbox_id, IdentityKey(member), Some(id), envelope);
+        (
+            txn.put_member_state(&id.0, &queued).put_outbox(&entry),
+            outbox_id,
+        )
+    }
+
     /// Sends the frames kept for members whose card has arrived since.
     fn send_unsent(&mut self, group: &[u8; 32]) {
         let ready = self.groups.take_sendable(group);
@@ -269,21 +281,9 @@ impl Delivery {
                 continue;
             };
             let envelope = Envelope::new(mailbox, u.frame, now, ttl);
-            let outbox_id = OutboxId::random();
-            let member = IdentityKey(u.member);
-            let queued = MemberState {
-                member: u.member,
-                state: MessageState::Queued,
-                at_ms,
-            };
-            txn = txn
-                .put_member_state(&u.message, &queued)
-                .put_outbox(&self.outbox_record(
-                    outbox_id,
-                    member,
-                    Some(MessageId(u.message)),
-                    &envelope,
-                ));
+            let outbox_id;
+            (txn, outbox_id) =
+                self.queue_member_copy(txn, u.member, MessageId(u.message), &envelope, at_ms);
             ids.push(outbox_id);
         }
         if let Err(e) = txn.commit() {
